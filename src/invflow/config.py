@@ -1,0 +1,316 @@
+"""Typed configuration: presets shipped as YAML, loaded into dataclasses (DESIGN.md section 8).
+
+A config has three sections, ``data``, ``model`` and ``train``. The ``model`` section's keys
+depend on ``model.family``; each family registers its dataclass in ``MODEL_FAMILIES``.
+Unknown keys and values of the wrong type are ``ValueError``s naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+PRESET_PACKAGE = "invflow.configs"
+
+
+@dataclass
+class DataConfig:
+    """What to train on. ``image_size`` None keeps the data set's native size."""
+
+    dataset: str = "mnist"
+    image_size: int | None = None
+    n_bits: int = 8
+    batch_size: int = 64
+    data_dir: str | None = None
+    num_workers: int = 0
+    augment: bool = False
+    toy_samples: int = 50_000
+
+    def validate(self) -> None:
+        positive(self, "batch_size", "num_workers", "toy_samples", allow_zero=("num_workers",))
+        if not 1 <= self.n_bits <= 8:
+            raise ValueError(f"data.n_bits must be in [1, 8], got {self.n_bits}")
+        if self.image_size is not None:
+            positive(self, "image_size")
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation recipe; counts are optimizer steps."""
+
+    steps: int = 10_000
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    grad_clip: float | None = None
+    weight_decay: float = 0.0
+    seed: int = 0
+    ema_decay: float = 0.999
+    eval_every: int = 1000
+    eval_batches: int | None = None
+    sample_every: int = 1000
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    max_nonfinite: int = 20
+    deterministic: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    n_samples_grid: int = 64
+    sample_temperature: float = 1.0
+
+    def validate(self) -> None:
+        positive(self, "steps", "lr", "eval_every", "sample_every", "checkpoint_every",
+                 "keep_checkpoints", "log_every", "max_nonfinite", "n_samples_grid")
+        if self.warmup_steps < 0:
+            raise ValueError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.grad_clip is not None:
+            positive(self, "grad_clip")
+        if self.eval_batches is not None:
+            positive(self, "eval_batches")
+
+
+MODEL_FAMILIES: dict[str, type] = {}
+
+
+def model_family(name: str):
+    """Class decorator registering a model-config dataclass under ``model.family = name``."""
+
+    def register(cls: type) -> type:
+        MODEL_FAMILIES[name] = cls
+        return cls
+
+    return register
+
+
+@dataclass
+class Config:
+    """A resolved configuration: what ``invflow train`` runs."""
+
+    data: DataConfig
+    model: Any
+    train: TrainConfig
+    name: str = "custom"
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["model"] = {"family": self.family, **dataclasses.asdict(self.model)}
+        return out
+
+    @property
+    def family(self) -> str:
+        for name, cls in MODEL_FAMILIES.items():
+            if type(self.model) is cls:
+                return name
+        raise ValueError(f"model config of type {type(self.model).__name__} is not registered")
+
+
+def positive(obj: Any, *names: str, allow_zero: tuple[str, ...] = ()) -> None:
+    """Raise ``ValueError`` unless each named attribute is > 0 (>= 0 for ``allow_zero``)."""
+    section = getattr(obj, "SECTION", type(obj).__name__.replace("Config", "").lower())
+    for name in names:
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        if value < 0 or (value == 0 and name not in allow_zero):
+            bound = ">= 0" if name in allow_zero else "> 0"
+            raise ValueError(f"{section}.{name} must be {bound}, got {value}")
+
+
+def _ensure_families_registered() -> None:
+    # The model modules register their config dataclasses on import.
+    import invflow.models  # noqa: F401
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped inside the package."""
+    root = resources.files(PRESET_PACKAGE)
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def presets() -> dict[str, str]:
+    """Preset name -> one-line description."""
+    return {name: _read_raw(name).get("description", "") for name in preset_names()}
+
+
+def _read_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{source}: not valid YAML ({err})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{source}: a config must be a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def _read_raw(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The raw mapping of a preset or YAML file, with ``base:`` inheritance resolved."""
+    name = str(name_or_path)
+    if name in seen:
+        raise ValueError(f"config inheritance cycle: {' -> '.join(seen + (name,))}")
+    preset = resources.files(PRESET_PACKAGE) / f"{name}.yaml"
+    if preset.is_file():
+        raw = _read_yaml(preset.read_text(), f"preset {name}")
+    elif name.endswith((".yaml", ".yml")) or "/" in name:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        raw = _read_yaml(path.read_text(), str(path))
+    else:
+        raise ValueError(
+            f"unknown preset {name!r}; `invflow configs` lists the presets "
+            f"(or pass a path to a .yaml file)"
+        )
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    merged = _read_raw(base, seen + (name,))
+    merged.pop("description", None)
+    return _deep_merge(merged, raw)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse a CLI ``section.key=value``; the value is read as YAML (``3``, ``1e-3``, ``true``, ``[1, 2]``)."""
+    if "=" not in text:
+        raise ValueError(f"--set expects section.key=value, got {text!r}")
+    key, _, value = text.partition("=")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        if len(parts) != 2 or parts[0] not in ("data", "model", "train"):
+            raise ValueError(
+                f"config key {dotted!r} must be section.key with section one of data, model, train"
+            )
+        section, key = parts
+        raw.setdefault(section, {})
+        if not isinstance(raw[section], dict):
+            raise ValueError(f"config section {section!r} must be a mapping")
+        raw[section][key] = value
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against a type hint; ints are accepted for floats. Returns the value."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ValueError as err:
+                errors.append(str(err))
+        raise ValueError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{key} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key} must be a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ValueError(f"{key} must be a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported config type {hint!r} for {key}")
+
+
+def build_section(cls: type, raw: dict[str, Any], section: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``raw``; unknown keys and bad types are ``ValueError``s."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"config section {section!r} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown config key {section}.{unknown[0]}; known keys: {', '.join(sorted(names))}"
+        )
+    values = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in raw.items()}
+    obj = cls(**values)
+    obj.validate()
+    return obj
+
+
+def config_from_dict(raw: dict[str, Any], name: str = "custom") -> Config:
+    """Build a validated ``Config`` from a plain mapping (as stored in checkpoints)."""
+    _ensure_families_registered()
+    raw = dict(raw)
+    unknown = sorted(set(raw) - {"data", "model", "train", "name", "description"})
+    if unknown:
+        raise ValueError(f"unknown config section {unknown[0]!r}; sections are data, model, train")
+    model_raw = dict(raw.get("model") or {})
+    family = model_raw.pop("family", None)
+    if family not in MODEL_FAMILIES:
+        raise ValueError(
+            f"model.family must be one of {', '.join(sorted(MODEL_FAMILIES))}, got {family!r}"
+        )
+    return Config(
+        data=build_section(DataConfig, raw.get("data") or {}, "data"),
+        model=build_section(MODEL_FAMILIES[family], model_raw, "model"),
+        train=build_section(TrainConfig, raw.get("train") or {}, "train"),
+        name=str(raw.get("name", name)),
+        description=str(raw.get("description", "")),
+    )
+
+
+def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Load a preset by name (``invflow configs``) or a YAML file, then apply ``section.key`` overrides."""
+    raw = _read_raw(name_or_path)
+    _apply_overrides(raw, overrides or {})
+    name = Path(str(name_or_path)).stem if str(name_or_path).endswith((".yaml", ".yml")) else str(name_or_path)
+    raw.setdefault("name", name)
+    return config_from_dict(raw, name)
+
+
+def dump_config(config: Config) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+__all__ = [
+    "Config", "DataConfig", "TrainConfig", "MODEL_FAMILIES", "model_family", "load_config",
+    "config_from_dict", "presets", "preset_names", "parse_override", "dump_config", "field",
+]

@@ -1,0 +1,1 @@
+"""Presets shipped inside the package: one YAML file per preset (`invflow configs` lists them)."""

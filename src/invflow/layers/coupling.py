@@ -1,0 +1,127 @@
+"""Affine and additive coupling layers (Dinh et al. 2017; Glow, Kingma & Dhariwal 2018, sec. 3.3).
+
+The input is split along dim 1 into ``(x_a, x_b)``; ``x_a`` passes through unchanged and
+conditions the transform of ``x_b``:
+
+- affine:   ``y_b = (x_b + t(x_a)) * s(x_a)``, ``s = sigmoid(h + 2)``, ``log|det| = Σ log s``;
+- additive: ``y_b = x_b + t(x_a)``, ``log|det| = 0``.
+
+Images are ``(B, C, H, W)`` with convolutional conditioners; vectors ``(B, D)`` with MLPs.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from invflow.core.flow import Flow, check_shape, zero_logdet
+
+
+class ZeroConv2d(nn.Conv2d):
+    """A 3x3 convolution initialised to zero, so a coupling starts as the identity (Glow)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size=3, padding=1)
+        nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.bias)
+
+
+def conv_coupling_net(in_channels: int, out_channels: int, hidden_channels: int) -> nn.Module:
+    """Glow's conditioner: 3x3 conv → ReLU → 1x1 conv → ReLU → zero-initialised 3x3 conv."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, hidden_channels, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(hidden_channels, hidden_channels, 1),
+        nn.ReLU(),
+        ZeroConv2d(hidden_channels, out_channels),
+    )
+
+
+def mlp_coupling_net(in_features: int, out_features: int, hidden_features: int) -> nn.Module:
+    """Conditioner for vector data: two hidden ReLU layers, zero-initialised output."""
+    last = nn.Linear(hidden_features, out_features)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(
+        nn.Linear(in_features, hidden_features),
+        nn.ReLU(),
+        nn.Linear(hidden_features, hidden_features),
+        nn.ReLU(),
+        last,
+    )
+
+
+class _Coupling(Flow):
+    """Shared split/merge and input checks; subclasses define the transform of ``x_b``."""
+
+    params_per_dim = 1
+
+    def __init__(self, shape: tuple[int, ...], hidden: int, swap: bool = False) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        channels = self.shape[0]
+        if channels < 2:
+            raise ValueError(f"{type(self).__name__}: needs at least 2 channels, got {channels}")
+        self.swap = swap
+        self.split = channels // 2
+        self.n_a = channels - self.split if swap else self.split
+        n_b = channels - self.n_a
+        out = self.params_per_dim * n_b
+        if len(self.shape) == 1:
+            self.net = mlp_coupling_net(self.n_a, out, hidden)
+        elif len(self.shape) == 3:
+            self.net = conv_coupling_net(self.n_a, out, hidden)
+        else:
+            raise ValueError(f"{type(self).__name__}: shape must be (D,) or (C, H, W), got {shape}")
+
+    def _check(self, x: Tensor, where: str) -> None:
+        check_shape(x, (self.shape[0],) + (None,) * (len(self.shape) - 1), f"{type(self).__name__}.{where}")
+
+    def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        first, second = x[:, : self.split], x[:, self.split :]
+        return (second, first) if self.swap else (first, second)
+
+    def _merge(self, a: Tensor, b: Tensor) -> Tensor:
+        return torch.cat((b, a) if self.swap else (a, b), dim=1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        self._check(x, "forward")
+        a, b = self._split(x)
+        y_b, logdet = self._transform(b, self.net(a))
+        return self._merge(a, y_b), logdet
+
+    def inverse(self, z: Tensor) -> Tensor:
+        self._check(z, "inverse")
+        a, y_b = self._split(z)
+        return self._merge(a, self._inverse_transform(y_b, self.net(a)))
+
+
+class AffineCoupling(_Coupling):
+    """Glow's affine coupling ``y_b = (x_b + t) * sigmoid(h + 2)`` (Kingma & Dhariwal 2018, Table 1)."""
+
+    params_per_dim = 2
+
+    @staticmethod
+    def _shift_scale(h: Tensor) -> tuple[Tensor, Tensor]:
+        # Channels interleave (shift, pre-scale) so the two halves of the output conv are balanced.
+        shift, raw = h[:, 0::2], h[:, 1::2]
+        return shift, F.logsigmoid(raw + 2.0)
+
+    def _transform(self, b: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        shift, log_scale = self._shift_scale(h)
+        y = (b + shift) * torch.exp(log_scale)
+        return y, log_scale.reshape(b.shape[0], -1).sum(dim=1)
+
+    def _inverse_transform(self, y: Tensor, h: Tensor) -> Tensor:
+        shift, log_scale = self._shift_scale(h)
+        return y * torch.exp(-log_scale) - shift
+
+
+class AdditiveCoupling(_Coupling):
+    """Volume-preserving coupling ``y_b = x_b + t(x_a)`` (NICE, Dinh et al. 2015)."""
+
+    def _transform(self, b: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        return b + h, zero_logdet(b)
+
+    def _inverse_transform(self, y: Tensor, h: Tensor) -> Tensor:
+        return y - h

@@ -1,0 +1,28 @@
+"""Uniform dequantization of integer images (DESIGN.md section 3)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def check_integer_images(x_int: Tensor, n_bits: int) -> None:
+    """Raise ``ValueError`` unless ``x_int`` holds integers in ``[0, 2^n_bits)``."""
+    if not isinstance(n_bits, int) or not 1 <= n_bits <= 16:
+        raise ValueError(f"n_bits must be an integer in [1, 16], got {n_bits!r}")
+    if x_int.dtype.is_floating_point or x_int.dtype.is_complex or x_int.dtype == torch.bool:
+        raise ValueError(
+            f"expected integer images (uint8/int) in [0, {2**n_bits}), got dtype {x_int.dtype}; "
+            "pass the raw integer pixels, not floats"
+        )
+    if x_int.numel() and (int(x_int.min()) < 0 or int(x_int.max()) >= 2**n_bits):
+        raise ValueError(
+            f"integer images must lie in [0, {2**n_bits}) for n_bits={n_bits}, "
+            f"got values in [{int(x_int.min())}, {int(x_int.max())}]"
+        )
+
+
+def dequantize(x_int: Tensor, n_bits: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Uniform dequantization ``x = (x_int + u) / 2^n_bits``, ``u ~ U[0,1)`` (DESIGN.md section 3)."""
+    check_integer_images(x_int, n_bits)
+    x = x_int.to(dtype)
+    return (x + torch.rand_like(x)) / 2**n_bits

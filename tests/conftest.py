@@ -1,0 +1,25 @@
+"""Shared test fixtures: the tests directory on sys.path (for the harness), the real data dir."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TESTS_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS_DIR))
+
+SHARED_DATA = TESTS_DIR.parent.parent / "shared" / "data"
+MNIST_DIR = SHARED_DATA / "mnist"
+
+torch.set_num_threads(int(os.environ.get("INVFLOW_TEST_THREADS", "2")))
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    """The real MNIST files beside the project (``../shared/data/mnist``); skips if absent."""
+    if not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"real MNIST not found at {MNIST_DIR} (the ../shared/data beside the project)")
+    return MNIST_DIR
