@@ -1,0 +1,68 @@
+"""Invertible 1x1 convolution, plain and LU-decomposed (Glow, Kingma & Dhariwal 2018, sec. 3.2).
+
+``y_ij = W x_ij`` at every pixel, ``log|det| = H·W·log|det W|``. The LU form
+``W = P L (U + diag(sign(s)·exp(log|s|)))`` makes ``log|det W| = Σ log|s|`` cost O(c).
+On vectors (``vector=True``) the same map is an invertible linear layer with ``H·W = 1``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from invflow.core.flow import Flow, check_shape
+
+
+class InvConv1x1(Flow):
+    """Channel mixing by an invertible ``c x c`` matrix, initialised to a random rotation."""
+
+    def __init__(self, channels: int, lu: bool = True, vector: bool = False) -> None:
+        super().__init__()
+        self.channels = channels
+        self.lu = lu
+        self.vector = vector
+        w0 = torch.linalg.qr(torch.randn(channels, channels))[0]
+        if lu:
+            p, lower, upper = torch.linalg.lu(w0)
+            s = torch.diagonal(upper)
+            self.register_buffer("perm", p)
+            self.register_buffer("sign_s", torch.sign(s))
+            self.register_buffer("lower_mask", torch.tril(torch.ones(channels, channels), -1))
+            self.lower = nn.Parameter(lower)
+            self.upper = nn.Parameter(torch.triu(upper, 1))
+            self.log_s = nn.Parameter(torch.log(s.abs()))
+        else:
+            self.weight = nn.Parameter(w0)
+
+    def matrix(self) -> Tensor:
+        """The ``c x c`` matrix ``W``."""
+        if not self.lu:
+            return self.weight
+        eye = torch.eye(self.channels, dtype=self.log_s.dtype, device=self.log_s.device)
+        lower = self.lower * self.lower_mask + eye
+        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_s * torch.exp(self.log_s))
+        return self.perm @ lower @ upper
+
+    def log_abs_det(self) -> Tensor:
+        """``log|det W|``."""
+        if self.lu:
+            return self.log_s.sum()
+        return torch.linalg.slogdet(self.weight).logabsdet
+
+    def _mix(self, x: Tensor, w: Tensor) -> Tensor:
+        if self.vector:
+            return x @ w.T
+        return F.conv2d(x, w.view(self.channels, self.channels, 1, 1))
+
+    def _expected(self) -> tuple[int | None, ...]:
+        return (self.channels,) if self.vector else (self.channels, None, None)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        check_shape(x, self._expected(), "InvConv1x1.forward")
+        pixels = 1 if self.vector else x.shape[2] * x.shape[3]
+        logdet = (pixels * self.log_abs_det()).to(x.dtype).expand(x.shape[0])
+        return self._mix(x, self.matrix()), logdet
+
+    def inverse(self, z: Tensor) -> Tensor:
+        check_shape(z, self._expected(), "InvConv1x1.inverse")
+        return self._mix(z, torch.linalg.inv(self.matrix()))

@@ -1,0 +1,42 @@
+"""Logit transform of dequantized images (RealNVP, Dinh et al. 2017, sec. 4.1; Chen et al. 2019, app. E).
+
+``s = logit(α + (1 − 2α)·x)`` for ``x`` in [0, 1], with
+``log|ds/dx| = log(1 − 2α) − log p − log(1 − p)``, ``p = α + (1 − 2α)x``, per dimension.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from invflow.core.flow import Flow, check_shape
+
+
+class LogitTransform(Flow):
+    """Map [0, 1]-valued data to the real line; ``alpha`` keeps the logit away from ±∞."""
+
+    def __init__(self, shape: tuple[int, ...], alpha: float = 1e-5) -> None:
+        super().__init__()
+        if not 0.0 <= alpha < 0.5:
+            raise ValueError(f"LogitTransform: alpha must be in [0, 0.5), got {alpha}")
+        self.shape = tuple(shape)
+        self.alpha = alpha
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        check_shape(x, self.shape, "LogitTransform.forward")
+        if not torch.compiler.is_compiling() and x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ValueError(
+                f"LogitTransform.forward: inputs must be dequantized images in [0, 1], "
+                f"got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]"
+            )
+        p = self.alpha + (1 - 2 * self.alpha) * x
+        s = torch.log(p) - torch.log1p(-p)
+        # log p + log(1 - p) = -softplus(-s) - softplus(s), stable for p near 0 or 1.
+        elementwise = math.log(1 - 2 * self.alpha) + F.softplus(-s) + F.softplus(s)
+        return s, elementwise.reshape(x.shape[0], -1).sum(dim=1)
+
+    def inverse(self, z: Tensor) -> Tensor:
+        check_shape(z, self.shape, "LogitTransform.inverse")
+        return (torch.sigmoid(z) - self.alpha) / (1 - 2 * self.alpha)

@@ -1,0 +1,66 @@
+"""Multi-scale factor-out with a learned conditional Gaussian prior (RealNVP sec. 3.6; Glow sec. 3).
+
+At a split, ``x = (x_1, x_2)`` along channels; ``x_2`` is factored out with the prior
+``p(x_2 | x_1) = N(μ(x_1), diag σ(x_1)²)``. We write that prior as an affine flow onto a standard
+normal, ``ε_2 = (x_2 − μ(x_1)) / σ(x_1)`` with ``log|det| = −Σ log σ(x_1)``, so that
+``log p(x) = log N(z; 0, I) + logdet`` holds for the whole model (DESIGN.md section 8).
+``x_1`` continues through the ``inner`` flow, which must return flat ``(B, n)`` latents.
+The output is ``z = [flatten(ε_2), inner(x_1)]``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from invflow.core.flow import Flow, check_image
+from invflow.layers.coupling import ZeroConv2d
+
+
+class FactorOut(Flow):
+    """Factor out half the channels of ``(C, H, W)`` through a learned conditional Gaussian."""
+
+    def __init__(self, shape: tuple[int, int, int], inner: Flow, learn_prior: bool = True) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+        c, h, w = self.shape
+        if c < 2:
+            raise ValueError(f"FactorOut: needs at least 2 channels, got {c}")
+        self.kept = c - c // 2
+        self.factored = c // 2
+        self.n_factored = self.factored * h * w
+        self.inner = inner
+        self.prior_net = ZeroConv2d(self.kept, 2 * self.factored) if learn_prior else None
+
+    def _mean_log_std(self, x1: Tensor) -> tuple[Tensor, Tensor]:
+        if self.prior_net is None:
+            zeros = x1.new_zeros(x1.shape[0], self.factored, *x1.shape[2:])
+            return zeros, zeros
+        h = self.prior_net(x1)
+        return h[:, 0::2], h[:, 1::2]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        check_image(x, self.shape[0], "FactorOut.forward")
+        if tuple(x.shape[2:]) != self.shape[1:]:
+            raise ValueError(f"FactorOut.forward: expected spatial size {self.shape[1:]}, got {tuple(x.shape[2:])}")
+        x1, x2 = x[:, : self.kept], x[:, self.kept :]
+        mean, log_std = self._mean_log_std(x1)
+        eps = (x2 - mean) * torch.exp(-log_std)
+        z_inner, logdet = self.inner(x1)
+        logdet = logdet - log_std.reshape(x.shape[0], -1).sum(dim=1)
+        return torch.cat([eps.reshape(x.shape[0], -1), z_inner], dim=1), logdet
+
+    def inverse(self, z: Tensor) -> Tensor:
+        if z.dim() != 2 or z.shape[1] != self.n_factored + self.inner_dims:
+            raise ValueError(
+                f"FactorOut.inverse: expected flat latents (B, {self.n_factored + self.inner_dims}), got {tuple(z.shape)}"
+            )
+        eps = z[:, : self.n_factored].reshape(z.shape[0], self.factored, *self.shape[1:])
+        x1 = self.inner.inverse(z[:, self.n_factored :])
+        mean, log_std = self._mean_log_std(x1)
+        return torch.cat([x1, mean + torch.exp(log_std) * eps], dim=1)
+
+    @property
+    def inner_dims(self) -> int:
+        return self.kept * math.prod(self.shape[1:])
