@@ -22,8 +22,14 @@ def _spline(*args, **kwargs) -> SplineCoupling:
 CASES = [
     LayerCase("spline-coupling-image-6x10", lambda: _spline((4, 6, 10), hidden=8), (4, 6, 10)),
     LayerCase(
-        "spline-coupling-odd-channels", lambda: _spline((3, 5, 4), hidden=8, swap=True, bins=5, tail_bound=1.5), (3, 5, 4)
+        "spline-coupling-odd-channels",
+        lambda: _spline((3, 5, 4), hidden=8, swap=True, bins=5, tail_bound=1.5),
+        (3, 5, 4),
     ),
     LayerCase("spline-coupling-vector", lambda: _spline((3,), hidden=16), (3,)),
-    LayerCase("spline-coupling-vector-one-bin", lambda: _spline((2,), hidden=16, swap=True, bins=1, tail_bound=1.0), (2,)),
+    LayerCase(
+        "spline-coupling-vector-one-bin",
+        lambda: _spline((2,), hidden=16, swap=True, bins=1, tail_bound=1.0),
+        (2,),
+    ),
 ]

@@ -1,4 +1,4 @@
-"""MaCow: masked convolutional couplings (Ma, Kong, Zhang & Hovy 2019, sec. 3.1–3.2).
+"""MaCow: masked convolutional couplings (Ma, Kong, Zhang & Hovy 2019, "Masked convolutional flows").
 
 A masked convolutional coupling transforms *every* pixel of the image with an affine map whose
 shift and scale are computed from the pixels strictly before it in one spatial direction:
@@ -7,9 +7,9 @@ shift and scale are computed from the pixels strictly before it in one spatial d
 
 where ``x_{<i}`` are the ``k_h`` preceding rows in a window ``k_w`` columns wide centred on
 column ``j`` (all channels). The Jacobian is block triangular in the row order with diagonal
-blocks, so ``log|det| = Σ log s`` (MaCow eq. (3)). A MaCow unit stacks four such couplings
-whose directions alternate top→bottom, bottom→top, left→right and right→left, so every pixel
-can eventually depend on its whole neighbourhood.
+blocks, so ``log|det| = Σ log s``. A MaCow unit stacks four such couplings whose directions
+alternate top→bottom, bottom→top, left→right and right→left, so every pixel can eventually
+depend on its whole neighbourhood.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ DIRECTIONS = ("down", "up", "right", "left")
 
 
 class MaskedConvCoupling(Flow):
-    """One masked convolutional coupling of MaCow (Ma et al. 2019, eq. (3)) along one direction.
+    """One masked convolutional coupling of MaCow (Ma et al. 2019) along one direction: the map above.
 
     ``direction`` names where the conditioning context comes from: ``"down"`` (top→bottom, each
     row conditioned on the rows above), ``"up"`` (bottom→top), ``"right"`` (left→right, each
@@ -41,7 +41,9 @@ class MaskedConvCoupling(Flow):
     the channels and the other spatial axis.
     """
 
-    def __init__(self, channels: int, hidden: int, kernel_size: tuple[int, int] = (2, 3), direction: str = "down") -> None:
+    def __init__(
+        self, channels: int, hidden: int, kernel_size: tuple[int, int] = (2, 3), direction: str = "down"
+    ) -> None:
         super().__init__()
         if direction not in DIRECTIONS:
             raise ValueError(f"MaskedConvCoupling: direction must be one of {DIRECTIONS}, got {direction!r}")
@@ -81,7 +83,7 @@ class MaskedConvCoupling(Flow):
         return h[:, 0::2], F.logsigmoid(h[:, 1::2] + 2.0)
 
     def _causal_window(self, x: Tensor) -> Tensor:
-        """All rows but the last, with ``k_h`` zero rows on top: row ``i`` of the output sees rows ``i − k_h … i − 1``."""
+        """All rows but the last below ``k_h`` zero rows: output row ``i`` sees rows ``i − k_h … i − 1``."""
         return F.pad(x[:, :, :-1], (0, 0, self.kernel_size[0], 0))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -111,7 +113,7 @@ class MaskedConvCoupling(Flow):
 class MaCowUnit(SequentialFlow):
     """A MaCow unit: four masked convolutional couplings, top→bottom, bottom→top, left→right, right→left.
 
-    Ma et al. 2019, sec. 3.2; usable in a Glow step in place of the affine coupling. The
+    Ma et al. 2019; usable in a Glow step in place of the affine coupling. The
     log-det is the sum of the four ``Σ log s`` terms; the inverse runs the four row/column
     solves backwards, ``2H + 2W`` sequential steps in all (see ``MaskedConvCoupling``).
     """

@@ -2,8 +2,8 @@
 
 Inside ``[-B, B]`` each element is mapped by a monotone rational-quadratic spline with ``K``
 bins whose knots ``(x_k, y_k)`` and knot derivatives ``δ_k`` come from unconstrained
-parameters; outside it the map is the identity ("linear tails", paper sec. 3.1), so the
-boundary derivatives are fixed to 1 and the spline is C¹ at ``±B``.
+parameters; outside it the map is the identity (the paper's linear tails), so the boundary
+derivatives are fixed to 1 and the map is C¹ at ``±B``.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from invflow.layers.coupling import _Coupling
 
 
 def bin_knots(unnormalized: Tensor, tail_bound: float, min_size: float) -> Tensor:
-    """Knot positions ``-B = x_0 < … < x_K = B`` from unconstrained bin sizes (Durkan et al. 2019, sec. 3.1).
+    """Knot positions ``-B = x_0 < … < x_K = B`` from unconstrained bin sizes (Durkan et al. 2019).
 
     Sizes are ``min_size + (1 − K·min_size)·softmax(θ)`` as fractions of ``2B``, so every bin is
     at least ``2B·min_size`` wide; returns shape ``(..., K + 1)``.
@@ -71,8 +71,8 @@ def rational_quadratic_spline(
 
         ``g(x) = y_k + h_k [s_k ξ² + δ_k ξ(1−ξ)] / [s_k + (δ_{k+1} + δ_k − 2 s_k) ξ(1−ξ)]``,
 
-    its derivative is eq. (5), and the inverse solves the quadratic of appendix A, eqs. (6)–(8),
-    with the cancellation-free root ``ξ = 2c / (−b − √(b² − 4ac))``.
+    its derivative is eq. (5), and the inverse solves the quadratic ``aξ² + bξ + c = 0`` of
+    appendix A with the cancellation-free root ``ξ = 2c / (−b − √(b² − 4ac))``.
 
     Returns ``(outputs, logabsdet)``, both of shape ``S``: ``logabsdet`` is ``log g'(x)`` of the
     forward map at the input for ``inverse=False`` and ``−log g'(x)`` at the output
@@ -134,7 +134,7 @@ def rational_quadratic_spline(
 class SplineCoupling(_Coupling):
     """Coupling ``y_b = g_θ(x_b)`` with ``θ = NN(x_a)`` a rational-quadratic spline per element.
 
-    Durkan et al. 2019, sec. 3.2 (RQ-NSF (C)): ``log|det| = Σ log g'(x_b)`` (eq. (5)). The
+    Durkan et al. 2019, RQ-NSF (C): ``log|det| = Σ log g'(x_b)`` (eq. (5)). The
     conditioner emits ``3K − 1`` parameters per transformed element (``K`` widths, ``K``
     heights, ``K − 1`` interior derivatives); its zero-initialised output makes the layer
     start as the identity. Works for images ``(C, H, W)`` and vectors ``(D,)``.
