@@ -1,0 +1,84 @@
+"""A folder of PNG/JPEG images (CelebA-HQ, LSUN exported as images), searched recursively.
+
+Each image is converted to RGB, center-cropped to a square and resized with Pillow's bilinear
+filter (antialiased when downsampling). The split is deterministic and needs no hashing: the
+files sorted by relative path, the last tenth is ``test``, the rest ``train``. There are no
+labels (all zeros, one class).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
+TEST_FRACTION_DENOMINATOR = 10  # the last 1/10 of the sorted files is the test split
+
+
+def list_images(root: Path) -> list[Path]:
+    """PNG/JPEG files under ``root`` (recursively), sorted by their path relative to ``root``."""
+    files = (p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def split_files(files: list[Path], split: str) -> list[Path]:
+    """The ``split`` part of the sorted file list: the last tenth is ``test``, the rest ``train``."""
+    n_test = len(files) // TEST_FRACTION_DENOMINATOR
+    return files[len(files) - n_test:] if split == "test" else files[:len(files) - n_test]
+
+
+def read_square_image(path: Path, size: int | None) -> np.ndarray:
+    """``path`` as RGB, center-cropped to a square, resized to ``size`` if given: uint8 (3, s, s)."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ValueError(f"cannot read image {path} ({err}); remove or replace it") from err
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    image = image.crop((left, top, left + side, top + side))
+    if size is not None and side != size:
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image).transpose(2, 0, 1)
+
+
+def load_folder(split: str, data_dir: str | None,
+                image_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Images of ``split`` as uint8 ``(N, 3, s, s)``, zero labels and one class.
+
+    ``image_size`` None keeps the images' own (square-cropped) size, which must then be the same
+    for every image.
+    """
+    if data_dir is None:
+        raise ValueError("dataset 'folder' needs data_dir: a folder of PNG/JPEG images")
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} not found; set data_dir to a folder of PNG/JPEG images")
+    files = list_images(root)
+    if not files:
+        raise ValueError(f"no PNG/JPEG images found under {root}; set data_dir to an image folder")
+    chosen = split_files(files, split)
+    if not chosen:
+        raise ValueError(
+            f"{root} has {len(files)} images, too few for a test split (the last "
+            f"1/{TEST_FRACTION_DENOMINATOR} of the sorted files); add at least "
+            f"{TEST_FRACTION_DENOMINATOR} images"
+        )
+    images: np.ndarray | None = None
+    for i, path in enumerate(tqdm(chosen, desc=f"reading {root.name}", unit="img",
+                                  disable=not sys.stderr.isatty())):
+        pixels = read_square_image(path, image_size)
+        if images is None:
+            images = np.empty((len(chosen),) + pixels.shape, dtype=np.uint8)
+        elif pixels.shape != images.shape[1:]:
+            raise ValueError(
+                f"{path} is {pixels.shape[-1]}px square after cropping, the first image "
+                f"{images.shape[-1]}px; set image_size so that all images are resized"
+            )
+        images[i] = pixels
+    return torch.from_numpy(images), torch.zeros(len(chosen), dtype=torch.int64), 1
