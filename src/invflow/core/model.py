@@ -35,6 +35,18 @@ class FlowModel(nn.Module):
         z, logdet = self.flow(x)
         return self.prior.log_prob(z) + logdet
 
+    def after_optimizer_step(self) -> None:
+        """Hook the training loop calls after each optimizer step: layers holding state derived
+        from the weights (e.g. power-iteration vectors) update it in their own
+        ``after_optimizer_step``."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "after_optimizer_step"):
+                module.after_optimizer_step()
+
+    def training_stats(self) -> dict[str, float]:
+        """Extra numbers for the training log (e.g. log-det estimator variance); none by default."""
+        return {}
+
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:
         """``n`` samples ``f^{-1}(z)``, ``z ~ N(0, temperature^2 I)``, in the space of ``log_prob``."""

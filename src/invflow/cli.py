@@ -1,0 +1,123 @@
+"""The ``invflow`` command line (DESIGN.md section 7).
+
+Errors a user can fix (unknown preset or key, bad value, missing file, bad checkpoint) print
+one line and exit with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from invflow.config import load_config, parse_override, presets
+from invflow.train.checkpoint import CheckpointError
+
+EXIT_USAGE = 2
+
+
+def _overrides(items: list[str]) -> dict:
+    return dict(parse_override(item) for item in items)
+
+
+def cmd_configs(args: argparse.Namespace) -> int:
+    table = presets()
+    width = max(map(len, table)) if table else 0
+    for name, description in table.items():
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from invflow.train.loop import train
+
+    overrides = _overrides(args.set)
+    if args.data_dir:
+        overrides["data.data_dir"] = args.data_dir
+    config = load_config(args.preset, overrides)
+    out = args.out or str(Path("runs") / config.name)
+    result = train(config, out, resume=args.resume, progress=None)
+    print(f"finished {config.name} at step {result.step} in {result.seconds:.0f}s: "
+          f"train {result.metric} {result.train_value:.4f}, "
+          f"test {result.metric} {result.test_value:.4f} ± {result.test_stderr:.4f}")
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from invflow.api import load_checkpoint
+    from invflow.train.evaluate import evaluate, held_out_batches, load_split, make_objective
+    from invflow.train.loop import select_device
+    from invflow.models import is_toy
+
+    model, config = load_checkpoint(args.run, ema=not args.no_ema)
+    device = select_device(args.device)
+    model.to(device)
+    data = None if is_toy(config.data) else load_split(config, args.split, args.data_dir)
+    batches = held_out_batches(config, data, args.batches)
+    result = evaluate(model, make_objective(config), batches, device, seed=args.seed)
+    weights = "raw" if args.no_ema else "EMA"
+    print(f"{config.name} ({weights} weights, {args.split} split): {result}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from invflow.api import load_checkpoint
+    from invflow.train.sampling import write_samples
+
+    model, config = load_checkpoint(args.run)
+    out = Path(args.output) if args.output else Path(args.run if Path(args.run).is_dir() else ".") / "sample.png"
+    write_samples(model, config, out, args.n, args.temperature, seed=args.seed)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="invflow", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("configs", help="list presets").set_defaults(func=cmd_configs)
+
+    p = sub.add_parser("train", help="train a preset or YAML config")
+    p.add_argument("preset", help="preset name (see `invflow configs`) or path to a .yaml file")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key")
+    p.add_argument("--data-dir", help="directory holding the data files")
+    p.add_argument("--out", help="run directory (default runs/<preset>)")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run directory or checkpoint")
+    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+    p.add_argument("--batches", type=int, default=None, help="evaluate only this many batches")
+    p.add_argument("--data-dir", help="directory holding the data files")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0, help="seed of the dequantization noise")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("sample", help="write a PNG of samples from a run directory or checkpoint")
+    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("-n", type=int, default=64, help="number of samples")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("-o", "--output", help="PNG path (default RUN/sample.png)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, CheckpointError) as err:
+        print(f"invflow: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("invflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The run directory (DESIGN.md section 6): config, environment, metrics, checkpoints, samples."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from invflow.config import Config, config_from_dict, dump_config
+from invflow.train.checkpoint import CheckpointError, latest_good_checkpoint, load_checkpoint_file
+
+
+class RunDir:
+    """Paths of one training run."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.checkpoints = self.root / "checkpoints"
+        self.samples = self.root / "samples"
+        self.metrics = self.root / "metrics.jsonl"
+        self.config = self.root / "config.yaml"
+
+    def create(self) -> None:
+        """Create the directories, with a clear error when the location is not writable."""
+        try:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+            self.samples.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ValueError(f"cannot create run directory {self.root}: {err.strerror}") from None
+        if not os.access(self.root, os.W_OK):
+            raise ValueError(f"run directory {self.root} is not writable")
+
+    def write_config(self, config: Config) -> None:
+        self.config.write_text(dump_config(config))
+        env = {"invflow": _version(), "torch": torch.__version__, "python": sys.version.split()[0],
+               "platform": platform.platform(), "threads": torch.get_num_threads(), "argv": sys.argv}
+        (self.root / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
+
+
+def _version() -> str:
+    from invflow import __version__
+
+    return __version__
+
+
+def comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a config that must match for a checkpoint to belong to a model."""
+    return {"data": {k: v for k, v in config_dict["data"].items() if k not in ("data_dir", "num_workers")},
+            "model": config_dict["model"]}
+
+
+def check_same_model(saved: dict[str, Any], config: Config, where: Path) -> None:
+    """Raise ``CheckpointError`` if a checkpoint was written for a different model or data."""
+    want, got = comparable(config.to_dict()), comparable(saved)
+    for section in ("data", "model"):
+        for key in sorted(set(want[section]) | set(got[section])):
+            if want[section].get(key) != got[section].get(key):
+                raise CheckpointError(
+                    f"{where}: checkpoint is from another model ({saved.get('name', '?')}): "
+                    f"{section}.{key} is {got[section].get(key)!r} there, {want[section].get(key)!r} here"
+                )
+
+
+def resolve_checkpoint(path_or_run: str | Path) -> tuple[dict[str, Any], Path]:
+    """Load the checkpoint at a file path or the newest good one of a run directory."""
+    path = Path(path_or_run)
+    if path.is_dir():
+        found = latest_good_checkpoint(RunDir(path).checkpoints)
+        if found is None:
+            raise FileNotFoundError(f"no checkpoint in run directory {path}")
+        return found
+    return load_checkpoint_file(path), path
+
+
+def checkpoint_config(state: dict[str, Any], where: Path) -> Config:
+    """The config stored in a checkpoint, validated."""
+    if "config" not in state or "model" not in state:
+        raise CheckpointError(f"{where}: checkpoint lacks its config or model weights")
+    return config_from_dict(state["config"])

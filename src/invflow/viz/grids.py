@@ -1,0 +1,35 @@
+"""Image grids written as PNG with Pillow."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+
+def image_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> np.ndarray:
+    """Tile ``(N, C, H, W)`` images with values in [0, 1] into one ``uint8`` array (H', W', C)."""
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"image_grid: expected (N, 1 or 3, H, W) images, got {tuple(images.shape)}")
+    n, c, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    ncol = math.ceil(n / nrow)
+    grid = torch.ones(c, ncol * (h + padding) + padding, nrow * (w + padding) + padding)
+    pixels = images.detach().float().cpu().nan_to_num(0.5).clamp(0, 1)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + q * (w + padding)
+        grid[:, top : top + h, left : left + w] = pixels[i]
+    array = (grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return array[..., 0] if c == 1 else array
+
+
+def save_image_grid(images: Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    """Write ``images`` (values in [0, 1]) as a PNG grid; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image_grid(images, nrow)).save(path)
+    return path
