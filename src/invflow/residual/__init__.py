@@ -1,0 +1,23 @@
+"""Residual flows (Chen et al. 2019): Lipschitz layers, log-det estimators, invertible blocks."""
+from invflow.residual.activations import LipSwish
+from invflow.residual.iresblock import InvertibleResidualBlock, fixed_point_inverse
+from invflow.residual.lipschitz import (
+    LearnedNormOrder,
+    SpectralNormConv2d,
+    SpectralNormLinear,
+    update_lipschitz,
+)
+from invflow.residual.nets import conv_residual_net, mlp_residual_net, parse_norm_orders
+
+__all__ = [
+    "InvertibleResidualBlock",
+    "LearnedNormOrder",
+    "LipSwish",
+    "SpectralNormConv2d",
+    "SpectralNormLinear",
+    "conv_residual_net",
+    "fixed_point_inverse",
+    "mlp_residual_net",
+    "parse_norm_orders",
+    "update_lipschitz",
+]

@@ -1,0 +1,109 @@
+"""The residual functions ``g`` of Residual Flows (Chen et al. 2019, sec. 6 and appendix E):
+Lipschitz-constrained conv and MLP nets with LipSwish activations and per-hidden-state norm
+orders (appendix D)."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from torch import nn
+
+from invflow.residual.activations import LipSwish
+from invflow.residual.lipschitz import LearnedNormOrder, SpectralNormConv2d, SpectralNormLinear
+
+NormOrders = str | float | Sequence[float] | None
+
+
+def parse_norm_orders(norm_orders: NormOrders, n_layers: int) -> list[float]:
+    """The ``n_layers + 1`` orders ``p_0 -> p_1 -> … -> p_n`` of a chain of ``n_layers`` maps.
+
+    Accepts ``None`` (all 2), one order for all, a string of digits / ``"f"`` (∞) such as
+    ``"2222"`` or ``"f"``, or a sequence of numbers. The input and output orders must agree
+    (``p_0 = p_n``): the contraction ``Lip(g) < 1`` must hold in one norm.
+    """
+    if norm_orders is None:
+        orders = [2.0]
+    elif isinstance(norm_orders, str):
+        try:
+            orders = [math.inf if c == "f" else float(c) for c in norm_orders]
+        except ValueError:
+            raise ValueError(f"norm_orders string may hold digits and 'f' (for ∞), got {norm_orders!r}") from None
+    elif isinstance(norm_orders, float | int):
+        orders = [float(norm_orders)]
+    else:
+        orders = [float(p) for p in norm_orders]
+    if len(orders) == 1:
+        orders = orders * (n_layers + 1)
+    if len(orders) != n_layers + 1:
+        raise ValueError(f"norm_orders: expected 1 or {n_layers + 1} orders for {n_layers} layers, got {len(orders)}")
+    if any(p < 1 for p in orders):
+        raise ValueError(f"norm_orders must all be >= 1, got {orders}")
+    if orders[0] != orders[-1]:
+        raise ValueError(f"norm_orders: input order {orders[0]} must equal output order {orders[-1]}")
+    return orders
+
+
+def _chain_orders(norm_orders: NormOrders, n_layers: int, learn: bool) -> list[float | LearnedNormOrder]:
+    """Per-layer boundary orders; learned ones are shared modules (the output reuses the input's)."""
+    orders = parse_norm_orders(norm_orders, n_layers)
+    if not learn:
+        return list(orders)
+    learned: list[float | LearnedNormOrder] = [LearnedNormOrder(p) for p in orders[:-1]]
+    return learned + [learned[0]]
+
+
+def conv_residual_net(
+    channels: int,
+    hidden: int,
+    coeff: float = 0.98,
+    norm_orders: NormOrders = None,
+    learn_norm_orders: bool = False,
+    kernel_size: int = 3,
+    tol: float = 1e-4,
+    max_iterations: int = 200,
+) -> nn.Sequential:
+    """LipSwish → 3x3 conv → LipSwish → 1x1 conv → LipSwish → 3x3 conv (Chen et al. 2019,
+    appendix E); each conv operator has induced norm ≤ ``coeff``, so ``Lip(g) ≤ coeff³``.
+
+    ``norm_orders``: 4 orders (input, two hidden states, output = input), see
+    :func:`parse_norm_orders`; ``learn_norm_orders`` learns them in (1.5, 2.5).
+    """
+    p = _chain_orders(norm_orders, 3, learn_norm_orders)
+    common = {"coeff": coeff, "tol": tol, "max_iterations": max_iterations}
+    return nn.Sequential(
+        LipSwish(),
+        SpectralNormConv2d(channels, hidden, kernel_size, domain=p[0], codomain=p[1], **common),
+        LipSwish(),
+        SpectralNormConv2d(hidden, hidden, 1, domain=p[1], codomain=p[2], **common),
+        LipSwish(),
+        SpectralNormConv2d(hidden, channels, kernel_size, domain=p[2], codomain=p[3], **common),
+    )
+
+
+def mlp_residual_net(
+    dim: int,
+    hidden: int,
+    n_hidden: int = 3,
+    coeff: float = 0.98,
+    norm_orders: NormOrders = None,
+    learn_norm_orders: bool = False,
+    tol: float = 1e-4,
+    max_iterations: int = 200,
+) -> nn.Sequential:
+    """Linear → (LipSwish → Linear) × ``n_hidden`` for vector data (the 2D experiments of
+    Chen et al. 2019, appendix D): ``n_hidden`` hidden states of width ``hidden``,
+    ``n_hidden + 1`` linear maps each with induced norm ≤ ``coeff``, ``n_hidden + 2`` orders."""
+    if n_hidden < 1:
+        raise ValueError(f"n_hidden must be >= 1, got {n_hidden}")
+    p = _chain_orders(norm_orders, n_hidden + 1, learn_norm_orders)
+    widths = [dim] + [hidden] * n_hidden + [dim]
+    layers: list[nn.Module] = []
+    for i in range(n_hidden + 1):
+        if i:
+            layers.append(LipSwish())
+        layers.append(
+            SpectralNormLinear(
+                widths[i], widths[i + 1], coeff=coeff, domain=p[i], codomain=p[i + 1], tol=tol, max_iterations=max_iterations
+            )
+        )
+    return nn.Sequential(*layers)
