@@ -9,7 +9,9 @@ reshaped kernel.
 ``σ`` comes from :func:`~invflow.residual.induced_norm.closed_form_norm` when the orders allow
 (``p = 1`` or ``q = ∞``: exact, no state); otherwise from the power-iteration vector ``u``
 (a buffer, saved in ``state_dict``): ``σ = ||A u||_q / ||u||_p``, differentiable in the weight
-and in learned orders. ``u`` is refined by adaptive power iteration — until the relative
+and in learned orders. That is exact at convergence for ``2->2``; for other finite orders the
+generalized power method reaches a local maximum, as in the paper, so ``σ`` is a lower bound.
+An ∞ domain is only allowed with an ∞ codomain (closed form). ``u`` is refined by adaptive power iteration — until the relative
 change of ``σ`` is below ``tol``, at most ``max_iterations`` steps —
 
 - by :func:`update_lipschitz` (call it after each optimizer step), and
@@ -73,6 +75,10 @@ class _InducedNormMixin:
         for order in (domain, codomain):
             if isinstance(order, float | int) and order < 1:
                 raise ValueError(f"norm orders must be >= 1, got {order}")
+        if isinstance(domain, float | int) and math.isinf(domain) and not (isinstance(codomain, float | int) and math.isinf(codomain)):
+            # ||A||_{∞->q}, q < ∞, is NP-hard (∞->1 is the cut norm): the power method stalls at
+            # local maxima far below it, so the bound would not hold. ∞->∞ is exact.
+            raise ValueError(f"an ∞-norm domain needs an ∞-norm codomain, got codomain order {codomain}")
         self.coeff = coeff
         self.domain = domain
         self.codomain = codomain
