@@ -36,7 +36,7 @@ def serve_mirror(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], s
     def serve(folder: Path) -> str:
         handler = functools.partial(_QuietHandler, directory=str(folder))
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         url = f"http://127.0.0.1:{server.server_address[1]}"
         monkeypatch.setenv("INVFLOW_DATA_MIRROR", url)

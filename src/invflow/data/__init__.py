@@ -46,7 +46,9 @@ class ImageData:
 def _check_arguments(dataset: str, split: str, image_size: int | None, n_bits: int) -> None:
     if dataset not in IMAGE_DATASETS:
         hint = " (toy sets are drawn with sample_toy2d)" if dataset in TOY_DATASETS else ""
-        raise ValueError(f"unknown image data set {dataset!r}{hint}; choose one of {', '.join(IMAGE_DATASETS)}")
+        raise ValueError(
+            f"unknown image data set {dataset!r}{hint}; choose one of {', '.join(IMAGE_DATASETS)}"
+        )
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)

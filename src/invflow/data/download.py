@@ -79,6 +79,7 @@ def download_verified(url: str, dest: Path, algorithm: str, expected: str, gunzi
         with os.fdopen(fd, "wb") as out:
             _fetch(url, out, dest.name)
         verify_checksum(tmp, dest.name, algorithm, expected, gunzip)
+        tmp.chmod(0o644)  # mkstemp makes it private; a cache may be shared
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -58,7 +58,9 @@ def load_folder(split: str, data_dir: str | None,
         raise ValueError("dataset 'folder' needs data_dir: a folder of PNG/JPEG images")
     root = Path(data_dir).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} not found; set data_dir to a folder of PNG/JPEG images")
+        raise FileNotFoundError(
+            f"image folder {root} not found; set data_dir to a folder of PNG/JPEG images"
+        )
     files = list_images(root)
     if not files:
         raise ValueError(f"no PNG/JPEG images found under {root}; set data_dir to an image folder")
