@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -197,6 +197,12 @@ def parse_override(text: str) -> tuple[str, Any]:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError:
         parsed = value
+    if isinstance(parsed, str):
+        # YAML 1.1 reads "1e-3" (no dot) as a string; users mean a number.
+        try:
+            parsed = float(parsed)
+        except ValueError:
+            pass
     return key.strip(), parsed
 
 
@@ -239,6 +245,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ValueError(f"{key} must be a list, got {value!r}")
         return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{key} must be a number, got {value!r}")
         return float(value)
@@ -312,5 +323,5 @@ def dump_config(config: Config) -> str:
 
 __all__ = [
     "Config", "DataConfig", "TrainConfig", "MODEL_FAMILIES", "model_family", "load_config",
-    "config_from_dict", "presets", "preset_names", "parse_override", "dump_config", "field",
+    "config_from_dict", "presets", "preset_names", "parse_override", "dump_config",
 ]

@@ -25,6 +25,11 @@ class StandardNormal(nn.Module):
         # A buffer so that `sample` follows the module's device and dtype.
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype the model works in (follows ``.double()`` / ``.to()``)."""
+        return self._anchor.dtype
+
     def log_prob(self, z: Tensor) -> Tensor:
         if tuple(z.shape[1:]) != self.event_shape:
             raise ValueError(

@@ -58,7 +58,7 @@ class FlowModel(nn.Module):
         ``x = (x_int + u) / K`` with ``u ~ U[0,1)^D``, ``K = 2^n_bits``, and
         ``bpd = (-log p(x) + D log K) / (D ln 2)``.
         """
-        x = dequantize(x_int, n_bits)
+        x = dequantize(x_int, n_bits, dtype=self.prior.dtype)
         return nats_to_bits_per_dim(self.log_prob(x), self.dims, n_bits)
 
 
