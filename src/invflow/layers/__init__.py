@@ -1,0 +1,21 @@
+"""Flow layers under the names of their concept (DESIGN.md section 8)."""
+from invflow.layers.actnorm import ActNorm
+from invflow.layers.coupling import AdditiveCoupling, AffineCoupling
+from invflow.layers.dequantize import dequantize
+from invflow.layers.emerging import EmergingConv
+from invflow.layers.invconv import InvConv1x1
+from invflow.layers.logit import LogitTransform
+from invflow.layers.macow import MaCowUnit, MaskedConvCoupling
+from invflow.layers.periodic import PeriodicConv
+from invflow.layers.spline import SplineCoupling, rational_quadratic_spline
+from invflow.layers.split import FactorOut
+from invflow.layers.squeeze import Squeeze
+from invflow.layers.woodbury import (ChannelWoodbury, HeightWoodbury, MEWoodbury, SpatialWoodbury,
+                                     WidthWoodbury, WoodburyMixing)
+
+__all__ = [
+    "ActNorm", "AdditiveCoupling", "AffineCoupling", "ChannelWoodbury", "EmergingConv", "FactorOut",
+    "HeightWoodbury", "InvConv1x1", "LogitTransform", "MEWoodbury", "MaCowUnit", "MaskedConvCoupling",
+    "PeriodicConv", "SpatialWoodbury", "SplineCoupling", "Squeeze", "WidthWoodbury", "WoodburyMixing",
+    "dequantize", "rational_quadratic_spline",
+]
