@@ -16,36 +16,26 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
-import sys
 import time
-import weakref
 from pathlib import Path
 from typing import Callable
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
+from common import RESULTS, PeakTensorMemory, environment, print_environment, write_results
 
 from invflow.core.flow import Flow
 from invflow.layers.emerging import EmergingConv
+from invflow.layers.invconv import InvConv1x1
 from invflow.layers.periodic import PeriodicConv
 from invflow.layers.woodbury import MEWoodbury, WoodburyMixing
 
-RESULTS = Path(__file__).resolve().parent / "results"
 LATENT_CHANNEL, LATENT_SPATIAL = 8, 16  # fixed d, so Woodbury's growth in c·hw is visible
 
 
 def layer_factories() -> dict[str, Callable[[int, int], Flow]]:
-    """Builders ``(channels, size) -> layer``; the 1x1 reference only if ``invconv`` exists."""
-    layers: dict[str, Callable[[int, int], Flow]] = {}
-    try:
-        from invflow.layers.invconv import InvConv1x1
-
-        layers["1x1-lu"] = lambda c, s: InvConv1x1(c, lu=True)
-    except ImportError:
-        print("note: invflow.layers.invconv not found, 1x1 reference skipped", file=sys.stderr)
+    """Builders ``(channels, size) -> layer``, the 1x1 LU convolution being the reference."""
+    layers: dict[str, Callable[[int, int], Flow]] = {"1x1-lu": lambda c, s: InvConv1x1(c, lu=True)}
     layers["emerging-3x3"] = lambda c, s: EmergingConv(c, 3)
     layers["periodic-3x3"] = lambda c, s: PeriodicConv(c, s, s, 3)
     layers["woodbury"] = lambda c, s: WoodburyMixing(c, s, s, LATENT_CHANNEL, LATENT_SPATIAL)
@@ -61,31 +51,6 @@ COMPLEXITY: dict[str, tuple[str, Callable[[int, int], float]]] = {
     "woodbury": ("O(dcn)", lambda c, n: LATENT_SPATIAL * c * n),
     "me-woodbury": ("O(dcn)", lambda c, n: LATENT_SPATIAL * c * n),
 }
-
-
-class PeakTensorMemory(TorchDispatchMode):
-    """Peak bytes of live tensor storage created inside the mode (views and in-place ops share it)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = 0
-        self.peak = 0
-        self._seen: set[int] = set()
-
-    def _free(self, ptr: int, nbytes: int) -> None:
-        self._seen.discard(ptr)
-        self.live -= nbytes
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in self._seen:
-                ptr, nbytes = t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()
-                self._seen.add(ptr)
-                self.live += nbytes
-                self.peak = max(self.peak, self.live)
-                weakref.finalize(t, self._free, ptr, nbytes)
-        return out
 
 
 def make_pass(layer: Flow, x: torch.Tensor, name: str) -> Callable[[], None]:
@@ -224,17 +189,12 @@ def main() -> None:
     if args.quick:
         args.sizes, args.repeats = [s for s in args.sizes if s <= 32], 1
     torch.set_num_threads(args.threads)
-    meta = {
-        "torch": torch.__version__, "device": f"cpu ({platform.processor() or platform.machine()})",
-        "threads": torch.get_num_threads(), "batch": args.batch, "repeats": args.repeats,
-        "latent": {"channel": LATENT_CHANNEL, "spatial/height/width": LATENT_SPATIAL},
-        "command": "python " + " ".join(sys.argv),
-    }
-    print(" | ".join(f"{k}: {v}" for k, v in meta.items()))
+    meta = environment("cpu", batch=args.batch, repeats=args.repeats,
+                       latent={"channel": LATENT_CHANNEL, "spatial/height/width": LATENT_SPATIAL})
+    print_environment(meta)
     rows = run(args)
     meta["growth_exponent_time_vs_hw"] = growth_exponents(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "results": rows}, indent=1))
+    write_results(args.out, meta, rows)
     plot(rows, args.channels, args.out.with_suffix(".png"))
     print_table(rows)
     print("growth exponents (slope of log time vs log hw):")
