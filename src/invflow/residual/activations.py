@@ -1,4 +1,4 @@
-"""LipSwish, the 1-Lipschitz activation of Residual Flows (Chen et al. 2019, eq. (9))."""
+"""LipSwish, the 1-Lipschitz activation of Residual Flows (Chen et al. 2019, sec. 3.3)."""
 from __future__ import annotations
 
 import math
@@ -13,7 +13,7 @@ SWISH_LIPSCHITZ_BOUND = 1.1
 
 
 class LipSwish(nn.Module):
-    """``x · sigmoid(βx) / 1.1`` with learned ``β = softplus(ρ) > 0`` (Chen et al. 2019, eq. (9)).
+    """``x · sigmoid(βx) / 1.1`` with learned ``β = softplus(ρ) > 0`` (Chen et al. 2019, sec. 3.3).
 
     ``beta`` sets the initial β (default 1; Swish with β = 1 is SiLU).
     """

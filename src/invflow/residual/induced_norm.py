@@ -10,7 +10,7 @@ For ``A: (R^n, ||.||_p) -> (R^m, ||.||_q)`` the induced norm is
   convolution the columns and rows of the operator are (cropped) copies of the kernel, so
   these are per-kernel-slice norms, exact once the image is at least as large as the kernel
   and an upper bound below that.
-- otherwise the **generalized power method** (Boyd 1974; Higham 1992), eq. (D.1) of the
+- otherwise the **generalized power method** (Boyd 1974; Higham 1992) of the
   paper: ``x <- dual_{p*}(A^T dual_q(A x))``. For ``p = q = 2`` it is ordinary power
   iteration and converges to the spectral norm; for other orders it converges to a local
   maximiser, so its value is a lower bound (as in the paper).
@@ -83,7 +83,7 @@ def normalize(x: Tensor, p: Order) -> Tensor:
 
 
 def power_iteration_step(u: Tensor, forward: Operator, adjoint: Operator, p: Order, q: Order) -> Tensor:
-    """One generalized power step ``u <- dual_{p*}(A^T dual_q(A u))`` (Higham 1992, alg. 3.1).
+    """One generalized power step ``u <- dual_{p*}(A^T dual_q(A u))`` (Higham 1992).
 
     ``u`` has unit p-norm before and after; ``||A u||_q`` does not decrease.
     """

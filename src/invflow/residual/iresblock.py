@@ -64,14 +64,14 @@ class InvertibleResidualBlock(Flow):
     Log-det (``logdet``):
 
     - ``"exact"``: full Jacobian and ``slogdet``, in training and eval (small inputs only);
-    - ``"unbiased"``: Russian-roulette power series, eqs. (6)–(7): ``n_exact_terms`` terms always,
+    - ``"unbiased"``: Russian-roulette power series (Theorem 1): ``n_exact_terms`` terms always,
       then ``N ~ n_dist`` more (``geometric`` with ``p = n_dist_param`` (default 0.5),
       ``poisson`` with rate ``n_dist_param`` (default 2), or ``fixed``: no tail, a *biased*
       truncation for ablations and benchmarks), averaged over ``n_samples`` Hutchinson probes
       (``gaussian`` or ``rademacher``).
 
     Gradient of an ``unbiased`` estimate (``gradient``): ``"backprop"`` through the series
-    (memory linear in the number of terms) or ``"neumann"`` (eq. (8), memory constant); with
+    (memory linear in the number of terms) or ``"neumann"`` (Theorem 2, memory constant); with
     ``backward_in_forward`` (default) the Neumann gradient is computed inside the forward and
     applied in backward, which requires the loss to weight samples' log-densities equally. In
     every case the returned value is the estimate itself, an unbiased estimate of the log-det.

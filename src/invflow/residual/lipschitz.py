@@ -176,7 +176,7 @@ class _InducedNormMixin:
 
 
 class SpectralNormLinear(_InducedNormMixin, nn.Linear):
-    """``y = W̃ x + b`` with ``||W̃||_{p->q} <= coeff`` (Chen et al. 2019, eq. (D.1))."""
+    """``y = W̃ x + b`` with ``||W̃||_{p->q} <= coeff`` (Chen et al. 2019, appendix D)."""
 
     def __init__(
         self,

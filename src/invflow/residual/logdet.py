@@ -4,10 +4,10 @@ Pure tensor maths on a graph ``gx = g(x)`` (``x`` requires grad); every function
 value per sample, shape ``(B,)``.
 
 - :func:`exact_logdet`: the full Jacobian by autograd, then ``slogdet`` (small inputs).
-- :func:`power_series_logdet`: ``Σ_k c_k (-1)^{k+1}/k · vᵀ J^k v`` (eq. (6) with Hutchinson's
-  trace estimator and the Russian-roulette weights ``c_k`` of eq. (7)); backprop through it
+- :func:`power_series_logdet`: ``Σ_k c_k (-1)^{k+1}/k · vᵀ J^k v`` (Theorem 1: Hutchinson's
+  trace estimator and the Russian-roulette weights ``c_k``); backprop through it
   keeps ``k`` vector-Jacobian graphs alive, memory linear in the number of terms.
-- :func:`neumann_logdet`: the same value, and the Neumann-series gradient (eq. (8),
+- :func:`neumann_logdet`: the same value, and the Neumann-series gradient (Theorem 2,
   appendix C): ``∂ log det(I+J) = tr((I+J)^{-1} ∂J) ≈ Σ_{k>=1} c_k (-1)^{k+1} vᵀ J^{k-1} (∂J) v``,
   obtained from one differentiable vector-Jacobian product, memory constant in the terms.
 
@@ -52,7 +52,7 @@ def sample_roulette_length(n_dist: str, param: float) -> int:
 
 
 def roulette_weights(n_exact_terms: int, n_extra: int, n_dist: str, param: float) -> list[float]:
-    """``c_k = 1 / P(N >= k - n_exact_terms)`` for ``k = 1 … n_exact_terms + n_extra`` (eq. (7)):
+    """``c_k = 1 / P(N >= k - n_exact_terms)`` for ``k = 1 … n_exact_terms + n_extra`` (Theorem 1):
     the first ``n_exact_terms`` always computed with weight 1, the tail reweighted so that the
     truncated series is an unbiased estimate of the infinite one."""
     return [1.0 / roulette_survival(n_dist, param, k - n_exact_terms) for k in range(1, n_exact_terms + n_extra + 1)]
@@ -87,7 +87,7 @@ def exact_logdet(gx: Tensor, x: Tensor, create_graph: bool = False) -> Tensor:
 
 
 def power_series_logdet(gx: Tensor, x: Tensor, v: Tensor, weights: list[float], create_graph: bool) -> Tensor:
-    """``Σ_k weights[k-1] · (-1)^{k+1}/k · vᵀ J^k v`` (Chen et al. 2019, eqs. (6)–(7)).
+    """``Σ_k weights[k-1] · (-1)^{k+1}/k · vᵀ J^k v`` (Chen et al. 2019, Theorem 1).
 
     With ``create_graph`` the result is differentiable by plain backprop through every term.
     """
@@ -101,7 +101,7 @@ def power_series_logdet(gx: Tensor, x: Tensor, v: Tensor, weights: list[float], 
 def neumann_logdet(gx: Tensor, x: Tensor, v: Tensor, weights: list[float]) -> tuple[Tensor, Tensor]:
     """``(value, surrogate)``: the value of :func:`power_series_logdet` (no graph) and a
     surrogate whose gradient (in ``x`` and the parameters of ``g``) is the Neumann-series
-    estimate ``Σ_k c_k (-1)^{k+1} vᵀ J^{k-1} (∂J) v`` (Chen et al. 2019, eq. (8), appendix C).
+    estimate ``Σ_k c_k (-1)^{k+1} vᵀ J^{k-1} (∂J) v`` (Chen et al. 2019, Theorem 2, appendix C).
 
     ``vᵀ J^{k-1}`` is accumulated without graphs, so memory does not grow with the terms; the
     surrogate is ``<wᵀ J, v>`` for the fixed ``w = Σ_k c_k (-1)^{k+1} vᵀ J^{k-1}``. Its value
