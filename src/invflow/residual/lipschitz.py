@@ -150,6 +150,10 @@ class _InducedNormMixin:
         self._refined_for = self._version_key()
         return steps
 
+    def after_optimizer_step(self) -> None:
+        """Training-loop hook (``FlowModel.after_optimizer_step``): refine ``u`` for the new weights."""
+        self.update_power_iteration()
+
     def operator_norm(self, x: Tensor | None = None) -> Tensor:
         """The estimate ``σ`` of the induced norm used for normalisation (a 0-d tensor)."""
         p, q = self.orders()
