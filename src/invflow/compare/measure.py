@@ -1,0 +1,113 @@
+"""Cost measurements of a trained run: parameters, sampling time, peak memory of one training step."""
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from invflow.api import load_checkpoint
+from invflow.compare.memory import PeakTensorMemory
+from invflow.config import Config
+from invflow.core.model import FlowModel
+from invflow.models import is_toy
+from invflow.train.batches import Batch, derived_generator
+from invflow.train.evaluate import make_objective
+from invflow.train.loop import select_device
+from invflow.train.metrics import read_metrics
+
+SAMPLES_TIMED = 64
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    """Number of trainable scalars."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def time_sampling(model: FlowModel, n: int, device: torch.device, seed: int = 0) -> tuple[float, float | None]:
+    """Seconds for one ``model.sample(n)`` in eval mode, and the mean fixed-point iteration count
+    per residual block of that inverse (``None`` for models whose inverse is closed-form)."""
+    model.eval()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        _synchronize(device)
+        start = time.perf_counter()
+        model.sample(n)
+        _synchronize(device)
+        seconds = time.perf_counter() - start
+    counts = [m.last_inverse_iterations for m in model.modules() if hasattr(m, "last_inverse_iterations")]
+    return seconds, (statistics.fmean(counts) if counts else None)
+
+
+def peak_training_step_bytes(model: FlowModel, config: Config, device: torch.device) -> int:
+    """Peak bytes allocated during one training step (loss, backward, Adam step) at the config's
+    batch size, after a warm-up step so that the optimizer state already exists. On CUDA from the
+    allocator's statistics, on the CPU by :class:`PeakTensorMemory` (tensors created in the step)."""
+    model.train()
+    objective = make_objective(config)
+    n = config.data.batch_size
+    generator = derived_generator(config.train.seed, 7)
+    if is_toy(config.data):
+        x = torch.randn(n, *model.input_shape, generator=generator)
+    else:
+        x = torch.randint(0, 2**config.data.n_bits, (n, *model.input_shape), generator=generator, dtype=torch.uint8)
+    batch = Batch(x.to(device), torch.zeros(n, dtype=torch.long, device=device))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+
+    def step() -> None:
+        loss, _ = objective.loss(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        return int(torch.cuda.max_memory_allocated(device))
+    with PeakTensorMemory() as memory:
+        step()
+    return memory.peak
+
+
+def final_test_record(run_dir: Path) -> dict[str, Any]:
+    """The last held-out evaluation logged in the run's ``metrics.jsonl``."""
+    tests = [r for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r.get("split") == "test"]
+    if not tests:
+        raise ValueError(f"{run_dir}: metrics.jsonl has no test evaluation")
+    return tests[-1]
+
+
+def training_images_per_s(run_dir: Path) -> float | None:
+    """Median of the logged training throughput windows (robust to windows that include an
+    evaluation or sample-writing pause); ``None`` when none was logged."""
+    rates = [r["images_per_s"] for r in read_metrics(Path(run_dir) / "metrics.jsonl")
+             if r.get("split") == "train" and r.get("images_per_s") is not None]
+    return statistics.median(rates) if rates else None
+
+
+def measure_run(run_dir: Path, metric: str) -> dict[str, Any]:
+    """Everything the comparison table needs from one finished run directory."""
+    test = final_test_record(run_dir)
+    model, config = load_checkpoint(run_dir)  # EMA weights, as in evaluation
+    device = select_device(config.train.device)
+    model.to(device)
+    sample_s, iterations = time_sampling(model, SAMPLES_TIMED, device, seed=config.train.seed)
+    raw, _ = load_checkpoint(run_dir, ema=False)
+    peak = peak_training_step_bytes(raw.to(device), config, device)
+    return {
+        "test": test[metric], "test_step": test["step"], "test_stderr": test.get(f"{metric}_stderr"),
+        "estimator_stderr": test.get(f"{metric}_estimator_stderr"), "test_count": test.get("count"),
+        "params": parameter_count(model), "images_per_s": training_images_per_s(run_dir),
+        "sample_64_s": sample_s, "fixed_point_iterations": iterations, "peak_step_bytes": peak,
+        "device": str(device),
+    }

@@ -1,0 +1,43 @@
+"""Test metric against training step for every run of a comparison (one colour per preset)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from invflow.train.metrics import read_metrics  # noqa: E402
+
+
+def test_curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
+    """``(steps, values)`` of the run's held-out evaluations; a step evaluated twice (a resumed
+    run re-evaluates its final step) keeps its last value."""
+    by_step = {r["step"]: r[metric] for r in read_metrics(Path(run_dir) / "metrics.jsonl")
+               if r.get("split") == "test" and r.get(metric) is not None}
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps]
+
+
+def plot_test_curves(run_dirs: list[Path], metric: str, path: Path) -> Path:
+    """Save a PNG with one line per run (``runs/<preset>/seed-<k>``), coloured by preset."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours: dict[str, str] = {}
+    for run_dir in run_dirs:
+        preset = Path(run_dir).parent.name
+        steps, values = test_curve(run_dir, metric)
+        first = preset not in colours
+        colours.setdefault(preset, f"C{len(colours) % 10}")
+        ax.plot(steps, values, marker="o", markersize=3, alpha=0.8, color=colours[preset],
+                label=preset if first else None)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"test {metric} (EMA weights)")
+    ax.set_title(f"test {metric} vs step, one line per seed")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
