@@ -73,6 +73,25 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from invflow.compare import Budget, CompareSpec, load_spec, run_comparison, write_report
+
+    if args.spec and args.presets:
+        raise ValueError("give presets or --spec, not both")
+    overrides = _overrides(args.set)
+    if args.spec:
+        spec = load_spec(args.spec).with_cli(args.seeds, args.steps, args.minutes, overrides)
+    else:
+        spec = CompareSpec(tuple(args.presets), 3 if args.seeds is None else args.seeds,
+                           Budget(args.steps, args.minutes), overrides)
+    out = Path(args.out or Path("runs") / f"compare-{spec.name}")
+    markers = run_comparison(spec, out, data_dir=args.data_dir)
+    paths = write_report(spec, out, markers)
+    print(paths["md"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="invflow", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="PNG path (default RUN/sample.png)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("compare", help="train presets x seeds under one budget; table with error bars")
+    p.add_argument("presets", nargs="*", metavar="PRESET", help="presets or .yaml configs to compare")
+    p.add_argument("--spec", help="a shipped comparison spec (e.g. woodbury-paper-tiny) or a spec .yaml")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per preset (default 3, or the spec's)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, default=None, help="training steps of every run")
+    budget.add_argument("--minutes", type=float, default=None, help="wall-clock minutes of every run")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config key of every preset")
+    p.add_argument("--out", help="output folder (default runs/compare-<spec>); rerun to resume")
+    p.add_argument("--data-dir", help="directory holding the data files")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 
