@@ -1,0 +1,50 @@
+"""A comparison killed after its first run finished, then rerun, trains only the missing runs."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from compare_args import fast_args
+
+from invflow.train.checkpoint import step_checkpoints
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+STEPS = 30
+
+
+def compare(mnist_dir, out) -> list[str]:
+    return [sys.executable, "-m", "invflow", "compare", "glow-mnist-tiny", "--seeds", "2",
+            *fast_args(mnist_dir, out, steps=STEPS, checkpoint_every=5)]
+
+
+def finished(run_dir) -> bool:
+    marker = run_dir / "compare-run.json"
+    return marker.is_file() and json.loads(marker.read_text())["finished"]
+
+
+def test_rerun_after_kill_finishes_only_missing_runs(mnist_dir, tmp_path) -> None:
+    out = tmp_path / "cmp"
+    first, second = (out / "runs" / "glow-mnist-tiny" / f"seed-{k}" for k in (0, 1))
+    proc = subprocess.Popen(compare(mnist_dir, out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    # Kill once the first run is finished and the second has a checkpoint to resume from.
+    while time.time() < deadline and not (finished(first) and step_checkpoints(second / "checkpoints")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the comparison finished before it could be killed"
+    assert finished(first) and not finished(second)
+    first_metrics = (first / "metrics.jsonl").stat().st_mtime_ns
+    first_checkpoint = (first / "checkpoints" / "last.pt").stat().st_mtime_ns
+
+    rerun = subprocess.run(compare(mnist_dir, out), env=ENV, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "skipping finished run glow-mnist-tiny seed 0" in rerun.stdout
+    assert f"resuming {second} from" in rerun.stdout, rerun.stdout
+    assert (first / "metrics.jsonl").stat().st_mtime_ns == first_metrics, "the finished run was retrained"
+    assert (first / "checkpoints" / "last.pt").stat().st_mtime_ns == first_checkpoint
+    assert finished(second) and json.loads((second / "compare-run.json").read_text())["step"] == STEPS
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["seeds"] for r in summary["presets"]] == [2]
