@@ -76,10 +76,25 @@ def step_checkpoints(directory: Path) -> list[Path]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
+def check_finite_weights(state: dict[str, Any], path: Path) -> None:
+    """Raise ``CheckpointError`` if a floating tensor of ``state["model"]`` or ``state["ema"]`` is not finite."""
+    for section in ("model", "ema"):
+        for key, value in state.get(section, {}).items():
+            if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise CheckpointError(
+                    f"{path}: refusing to write a checkpoint with non-finite values in {section}.{key}: "
+                    "the run diverged; lower train.lr, raise train.warmup_steps or set train.grad_clip"
+                )
+
+
 def write_run_checkpoint(state: dict[str, Any], directory: Path, keep: int) -> Path:
-    """Save ``step-N.pt``, point ``last.pt`` at it (atomic hard link + rename), keep the newest ``keep``."""
+    """Save ``step-N.pt``, point ``last.pt`` at it (atomic hard link + rename), keep the newest ``keep``.
+
+    Non-finite weights are refused (``CheckpointError``), so they can never replace a good checkpoint.
+    """
     directory = Path(directory)
     path = directory / f"step-{state['step']:08d}.pt"
+    check_finite_weights(state, path)
     save_checkpoint(state, path)
     link = directory / ".last.pt.tmp"
     link.unlink(missing_ok=True)
@@ -91,6 +106,8 @@ def write_run_checkpoint(state: dict[str, Any], directory: Path, keep: int) -> P
         save_checkpoint(state, directory / "last.pt")
     for old in step_checkpoints(directory)[keep:]:
         old.unlink(missing_ok=True)
+    for stale in directory.glob(".step-*.tmp"):  # left behind by a process killed mid-write
+        stale.unlink(missing_ok=True)
     return path
 
 
