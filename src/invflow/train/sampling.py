@@ -17,6 +17,11 @@ def write_samples(model: FlowModel, config: Config, path: Path, n: int, temperat
                   seed: int = 0) -> Path:
     """Sample ``n`` points at ``temperature`` and write them to ``path`` (PNG), without touching
     the global RNG stream of a training run."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # e.g. a parent that is a file, or no permission: a one-line CLI error
+        raise ValueError(f"cannot write samples to {path}: {err.strerror}: {err.filename}") from None
     was_training = model.training
     model.eval()
     try:

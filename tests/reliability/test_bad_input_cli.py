@@ -1,0 +1,130 @@
+"""Bad input at the command line: one line on stderr starting ``invflow: error:``, exit code 2."""
+from pathlib import Path
+
+import pytest
+
+from invflow.cli import main
+from invflow.config import preset_names
+from invflow.train.checkpoint import save_checkpoint
+
+TINY = ["--set", "train.steps=3", "--set", "data.batch_size=8", "--set", "data.toy_samples=32",
+        "--set", "train.eval_batches=1", "--set", "model.steps_per_level=1", "--set", "model.hidden_channels=4",
+        "--set", "train.n_samples_grid=4"]
+
+
+def one_line_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("invflow: error:"), err
+    return err
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("model.levels=two", "model.levels must be an integer, got 'two'"),
+    ("train.steps=1.5", "train.steps must be an integer, got 1.5"),
+    ("train.deterministic=maybe", "train.deterministic must be true or false, got 'maybe'"),
+    ("model.hidden_channels=-8", "model.hidden_channels must be > 0, got -8"),
+    ("data.image_size=-4", "data.image_size must be > 0, got -4"),
+    ("train.lr=nan", "train.lr must be a finite number, got nan"),
+    ("train.lr=.inf", "train.lr must be a finite number, got inf"),
+    ("data.n_bits=9", r"data.n_bits must be in [1, 8], got 9"),
+    ("model.mixing=dense", "model.mixing must be one of '1x1', 'lu'"),
+    ("data.dataset=imagenet16", "unknown data.dataset 'imagenet16'"),
+    ("model.coeff=0.5", "unknown config key model.coeff"),  # glow has no coeff; resflow below
+    ("modellevels=2", "must be section.key"),
+])
+def test_invalid_set_values(setting: str, message: str, tmp_path: Path, capsys) -> None:
+    err = one_line_error(["train", "glow-toy-rings", "--set", setting, "--out", str(tmp_path / "run")], capsys)
+    assert message in err
+
+
+@pytest.mark.skipif("resflow-toy-rings" not in preset_names(), reason="no resflow presets yet")
+@pytest.mark.parametrize("coeff", ["1.0", "1.5", "0"])
+def test_resflow_coeff_must_keep_lipschitz_below_one(coeff: str, tmp_path: Path, capsys) -> None:
+    err = one_line_error(["train", "resflow-toy-rings", "--set", f"model.coeff={coeff}",
+                          "--out", str(tmp_path / "run")], capsys)
+    assert "model.coeff must be" in err
+
+
+def test_out_under_a_regular_file(tmp_path: Path, capsys) -> None:
+    (tmp_path / "somefile").write_text("not a directory")
+    err = one_line_error(["train", "glow-toy-rings", *TINY, "--out", str(tmp_path / "somefile" / "run")], capsys)
+    assert "cannot create run directory" in err and "Not a directory" in err
+
+
+def test_out_in_a_read_only_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    # Tests run as root, where chmod does not stop writes: simulate what a user without write access gets.
+    def denied(self: Path, *args, **kwargs) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", denied)
+    err = one_line_error(["train", "glow-toy-rings", *TINY, "--out", str(tmp_path / "ro" / "run")], capsys)
+    assert "cannot create run directory" in err and "Permission denied" in err
+
+
+def test_out_that_exists_but_is_not_writable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    monkeypatch.setattr("invflow.train.run_dir.os.access", lambda path, mode: False)
+    err = one_line_error(["train", "glow-toy-rings", *TINY, "--out", str(tmp_path / "run")], capsys)
+    assert "is not writable" in err
+
+
+def test_sample_output_under_a_regular_file(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert main(["train", "glow-toy-rings", *TINY, "--out", str(run)]) == 0
+    (tmp_path / "somefile").write_text("")
+    capsys.readouterr()
+    err = one_line_error(["sample", str(run), "-o", str(tmp_path / "somefile" / "grid.png")], capsys)
+    assert "cannot write samples to" in err
+
+
+@pytest.fixture
+def toy_run(tmp_path: Path) -> Path:
+    run = tmp_path / "rings"
+    assert main(["train", "glow-toy-rings", *TINY, "--out", str(run)]) == 0
+    return run
+
+
+def test_checkpoint_of_another_preset(toy_run: Path, capsys) -> None:
+    capsys.readouterr()
+    err = one_line_error(["train", "glow-toy-2moons", *TINY, "--out", str(toy_run), "--resume"], capsys)
+    assert "checkpoint is from another model" in err and "data.dataset is 'rings' there, '2moons' here" in err
+
+
+def test_existing_run_without_resume(toy_run: Path, capsys) -> None:
+    capsys.readouterr()
+    err = one_line_error(["train", "glow-toy-rings", *TINY, "--out", str(toy_run)], capsys)
+    assert "already has checkpoints; pass --resume or another --out" in err
+
+
+def test_checkpoint_of_another_format_version(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "old.pt"
+    save_checkpoint({"step": 1}, path)
+    path.write_bytes(path.read_bytes().replace(b"invflow-checkpoint 1 ", b"invflow-checkpoint 0 ", 1))
+    err = one_line_error(["eval", str(path)], capsys)
+    assert str(path) in err and "checkpoint format version 0, this invflow reads version 1" in err
+
+
+def test_checkpoint_without_config(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "bare.pt"
+    save_checkpoint({"step": 1}, path)
+    err = one_line_error(["eval", str(path)], capsys)
+    assert "lacks its config or model weights" in err
+
+
+def test_run_directory_without_checkpoint(tmp_path: Path, capsys) -> None:
+    err = one_line_error(["eval", str(tmp_path)], capsys)
+    assert "no checkpoint in run directory" in err
+
+
+@pytest.mark.xfail(strict=True, reason="cli.py catches ValueError/FileNotFoundError/CheckpointError only; "
+                   "TrainingDiverged (a RuntimeError from train/loop.py) ends in a traceback")
+def test_diverged_run_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    from invflow.train import loop
+
+    def diverge(*args, **kwargs):
+        raise loop.TrainingDiverged("stopping: 21 non-finite losses or gradients (train.max_nonfinite=20)")
+
+    monkeypatch.setattr(loop, "train", diverge)
+    assert main(["train", "glow-toy-rings", "--out", str(tmp_path / "run")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "non-finite" in err
