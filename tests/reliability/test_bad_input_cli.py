@@ -128,3 +128,13 @@ def test_diverged_run_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert main(["train", "glow-toy-rings", "--out", str(tmp_path / "run")]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "non-finite" in err
+
+
+def test_corrupt_data_file_is_named(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"{i:02d}.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    err = one_line_error(["train", "glow-mnist-tiny", "--set", "data.dataset=folder", "--set", "data.image_size=8",
+                          "--data-dir", str(folder), "--out", str(tmp_path / "run")], capsys)
+    assert "cannot read image" in err and "00.png" in err

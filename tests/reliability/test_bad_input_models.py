@@ -103,3 +103,11 @@ def test_image_size_not_divisible_by_the_squeezes_fails_at_build(overrides: dict
 def test_sample_bad_arguments(toy, n: int, temperature: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         toy.sample(n, temperature)
+
+
+@pytest.mark.xfail(strict=True, reason="models/glow.py always uses LU mixing on 2D toy data and silently "
+                   "ignores model.mixing; it should refuse an image-only mixing layer")
+@pytest.mark.parametrize("mixing", ["woodbury", "periodic"])
+def test_image_only_mixing_on_toy_data_is_refused(mixing: str) -> None:
+    with pytest.raises(ValueError, match="model.mixing"):
+        build_model(TOY, model__mixing=mixing)
