@@ -20,8 +20,12 @@ def small_overrides(name: str) -> dict:
     overrides: dict = {}
     if config.family == "glow":
         overrides = {"model.steps_per_level": 1, "model.hidden_channels": 8}
+    if config.family in ("resflow", "hybrid"):
+        overrides = {"model.blocks_per_scale": 1, "model.hidden_channels": 8}
     if config.data.dataset in IMAGE_FORMATS:
-        overrides["data.image_size"] = 2 ** (getattr(config.model, "levels", 3) + 1)
+        # The last level is 2x2, or 4x4 for periodic mixing, whose 3x3 kernel must fit the image.
+        last = 4 if getattr(config.model, "mixing", None) == "periodic" else 2
+        overrides["data.image_size"] = last * 2 ** getattr(config.model, "levels", 3)
         for key in ("channel", "spatial", "height", "width"):
             if getattr(config.model, f"woodbury_latent_{key}", None) is not None:
                 overrides[f"model.woodbury_latent_{key}"] = [2] * config.model.levels
