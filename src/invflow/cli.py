@@ -69,7 +69,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model, config = load_checkpoint(args.run)
     out = Path(args.output) if args.output else Path(args.run if Path(args.run).is_dir() else ".") / "sample.png"
     write_samples(model, config, out, args.n, args.temperature, seed=args.seed)
-    print(f"wrote {out}")
+    iterations = f" ({model.inverse_iterations()} fixed-point iterations over all blocks)" \
+        if hasattr(model, "inverse_iterations") else ""
+    print(f"wrote {out}{iterations}")
     return 0
 
 

@@ -7,8 +7,10 @@ from invflow.config import Config, load_config
 from invflow.core.model import FlowModel
 from invflow.models.glow import GlowConfig, build_glow
 from invflow.models.input_shape import input_shape, is_toy
+from invflow.models.hybrid import HybridConfig, build_hybrid
+from invflow.models.resflow import ResFlowConfig, build_resflow
 
-BUILDERS = {GlowConfig: build_glow}
+BUILDERS = {GlowConfig: build_glow, ResFlowConfig: build_resflow}
 
 
 def build_model(name_or_config: str | Config, **overrides: Any) -> FlowModel:
@@ -20,8 +22,9 @@ def build_model(name_or_config: str | Config, **overrides: Any) -> FlowModel:
         config = name_or_config
     else:
         config = load_config(name_or_config, {k.replace("__", "."): v for k, v in overrides.items()})
-    builder = BUILDERS[type(config.model)]
-    return builder(config.model, input_shape(config.data))
+    if isinstance(config.model, HybridConfig):
+        return build_hybrid(config.model, input_shape(config.data), config.data.dataset)
+    return BUILDERS[type(config.model)](config.model, input_shape(config.data))
 
 
-__all__ = ["build_model", "input_shape", "is_toy", "GlowConfig"]
+__all__ = ["build_model", "input_shape", "is_toy", "GlowConfig", "HybridConfig", "ResFlowConfig"]

@@ -67,6 +67,9 @@ def hutchinson_vector(like: Tensor, kind: str) -> Tensor:
     raise ValueError(f"hutchinson must be 'gaussian' or 'rademacher', got {kind!r}")
 
 
+SMALL_JACOBIAN = 8  # input sizes up to which exact_logdet loops over rows instead of vmapping
+
+
 def _per_sample_dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).reshape(a.shape[0], -1).sum(dim=1)
 
@@ -77,11 +80,20 @@ def _vjp(gx: Tensor, x: Tensor, u: Tensor, create_graph: bool) -> Tensor:
 
 
 def exact_logdet(gx: Tensor, x: Tensor, create_graph: bool = False) -> Tensor:
-    """``log|det(I + J_g(x))|`` per sample from the full Jacobian (one batched backward)."""
+    """``log|det(I + J_g(x))|`` per sample from the full Jacobian, one row per basis probe.
+
+    Small inputs (2D data) take one backward per row; larger ones batch the rows with
+    ``is_grads_batched`` (vmap), whose set-up costs more than a handful of plain backwards.
+    """
     batch, dim = x.shape[0], x[0].numel()
     eye = torch.eye(dim, dtype=x.dtype, device=x.device)
-    probes = eye.reshape(dim, 1, *x.shape[1:]).expand(dim, *x.shape).contiguous()
-    rows = torch.autograd.grad(gx, x, probes, retain_graph=True, create_graph=create_graph, is_grads_batched=True)[0]
+    probes = eye.reshape(dim, 1, *x.shape[1:]).expand(dim, *x.shape)
+    if dim <= SMALL_JACOBIAN:
+        rows = torch.stack([torch.autograd.grad(gx, x, p, retain_graph=True, create_graph=create_graph)[0]
+                            for p in probes])
+    else:
+        rows = torch.autograd.grad(gx, x, probes.contiguous(), retain_graph=True, create_graph=create_graph,
+                                   is_grads_batched=True)[0]
     jac = rows.reshape(dim, batch, dim).transpose(0, 1)
     return torch.linalg.slogdet(eye + jac).logabsdet
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
@@ -11,12 +11,16 @@ from invflow.config import Config
 from invflow.core.model import FlowModel
 from invflow.models.input_shape import is_toy
 from invflow.train.batches import Batch, derived_generator
-from invflow.train.objectives import ImageBitsPerDim, Objective, VectorBits, to_device
+from invflow.train.objectives import HybridObjective, ImageBitsPerDim, Objective, VectorBits, to_device
 
 
 def make_objective(config: Config) -> Objective:
     """The objective matching the config's data (bits/dim for images, bits for 2D toys)."""
-    return VectorBits() if is_toy(config.data) else ImageBitsPerDim(config.data.n_bits)
+    if is_toy(config.data):
+        return VectorBits()
+    if config.family == "hybrid":
+        return HybridObjective(config.data.n_bits)
+    return ImageBitsPerDim(config.data.n_bits)
 
 
 def load_split(config: Config, split: str, data_dir: str | None = None):
@@ -46,37 +50,64 @@ def held_out_batches(config: Config, images=None, limit: int | None = None) -> I
 
 @dataclass
 class EvalResult:
-    """Mean of the metric over samples, its standard error, and the sample count."""
+    """The metric's mean over samples with its standard error over samples, the standard error
+    due to the log-det estimator alone (``draws`` > 1), and averaged extras (accuracy)."""
 
     metric: str
     mean: float
     stderr: float
     count: int
+    draws: int = 1
+    estimator_stderr: float | None = None
+    estimator: str = "exact log-det"
+    extras: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
-        return {self.metric: self.mean, f"{self.metric}_stderr": self.stderr, "count": self.count}
+        out = {self.metric: self.mean, f"{self.metric}_stderr": self.stderr, "count": self.count, **self.extras}
+        if self.estimator_stderr is not None:
+            out[f"{self.metric}_estimator_stderr"] = self.estimator_stderr
+        return out
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.mean:.4f} ± {self.stderr:.4f} (standard error over {self.count} samples)"
+        text = f"{self.metric} {self.mean:.4f} ± {self.stderr:.4f} (standard error over {self.count} samples)"
+        if self.estimator_stderr is not None:
+            text += f", estimator standard error {self.estimator_stderr:.4f} ({self.draws} draws per sample)"
+        extras = "".join(f", {k} {v:.4f}" for k, v in self.extras.items())
+        return f"{text}{extras}; {self.estimator}"
 
 
 @torch.no_grad()
 def evaluate(model: FlowModel, objective: Objective, batches: Iterator[Batch], device: torch.device,
-             seed: int = 0) -> EvalResult:
-    """Average ``objective.per_sample`` in eval mode; the dequantization noise is drawn from
-    ``seed`` in a forked RNG, so evaluation is reproducible and leaves training's RNG alone."""
+             seed: int = 0, draws: int | None = None) -> EvalResult:
+    """Average the objective's metric in eval mode.
+
+    The dequantization noise and the log-det estimator's randomness are drawn from ``seed`` in
+    a forked RNG, so evaluation is reproducible and leaves training's RNG alone. Stochastic
+    (residual) models are evaluated ``draws`` times per sample (default ``model.eval_draws``):
+    the per-sample mean is reported, and the estimator's standard error is
+    ``sqrt(Σ_i s_i² / draws) / N`` with ``s_i²`` the variance of sample i's draws.
+    """
+    draws = draws or getattr(model, "eval_draws", 1)
     was_training = model.training
     model.eval()
-    values = []
+    values, extras = [], {}
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             for batch in batches:
-                values.append(objective.per_sample(model, to_device(batch, device)).double().cpu())
+                drawn, batch_extras = objective.eval_batch(model, to_device(batch, device), draws)
+                values.append(drawn.double().cpu())
+                for key, value in batch_extras.items():
+                    extras.setdefault(key, []).append(value.double().cpu())
     finally:
         model.train(was_training)
     if not values:
         raise ValueError("evaluation got no data")
-    v = torch.cat(values)
-    stderr = float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")
-    return EvalResult(objective.metric, float(v.mean()), stderr, len(v))
+    v = torch.cat(values, dim=1)
+    per_sample = v.mean(dim=0)
+    n = per_sample.numel()
+    stderr = float(per_sample.std() / math.sqrt(n)) if n > 1 else float("nan")
+    estimator_stderr = float(torch.sqrt(v.var(dim=0).sum() / draws) / n) if draws > 1 else None
+    return EvalResult(objective.metric, float(per_sample.mean()), stderr, n, draws, estimator_stderr,
+                      getattr(model, "estimator", "exact log-det"),
+                      {k: float(torch.cat(parts).mean()) for k, parts in extras.items()})

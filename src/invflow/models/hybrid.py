@@ -1,0 +1,112 @@
+"""Hybrid generative/discriminative Residual Flow (Chen et al. 2019, sec. 6.3; DESIGN.md section 4).
+
+The flow is the ResFlow image model with standard per-channel normalisation in place of the
+logit transform and no factor-out. A classifier branch reads the hidden state after every
+squeeze and at the end: ``3x3 conv → ActNorm → ReLU → global average pool`` to
+``classifier_width`` features; the branches are concatenated into a linear softmax. Training
+minimises ``−(λ·log p(x) + log p(y|x))`` with ``λ = hybrid_weight`` (``None`` → ``1/D``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from invflow.config import model_family, positive
+from invflow.core.distributions import StandardNormal
+from invflow.core.flow import Flatten, Flow, SequentialFlow
+from invflow.layers.actnorm import ActNorm
+from invflow.layers.normalize import Standardize
+from invflow.layers.squeeze import Squeeze
+from invflow.models.resflow import ResFlowConfig, ResFlowModel, residual_stage, squeezed
+
+# Per-channel mean and std of the training images in [0, 1] (the usual published values).
+CHANNEL_STATS: dict[str, tuple[list[float], list[float]]] = {
+    "mnist": ([0.1307], [0.3081]),
+    "cifar10": ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
+    "svhn": ([0.4377, 0.4438, 0.4728], [0.1980, 0.2010, 0.1970]),
+}
+
+
+@model_family("hybrid")
+@dataclass
+class HybridConfig(ResFlowConfig):
+    """``model`` section of a hybrid preset: a ResFlow plus the classifier's settings."""
+
+    logit_alpha: float | None = None
+    classifier_width: int = 256
+    num_classes: int = 10
+    hybrid_weight: float | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        positive(self, "classifier_width", "num_classes")
+        if self.factor_out:
+            raise ValueError("model.factor_out is not supported by the hybrid model (the classifier reads full states)")
+        if self.logit_alpha is not None:
+            raise ValueError("the hybrid model standardises its input; set model.logit_alpha to null")
+        if self.hybrid_weight is not None and self.hybrid_weight < 0:
+            raise ValueError(f"model.hybrid_weight (λ) must be >= 0, got {self.hybrid_weight}")
+
+
+class ClassifierBranch(nn.Module):
+    """``3x3 conv → ActNorm → ReLU → global average pool`` to ``width`` features."""
+
+    def __init__(self, channels: int, width: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, width, 3, padding=1)
+        self.norm = ActNorm(width)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return torch.relu(self.norm(self.conv(h))[0]).mean(dim=(2, 3))
+
+
+class HybridModel(ResFlowModel):
+    """A ResFlow whose hidden states also feed a classifier; ``log_prob_and_logits`` gives both."""
+
+    def __init__(self, flow: SequentialFlow, prior: StandardNormal, input_shape: tuple[int, int, int],
+                 config: HybridConfig, tap_channels: list[int]) -> None:
+        super().__init__(flow, prior, input_shape, config)
+        self.branches = nn.ModuleList(ClassifierBranch(c, config.classifier_width) for c in tap_channels)
+        self.head = nn.Linear(config.classifier_width * len(tap_channels), config.num_classes)
+        self.hybrid_weight = 1.0 / self.dims if config.hybrid_weight is None else config.hybrid_weight
+
+    def log_prob_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(log p(x), class logits)``; the classifier taps the state after every squeeze and the last."""
+        logdet = x.new_zeros(x.shape[0])
+        taps = []
+        h = x
+        for layer in self.flow.flows:
+            if isinstance(layer, Flatten):
+                taps.append(h)
+            h, ld = layer(h)
+            logdet = logdet + ld
+            if isinstance(layer, Squeeze):
+                taps.append(h)
+        features = torch.cat([branch(t) for branch, t in zip(self.branches, taps)], dim=1)
+        return self.prior.log_prob(h) + logdet, self.head(features)
+
+
+def build_hybrid(cfg: HybridConfig, shape: tuple[int, ...], dataset: str) -> HybridModel:
+    """The hybrid model for ``(C, H, W)`` images of ``dataset`` (for its channel statistics)."""
+    if len(shape) != 3:
+        raise ValueError("the hybrid model needs image data")
+    image_shape = (shape[0], shape[1], shape[2])
+    mean, std = CHANNEL_STATS.get(dataset, ([0.5] * shape[0], [0.25] * shape[0]))
+    flows: list[Flow] = [Standardize(image_shape, mean, std)]
+    taps = []
+    if cfg.squeeze_first:
+        flows.append(Squeeze(shape[0]))
+        shape = squeezed(image_shape, "before the first scale")
+        taps.append(shape[0])
+    for scale in range(cfg.scales):
+        if scale:
+            flows.append(Squeeze(shape[0]))
+            shape = squeezed(shape, f"at scale {scale}")
+            taps.append(shape[0])
+        flows += residual_stage(cfg, shape)
+    flows.append(Flatten(shape))
+    taps.append(shape[0])
+    numel = shape[0] * shape[1] * shape[2]
+    return HybridModel(SequentialFlow(*flows), StandardNormal((numel,)), image_shape, cfg, taps)
