@@ -29,13 +29,18 @@ class FlowModel(nn.Module):
         """Number of dimensions D of one sample."""
         return math.prod(self.input_shape)
 
+    def forward(self, x: Tensor) -> Tensor:
+        """``log_prob(x)``: what training differentiates (and what DDP / ``torch.compile`` wrap)."""
+        return self.log_prob(x)
+
     def log_prob(self, x: Tensor) -> Tensor:
         """Per-sample log-density of ``x`` (shape ``(B, *input_shape)``), in nats."""
         check_shape(x, self.input_shape, "FlowModel.log_prob")
         if x.dtype != self.prior.dtype:
             # Integer pixels would otherwise be read as a point far outside [0, 1]: a silent wrong answer.
-            hint = ("use model.bits_per_dim(x_int, n_bits) for integer images"
-                    if not (x.dtype.is_floating_point or x.dtype.is_complex) else f"convert the input with x.to({self.prior.dtype}) or the model with model.to({x.dtype})")
+            integers = not (x.dtype.is_floating_point or x.dtype.is_complex)
+            hint = ("use model.bits_per_dim(x_int, n_bits) for integer images" if integers else
+                    f"convert the input with x.to({self.prior.dtype}) or the model with model.to({x.dtype})")
             raise ValueError(f"FlowModel.log_prob: expected {self.prior.dtype} input (dequantized images in "
                              f"[0, 1] or vectors), got {x.dtype}; {hint}")
         if x.shape[0] == 0:
