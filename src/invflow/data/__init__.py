@@ -15,6 +15,7 @@ from invflow.data.cifar import load_cifar10
 from invflow.data.folder import load_folder
 from invflow.data.imagenet import load_imagenet
 from invflow.data.mnist import load_mnist
+from invflow.data.svhn import load_svhn
 from invflow.data.toy2d import TOY_DATASETS, sample_toy2d
 from invflow.data.transforms import (
     check_n_bits, random_crop_reflect, random_flip, reduce_bits, resize_images,
@@ -25,7 +26,7 @@ __all__ = [
     "random_flip", "reduce_bits", "resize_images", "sample_toy2d",
 ]
 
-IMAGE_DATASETS: tuple[str, ...] = ("mnist", "cifar10", "imagenet32", "imagenet64", "folder")
+IMAGE_DATASETS: tuple[str, ...] = ("mnist", "cifar10", "svhn", "imagenet32", "imagenet64", "folder")
 SPLITS = ("train", "test")
 
 
@@ -63,7 +64,7 @@ def load_image_split(dataset: str, split: str, data_dir: str | None = None,
     """Load ``split`` ("train" or "test") of ``dataset`` (one of ``IMAGE_DATASETS``) into memory.
 
     ``data_dir`` holds the files in their standard format; when None, the cache
-    (``$INVFLOW_CACHE`` or ``~/.cache/invflow``) is used, and MNIST / CIFAR-10 are downloaded
+    (``$INVFLOW_CACHE`` or ``~/.cache/invflow``) is used, and MNIST / CIFAR-10 / SVHN are downloaded
     into it with checksum verification if ``download``. For downsampled ImageNet, ``test`` is
     the validation set. ``image_size`` None keeps the native size. Missing files raise
     FileNotFoundError, malformed files and bad arguments ValueError, each naming what to fix.
@@ -73,6 +74,8 @@ def load_image_split(dataset: str, split: str, data_dir: str | None = None,
         images, labels, num_classes = load_mnist(split, data_dir, download)
     elif dataset == "cifar10":
         images, labels, num_classes = load_cifar10(split, data_dir, download)
+    elif dataset == "svhn":
+        images, labels, num_classes = load_svhn(split, data_dir, download)
     elif dataset in ("imagenet32", "imagenet64"):
         images, labels, num_classes = load_imagenet(split, int(dataset[-2:]), data_dir)
     else:
