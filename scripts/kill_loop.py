@@ -97,7 +97,7 @@ def kill_once(config: Path, run: Path, mode: str, rng: random.Random) -> dict:
                             stderr=subprocess.DEVNULL)
     started = time.monotonic()
     if mode == "startup":
-        time.sleep(rng.uniform(0.0, 6.0))
+        time.sleep(rng.uniform(0.0, 2.0))  # within start-up (imports, data), before training is far along
     else:
         wait_for(lambda: newest_step(checkpoints) > before_step, proc, timeout=120, poll=0.005)
         if mode == "random":

@@ -13,6 +13,7 @@ import torch
 
 from invflow.config import load_config, parse_override, presets
 from invflow.train.checkpoint import CheckpointError
+from invflow.train.loop import TrainingDiverged
 
 EXIT_USAGE = 2
 
@@ -148,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, CheckpointError) as err:
         print(f"invflow: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except TrainingDiverged as err:
+        print(f"invflow: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("invflow: interrupted", file=sys.stderr)
         return 130

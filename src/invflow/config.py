@@ -61,6 +61,8 @@ class TrainConfig:
     max_nonfinite: int = 20
     deterministic: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = False
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     n_samples_grid: int = 64
     sample_temperature: float = 1.0
 

@@ -116,8 +116,6 @@ def test_run_directory_without_checkpoint(tmp_path: Path, capsys) -> None:
     assert "no checkpoint in run directory" in err
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py catches ValueError/FileNotFoundError/CheckpointError only; "
-                   "TrainingDiverged (a RuntimeError from train/loop.py) ends in a traceback")
 def test_diverged_run_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
     from invflow.train import loop
 

@@ -105,8 +105,6 @@ def test_sample_bad_arguments(toy, n: int, temperature: float, message: str) -> 
         toy.sample(n, temperature)
 
 
-@pytest.mark.xfail(strict=True, reason="models/glow.py always uses LU mixing on 2D toy data and silently "
-                   "ignores model.mixing; it should refuse an image-only mixing layer")
 @pytest.mark.parametrize("mixing", ["woodbury", "periodic"])
 def test_image_only_mixing_on_toy_data_is_refused(mixing: str) -> None:
     with pytest.raises(ValueError, match="model.mixing"):

@@ -56,6 +56,14 @@ class FlowModel(nn.Module):
             if module is not self and hasattr(module, "after_optimizer_step"):
                 module.after_optimizer_step()
 
+    def set_conditioner_precision(self, dtype: torch.dtype | None) -> int:
+        """Run coupling conditioner networks under autocast in ``dtype`` (bf16/fp16), keeping
+        log-dets, invertible maps and the prior in full precision; returns how many were set."""
+        layers = [m for m in self.modules() if hasattr(m, "autocast_dtype")]
+        for layer in layers:
+            layer.autocast_dtype = dtype
+        return len(layers)
+
     def training_stats(self) -> dict[str, float]:
         """Extra numbers for the training log (e.g. log-det estimator variance); none by default."""
         return {}

@@ -52,9 +52,15 @@ def mlp_coupling_net(in_features: int, out_features: int, hidden_features: int) 
 
 
 class _Coupling(Flow):
-    """Shared split/merge and input checks; subclasses define the transform of ``x_b``."""
+    """Shared split/merge and input checks; subclasses define the transform of ``x_b``.
+
+    ``autocast_dtype`` (set by ``FlowModel.set_conditioner_precision``) runs only the conditioner
+    network in bf16/fp16; its output is cast back, so the transform and log-det stay in the
+    input's precision.
+    """
 
     params_per_dim = 1
+    autocast_dtype: torch.dtype | None = None
 
     def __init__(self, shape: tuple[int, ...], hidden: int, swap: bool = False) -> None:
         super().__init__()
@@ -84,16 +90,22 @@ class _Coupling(Flow):
     def _merge(self, a: Tensor, b: Tensor) -> Tensor:
         return torch.cat((b, a) if self.swap else (a, b), dim=1)
 
+    def _conditioner(self, a: Tensor) -> Tensor:
+        if self.autocast_dtype is None:
+            return self.net(a)
+        with torch.autocast(a.device.type, dtype=self.autocast_dtype):
+            return self.net(a).to(a.dtype)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x, "forward")
         a, b = self._split(x)
-        y_b, logdet = self._transform(b, self.net(a))
+        y_b, logdet = self._transform(b, self._conditioner(a))
         return self._merge(a, y_b), logdet
 
     def inverse(self, z: Tensor) -> Tensor:
         self._check(z, "inverse")
         a, y_b = self._split(z)
-        return self._merge(a, self._inverse_transform(y_b, self.net(a)))
+        return self._merge(a, self._inverse_transform(y_b, self._conditioner(a)))
 
 
 class AffineCoupling(_Coupling):

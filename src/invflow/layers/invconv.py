@@ -34,14 +34,27 @@ class InvConv1x1(Flow):
         else:
             self.weight = nn.Parameter(w0)
 
+    def _factors(self) -> tuple[Tensor, Tensor]:
+        eye = torch.eye(self.channels, dtype=self.log_s.dtype, device=self.log_s.device)
+        lower = self.lower * self.lower_mask + eye
+        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_s * torch.exp(self.log_s))
+        return lower, upper
+
     def matrix(self) -> Tensor:
         """The ``c x c`` matrix ``W``."""
         if not self.lu:
             return self.weight
-        eye = torch.eye(self.channels, dtype=self.log_s.dtype, device=self.log_s.device)
-        lower = self.lower * self.lower_mask + eye
-        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_s * torch.exp(self.log_s))
+        lower, upper = self._factors()
         return self.perm @ lower @ upper
+
+    def inverse_matrix(self) -> Tensor:
+        """``W^{-1}``; from the LU factors by two triangular solves, ``U^{-1} L^{-1} P^T``."""
+        if not self.lu:
+            return torch.linalg.inv(self.weight)
+        lower, upper = self._factors()
+        lower_inv = torch.linalg.solve_triangular(lower, torch.eye(self.channels, dtype=lower.dtype,
+                                                                   device=lower.device), upper=False, unitriangular=True)
+        return torch.linalg.solve_triangular(upper, lower_inv, upper=True) @ self.perm.T
 
     def log_abs_det(self) -> Tensor:
         """``log|det W|``."""
@@ -65,4 +78,4 @@ class InvConv1x1(Flow):
 
     def inverse(self, z: Tensor) -> Tensor:
         check_shape(z, self._expected(), "InvConv1x1.inverse")
-        return self._mix(z, torch.linalg.inv(self.matrix()))
+        return self._mix(z, self.inverse_matrix())

@@ -132,6 +132,11 @@ def glow_levels(cfg: GlowConfig, shape: tuple[int, int, int], level: int = 0) ->
 def build_glow(cfg: GlowConfig, shape: tuple[int, ...]) -> FlowModel:
     """A Glow-family ``FlowModel`` for per-sample ``shape`` (images ``(C, H, W)`` or vectors ``(D,)``)."""
     if len(shape) == 1:
+        if cfg.mixing != "lu" or cfg.coupling == "macow":
+            raise ValueError(
+                f"model.mixing={cfg.mixing!r} / model.coupling={cfg.coupling!r} need image data; on vector "
+                "(2D toy) data the Glow step uses mixing 'lu' and an affine, additive or spline coupling"
+            )
         dims = shape[0]
         flows: list[Flow] = []
         for k in range(cfg.steps_per_level):

@@ -72,6 +72,10 @@ class HybridModel(ResFlowModel):
         self.head = nn.Linear(config.classifier_width * len(tap_channels), config.num_classes)
         self.hybrid_weight = 1.0 / self.dims if config.hybrid_weight is None else config.hybrid_weight
 
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(log p(x), class logits)``, what the hybrid objective trains."""
+        return self.log_prob_and_logits(x)
+
     def log_prob_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(log p(x), class logits)``; the classifier taps the state after every squeeze and the last."""
         logdet = x.new_zeros(x.shape[0])

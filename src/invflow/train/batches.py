@@ -1,8 +1,9 @@
 """Training batches as a pure function of (seed, step), so a resumed run sees the same data.
 
 Image data: each epoch is a permutation drawn from a generator seeded by (seed, epoch); the
-last incomplete batch is dropped. Toy data: fresh points drawn from a generator seeded by
-(seed, step). Augmentations use a generator seeded the same way.
+last incomplete global batch is dropped. Toy data: fresh points drawn from a generator seeded
+by (seed, step, rank). Augmentations use a generator seeded the same way. Under DDP a step's
+global batch is ``world_size × data.batch_size`` and process ``r`` takes the ``r``-th slice.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor
 
 from invflow.config import DataConfig
+from invflow.train.distributed import DistContext
 
 
 def derived_generator(*keys: int) -> torch.Generator:
@@ -33,13 +35,16 @@ class Batch:
 class ImageBatches:
     """Shuffled mini-batches of an in-memory uint8 image tensor."""
 
-    def __init__(self, images: Tensor, labels: Tensor, data: DataConfig, seed: int) -> None:
-        if images.shape[0] < data.batch_size:
+    def __init__(self, images: Tensor, labels: Tensor, data: DataConfig, seed: int,
+                 ctx: DistContext = DistContext()) -> None:
+        global_batch = data.batch_size * ctx.world_size
+        if images.shape[0] < global_batch:
             raise ValueError(
-                f"data.batch_size={data.batch_size} exceeds the {images.shape[0]} training images"
+                f"a global batch of {global_batch} (data.batch_size x processes) exceeds the "
+                f"{images.shape[0]} training images"
             )
-        self.images, self.labels, self.data, self.seed = images, labels, data, seed
-        self.per_epoch = images.shape[0] // data.batch_size
+        self.images, self.labels, self.data, self.seed, self.ctx = images, labels, data, seed, ctx
+        self.per_epoch = images.shape[0] // global_batch
         self._epoch, self._perm = -1, None
 
     def batch(self, step: int) -> Batch:
@@ -47,12 +52,13 @@ class ImageBatches:
         if epoch != self._epoch:
             self._perm = torch.randperm(self.images.shape[0], generator=derived_generator(self.seed, 1, epoch))
             self._epoch = epoch
-        idx = self._perm[index * self.data.batch_size : (index + 1) * self.data.batch_size]
+        start = (index * self.ctx.world_size + self.ctx.rank) * self.data.batch_size
+        idx = self._perm[start : start + self.data.batch_size]
         x = self.images[idx]
         if self.data.augment:
             from invflow.data.transforms import random_crop_reflect, random_flip
 
-            gen = derived_generator(self.seed, 2, step)
+            gen = derived_generator(self.seed, 2, step, self.ctx.rank)
             x = random_crop_reflect(x, padding=4, generator=gen)
             if self.data.dataset not in ("mnist", "svhn"):  # digits are not mirror-symmetric
                 x = random_flip(x, generator=gen)
@@ -62,11 +68,11 @@ class ImageBatches:
 class ToyBatches:
     """Fresh samples of a 2D toy density at every step."""
 
-    def __init__(self, data: DataConfig, seed: int) -> None:
-        self.data, self.seed = data, seed
+    def __init__(self, data: DataConfig, seed: int, ctx: DistContext = DistContext()) -> None:
+        self.data, self.seed, self.rank = data, seed, ctx.rank
 
     def batch(self, step: int) -> Batch:
         from invflow.data.toy2d import sample_toy2d
 
-        x = sample_toy2d(self.data.dataset, self.data.batch_size, derived_generator(self.seed, 3, step))
+        x = sample_toy2d(self.data.dataset, self.data.batch_size, derived_generator(self.seed, 3, step, self.rank))
         return Batch(x, torch.zeros(x.shape[0], dtype=torch.long))

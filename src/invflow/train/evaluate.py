@@ -11,6 +11,7 @@ from invflow.config import Config
 from invflow.core.model import FlowModel
 from invflow.models.input_shape import is_toy
 from invflow.train.batches import Batch, derived_generator
+from invflow.train.distributed import DistContext, all_reduce_sum
 from invflow.train.objectives import HybridObjective, ImageBitsPerDim, Objective, VectorBits, to_device
 
 
@@ -31,8 +32,10 @@ def load_split(config: Config, split: str, data_dir: str | None = None):
     return load_image_split(d.dataset, split, data_dir or d.data_dir, d.image_size, d.n_bits)
 
 
-def held_out_batches(config: Config, images=None, limit: int | None = None) -> Iterator[Batch]:
-    """Fixed evaluation batches: the test images in order, or a fixed sample of a toy density."""
+def held_out_batches(config: Config, images=None, limit: int | None = None,
+                     ctx: DistContext = DistContext()) -> Iterator[Batch]:
+    """Fixed evaluation batches: the test images in order, or a fixed sample of a toy density.
+    Under DDP process ``r`` takes batches ``r, r + world_size, …`` of the first ``limit``."""
     batch_size = config.data.batch_size
     if images is None:
         from invflow.data.toy2d import sample_toy2d
@@ -43,7 +46,7 @@ def held_out_batches(config: Config, images=None, limit: int | None = None) -> I
     else:
         source = (images.images, images.labels)
     n_batches = math.ceil(source[0].shape[0] / batch_size)
-    for i in range(n_batches if limit is None else min(limit, n_batches)):
+    for i in range(ctx.rank, n_batches if limit is None else min(limit, n_batches), ctx.world_size):
         sl = slice(i * batch_size, (i + 1) * batch_size)
         yield Batch(source[0][sl], source[1][sl])
 
@@ -78,8 +81,8 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(model: FlowModel, objective: Objective, batches: Iterator[Batch], device: torch.device,
-             seed: int = 0, draws: int | None = None) -> EvalResult:
-    """Average the objective's metric in eval mode.
+             seed: int = 0, draws: int | None = None, ctx: DistContext = DistContext()) -> EvalResult:
+    """Average the objective's metric in eval mode (over all processes' shards under DDP).
 
     The dequantization noise and the log-det estimator's randomness are drawn from ``seed`` in
     a forked RNG, so evaluation is reproducible and leaves training's RNG alone. Stochastic
@@ -90,24 +93,32 @@ def evaluate(model: FlowModel, objective: Objective, batches: Iterator[Batch], d
     draws = draws or getattr(model, "eval_draws", 1)
     was_training = model.training
     model.eval()
-    values, extras = [], {}
+    # Sufficient statistics: count, Σ m_i, Σ m_i², Σ s_i², then Σ of each extra.
+    totals = torch.zeros(4, dtype=torch.float64)
+    extra_sums: dict[str, float] = {}
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
+            torch.manual_seed(seed + ctx.rank)
             for batch in batches:
                 drawn, batch_extras = objective.eval_batch(model, to_device(batch, device), draws)
-                values.append(drawn.double().cpu())
+                drawn = drawn.double().cpu()
+                means = drawn.mean(dim=0)
+                spread = drawn.var(dim=0).sum() if draws > 1 else 0.0
+                totals += torch.stack([torch.tensor(float(means.numel())), means.sum(), (means**2).sum(),
+                                       torch.as_tensor(spread, dtype=torch.float64)])
                 for key, value in batch_extras.items():
-                    extras.setdefault(key, []).append(value.double().cpu())
+                    extra_sums[key] = extra_sums.get(key, 0.0) + float(value.double().sum())
     finally:
         model.train(was_training)
-    if not values:
+    keys = list(objective.extras)
+    totals = all_reduce_sum(torch.cat([totals, torch.tensor([extra_sums.get(k, 0.0) for k in keys], dtype=torch.float64)]), ctx)
+    n, total, total_sq, spread = (float(v) for v in totals[:4])
+    if n == 0:
         raise ValueError("evaluation got no data")
-    v = torch.cat(values, dim=1)
-    per_sample = v.mean(dim=0)
-    n = per_sample.numel()
-    stderr = float(per_sample.std() / math.sqrt(n)) if n > 1 else float("nan")
-    estimator_stderr = float(torch.sqrt(v.var(dim=0).sum() / draws) / n) if draws > 1 else None
-    return EvalResult(objective.metric, float(per_sample.mean()), stderr, n, draws, estimator_stderr,
+    mean = total / n
+    variance = (total_sq - n * mean**2) / (n - 1) if n > 1 else float("nan")
+    stderr = math.sqrt(max(variance, 0.0) / n) if n > 1 else float("nan")
+    estimator_stderr = math.sqrt(spread / draws) / n if draws > 1 else None
+    return EvalResult(objective.metric, mean, stderr, int(n), draws, estimator_stderr,
                       getattr(model, "estimator", "exact log-det"),
-                      {k: float(torch.cat(parts).mean()) for k, parts in extras.items()})
+                      {k: float(v) / n for k, v in zip(keys, totals[4:])})

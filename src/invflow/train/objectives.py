@@ -6,8 +6,10 @@
 - hybrid models: ``−(λ·log p(x) + log p(y|x))`` (Chen et al. 2019, sec. 6.3), reporting
   bits/dim and accuracy.
 
-``eval_batch`` returns the metric for ``draws`` independent draws of a stochastic log-det
-estimate on the same dequantized inputs, shape ``(draws, B)``, and per-sample extras.
+``loss(model, batch, forward)`` computes the log-density through ``forward`` (the model, or its
+DistributedDataParallel / compiled wrapper, whose ``forward`` is ``log_prob``). ``eval_batch``
+returns the metric for ``draws`` independent draws of a stochastic log-det estimate on the same
+dequantized inputs, shape ``(draws, B)``, and per-sample extras.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class ImageBitsPerDim:
     """Loss = mean bits/dim of the batch."""
 
     metric = "bpd"
+    extras: tuple[str, ...] = ()
 
     def __init__(self, n_bits: int) -> None:
         self.n_bits = n_bits
@@ -33,8 +36,9 @@ class ImageBitsPerDim:
     def dequantized(self, model: FlowModel, batch: Batch) -> Tensor:
         return dequantize(batch.x, self.n_bits, dtype=model.prior.dtype)
 
-    def loss(self, model: FlowModel, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        bpd = model.bits_per_dim(batch.x, self.n_bits)
+    def loss(self, model: FlowModel, batch: Batch, forward=None) -> tuple[Tensor, dict[str, Tensor]]:
+        log_p = (forward or model)(self.dequantized(model, batch))
+        bpd = nats_to_bits_per_dim(log_p, model.dims, self.n_bits)
         return bpd.mean(), {self.metric: bpd.detach().mean()}
 
     def eval_batch(self, model: FlowModel, batch: Batch, draws: int) -> tuple[Tensor, dict[str, Tensor]]:
@@ -47,9 +51,10 @@ class VectorBits:
     """Loss = mean ``-log2 p(x)`` of the batch (bits per sample)."""
 
     metric = "bits"
+    extras: tuple[str, ...] = ()
 
-    def loss(self, model: FlowModel, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        bits = -model.log_prob(batch.x) / math.log(2)
+    def loss(self, model: FlowModel, batch: Batch, forward=None) -> tuple[Tensor, dict[str, Tensor]]:
+        bits = -(forward or model)(batch.x.to(model.prior.dtype)) / math.log(2)
         return bits.mean(), {self.metric: bits.detach().mean()}
 
     def eval_batch(self, model: FlowModel, batch: Batch, draws: int) -> tuple[Tensor, dict[str, Tensor]]:
@@ -61,8 +66,10 @@ class HybridObjective(ImageBitsPerDim):
     """``−(λ·log p(x) + log p(y|x))`` averaged over the batch, with λ = ``model.hybrid_weight``;
     λ = 0 trains a pure classifier."""
 
-    def loss(self, model, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        log_p, logits = model.log_prob_and_logits(self.dequantized(model, batch))
+    extras = ("accuracy",)
+
+    def loss(self, model, batch: Batch, forward=None) -> tuple[Tensor, dict[str, Tensor]]:
+        log_p, logits = (forward or model)(self.dequantized(model, batch))
         bpd = nats_to_bits_per_dim(log_p, model.dims, self.n_bits)
         cross_entropy = F.cross_entropy(logits, batch.y)
         loss = -model.hybrid_weight * log_p.mean() + cross_entropy

@@ -34,6 +34,9 @@ class RunDir:
         if not os.access(self.root, os.W_OK):
             raise ValueError(f"run directory {self.root} is not writable")
 
+    def has_checkpoints(self) -> bool:
+        return self.checkpoints.is_dir() and any(self.checkpoints.glob("*.pt"))
+
     def write_config(self, config: Config) -> None:
         self.config.write_text(dump_config(config))
         env = {"invflow": _version(), "torch": torch.__version__, "python": sys.version.split()[0],
