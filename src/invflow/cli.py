@@ -6,6 +6,7 @@ one line and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -36,9 +37,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = _overrides(args.set)
     if args.data_dir:
         overrides["data.data_dir"] = args.data_dir
+    if args.device:
+        overrides["train.device"] = args.device
+    if args.compile:
+        overrides["train.compile"] = True
     config = load_config(args.preset, overrides)
     out = args.out or str(Path("runs") / config.name)
     result = train(config, out, resume=args.resume, progress=None)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # under torchrun only rank 0 reports
     print(f"finished {config.name} at step {result.step} in {result.seconds:.0f}s: "
           f"train {result.metric} {result.train_value:.4f}, "
           f"test {result.metric} {result.test_value:.4f} ± {result.test_stderr:.4f}")
@@ -107,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="directory holding the data files")
     p.add_argument("--out", help="run directory (default runs/<preset>)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device (default auto)")
+    p.add_argument("--compile", action="store_true", help="train through torch.compile (train.compile=true)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a run directory or checkpoint")

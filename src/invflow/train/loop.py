@@ -96,6 +96,11 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
     objective = make_objective(config)
 
     model = build_model(config).to(device)
+    if tc.compile and config.family != "glow":
+        raise ValueError(
+            "train.compile=true is supported for the Glow family only: a residual block differentiates its "
+            "log-det's vector-Jacobian products (double backward), which torch.compile's aot_autograd cannot do"
+        )
     if tc.precision != "fp32":
         if config.family != "glow":
             raise ValueError(
