@@ -85,3 +85,10 @@ def test_non_checkpoint_and_version_mismatch(tmp_path) -> None:
     path.write_bytes(data)
     with pytest.raises(CheckpointError, match="format version 9"):
         load_checkpoint_file(path)
+
+
+def test_prefetched_batches_train_identically(tmp_path) -> None:
+    straight = loop.train(load_config("glow-toy-rings", SMALL), tmp_path / "a", progress=False)
+    ahead = loop.train(load_config("glow-toy-rings", {**SMALL, "data.num_workers": 2}), tmp_path / "b", progress=False)
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(ahead.model.state_dict()[key], value), key

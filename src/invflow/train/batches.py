@@ -7,6 +7,7 @@ global batch is ``world_size × data.batch_size`` and process ``r`` takes the ``
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -76,3 +77,34 @@ class ToyBatches:
 
         x = sample_toy2d(self.data.dataset, self.data.batch_size, derived_generator(self.seed, 3, step, self.rank))
         return Batch(x, torch.zeros(x.shape[0], dtype=torch.long))
+
+
+class Prefetcher:
+    """Prepares the next ``depth`` steps' batches in a background thread while the current step
+    trains, pinning them in page-locked memory for asynchronous copies to a GPU.
+
+    Batches are a pure function of the step, so prefetching changes nothing but timing. One
+    worker thread keeps the sources' per-epoch caches single-threaded.
+    """
+
+    def __init__(self, source: ImageBatches | ToyBatches, depth: int, pin_memory: bool) -> None:
+        self.source, self.depth, self.pin_memory = source, depth, pin_memory
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="invflow-batches")
+        self._pending: dict[int, Future] = {}
+
+    def _load(self, step: int) -> Batch:
+        batch = self.source.batch(step)
+        if self.pin_memory:
+            return Batch(batch.x.pin_memory(), batch.y.pin_memory())
+        return batch
+
+    def batch(self, step: int) -> Batch:
+        for ahead in range(step, step + self.depth + 1):
+            if ahead not in self._pending:
+                self._pending[ahead] = self._pool.submit(self._load, ahead)
+        for stale in [s for s in self._pending if s < step]:
+            self._pending.pop(stale).cancel()
+        return self._pending.pop(step).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from invflow.config import Config
 from invflow.core.model import FlowModel
 from invflow.models import build_model, input_shape, is_toy
-from invflow.train.batches import Batch, ImageBatches, ToyBatches
+from invflow.train.batches import Batch, ImageBatches, Prefetcher, ToyBatches
 from invflow.train.checkpoint import latest_good_checkpoint
 from invflow.train.distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from invflow.train.ema import make_ema, update_ema
@@ -92,7 +92,9 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
     torch.manual_seed(tc.seed + ctx.rank)  # each process draws its own noise and estimator samples
     if tc.deterministic:
         torch.use_deterministic_algorithms(True)
-    batches, test_data = _training_data(config, data_dir, ctx)
+    source, test_data = _training_data(config, data_dir, ctx)
+    batches = Prefetcher(source, config.data.num_workers, pin_memory=device.type == "cuda") \
+        if config.data.num_workers > 0 else source
     objective = make_objective(config)
 
     model = build_model(config).to(device)
@@ -108,7 +110,7 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
                 "power series and fixed-point inverse rely on Lip(g) < 1, which low-precision rounding breaks"
             )
         model.set_conditioner_precision(LOW_PRECISION[tc.precision])
-    _initialize(model, batches, objective, device)  # ActNorm's data-dependent init (rank 0's wins under DDP)
+    _initialize(model, source, objective, device)  # ActNorm's data-dependent init (rank 0's wins under DDP)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup(tc.warmup_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
@@ -198,6 +200,8 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
         if state.step % tc.checkpoint_every == 0:
             state.save(run)
     bar.close()
+    if isinstance(batches, Prefetcher):
+        batches.close()
     state.save(run)
     result = held_out()
     write({"step": state.step, "split": "test", **result.as_dict()})
