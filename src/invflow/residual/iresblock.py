@@ -27,7 +27,7 @@ def fixed_point_inverse(
     g: Callable[[Tensor], Tensor],
     y: Tensor,
     atol: float | None = None,
-    rtol: float = 0.0,
+    rtol: float | None = None,
     max_iter: int = 1000,
     where: str = "fixed_point_inverse",
 ) -> tuple[Tensor, int]:
@@ -35,11 +35,15 @@ def fixed_point_inverse(
 
     Stops when the residual ``|x + g(x) - y| = |x_{new} - x|`` is at most ``atol + rtol·|y|``
     elementwise; for ``Lip(g) = L`` the error is then at most ``residual / (1 - L)``. ``atol``
-    defaults to 1e-6 (float32) or 1e-12 (float64). Returns ``(x, iterations)``; warns naming
-    the residual if ``max_iter`` is reached first.
+    defaults to 1e-6 (float32) or 1e-12 (float64), ``rtol`` to 8 ulps of the dtype (the
+    floating-point floor for large ``|y|``). Returns ``(x, iterations)``; warns naming the
+    residual if ``max_iter`` is reached first.
     """
     if atol is None:
         atol = 1e-12 if y.dtype == torch.float64 else 1e-6
+    if rtol is None:
+        # The floating-point floor: |x + g(x) - y| cannot drop below a few ulps of |y|.
+        rtol = 8 * torch.finfo(y.dtype).eps
     bound = atol + rtol * y.abs()
     x = y
     residual = torch.zeros(())
@@ -98,7 +102,7 @@ class InvertibleResidualBlock(Flow):
         eval_terms: int = 20,
         backward_in_forward: bool = True,
         inverse_atol: float | None = None,
-        inverse_rtol: float = 0.0,
+        inverse_rtol: float | None = None,
         inverse_max_iter: int = 1000,
     ) -> None:
         super().__init__()
