@@ -33,8 +33,8 @@ def fixed_point_inverse(
 ) -> tuple[Tensor, int]:
     """Solve ``x + g(x) = y`` by ``x <- y - g(x)`` from ``x = y`` (Behrmann et al. 2019, alg. 1).
 
-    Stops when the residual ``|x + g(x) - y| = |x_{new} - x|`` is at most ``atol + rtol·|y|``
-    elementwise; for ``Lip(g) = L`` the error is then at most ``residual / (1 - L)``. ``atol``
+    Stops when the residual ``|x + g(x) - y| = |x_{new} - x|`` is at most
+    ``atol + rtol·max|y|`` elementwise (the maximum taken over each sample); for ``Lip(g) = L`` the error is then at most ``residual / (1 - L)``. ``atol``
     defaults to 1e-6 (float32) or 1e-12 (float64), ``rtol`` to 8 ulps of the dtype (the
     floating-point floor for large ``|y|``). Returns ``(x, iterations)``; warns naming the
     residual if ``max_iter`` is reached first.
@@ -44,7 +44,8 @@ def fixed_point_inverse(
     if rtol is None:
         # The floating-point floor: |x + g(x) - y| cannot drop below a few ulps of |y|.
         rtol = 8 * torch.finfo(y.dtype).eps
-    bound = atol + rtol * y.abs()
+    scale = y.abs().reshape(y.shape[0], -1).amax(dim=1).reshape(-1, *([1] * (y.dim() - 1)))
+    bound = atol + rtol * scale
     x = y
     residual = torch.zeros(())
     for it in range(1, max_iter + 1):
