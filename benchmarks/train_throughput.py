@@ -32,22 +32,30 @@ def make_batch(config, shape: tuple[int, ...], device: torch.device) -> Batch:
     return Batch(x.to(device), torch.zeros(n, dtype=torch.long, device=device))
 
 
-def measure(preset: str, steps: int, device: torch.device) -> dict:
+def measure(preset: str, steps: int, device: torch.device, compiled: bool) -> dict:
     config = invflow.load_config(preset)
+    if compiled and config.family != "glow":
+        return {"preset": preset, "mode": "compiled", "status": "refused: residual flows need double backward"}
     torch.manual_seed(0)
     model = invflow.build_model(config).to(device)
     objective = make_objective(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     batch = make_batch(config, model.input_shape, device)
 
+    forward = torch.compile(model) if compiled else model
+
     def step() -> None:
-        loss, _ = objective.loss(model, batch)
+        loss, _ = objective.loss(model, batch, forward)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         model.after_optimizer_step()
 
-    step()  # data-dependent init and warm-up
+    with torch.no_grad():
+        objective.loss(model, batch)  # data-dependent init, eagerly
+    start = time.perf_counter()
+    step()  # warm-up (and compilation)
+    warmup = time.perf_counter() - start
     times = []
     for _ in range(steps):
         if device.type == "cuda":
@@ -61,12 +69,15 @@ def measure(preset: str, steps: int, device: torch.device) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
         step()
         peak = torch.cuda.max_memory_allocated(device)
+    elif compiled:
+        peak = float("nan")  # compiled kernels allocate outside the dispatcher, which the CPU accounting sees
     else:
         with PeakTensorMemory() as memory:
             step()
         peak = memory.peak
     seconds = statistics.median(times)
-    return {"preset": preset, "batch": config.data.batch_size, "params": sum(p.numel() for p in model.parameters()),
+    return {"preset": preset, "mode": "compiled" if compiled else "eager", "status": "ok",
+            "first_step_s": warmup, "batch": config.data.batch_size, "params": sum(p.numel() for p in model.parameters()),
             "step_s": seconds, "images_per_s": config.data.batch_size / seconds, "peak_mb": peak / 2**20}
 
 
@@ -75,6 +86,7 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["glow-mnist-tiny"])
     parser.add_argument("--steps", type=int, default=10, help="timed steps (median reported)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile (Glow family)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default=str(RESULTS / "train_throughput.json"))
     args = parser.parse_args()
@@ -86,12 +98,17 @@ def main() -> None:
                               (" (CUDA allocator)" if device.type == "cuda" else " (dispatch-mode accounting)"))
     print_environment(meta)
     rows = []
-    print(f"{'preset':28s} {'batch':>5s} {'params':>10s} {'step ms':>9s} {'images/s':>9s} {'peak MB':>9s}")
+    print(f"{'preset':32s} {'mode':9s} {'batch':>5s} {'params':>10s} {'1st step s':>10s} {'step ms':>9s} "
+          f"{'images/s':>9s} {'peak MB':>9s}")
     for preset in args.presets:
-        row = measure(preset, args.steps, device)
-        rows.append(row)
-        print(f"{preset:28s} {row['batch']:5d} {row['params']:10d} {row['step_s'] * 1e3:9.1f} "
-              f"{row['images_per_s']:9.1f} {row['peak_mb']:9.1f}", flush=True)
+        for compiled in (False, True) if args.compile else (False,):
+            row = measure(preset, args.steps, device, compiled)
+            rows.append(row)
+            if row["status"] != "ok":
+                print(f"{preset:32s} {row['mode']:9s} {row['status']}", flush=True)
+                continue
+            print(f"{preset:32s} {row['mode']:9s} {row['batch']:5d} {row['params']:10d} {row['first_step_s']:10.1f} "
+                  f"{row['step_s'] * 1e3:9.1f} {row['images_per_s']:9.1f} {row['peak_mb']:9.1f}", flush=True)
     print(f"wrote {write_results(Path(args.out), meta, rows)}")
 
 

@@ -37,7 +37,7 @@ class ImageBitsPerDim:
         return dequantize(batch.x, self.n_bits, dtype=model.prior.dtype)
 
     def loss(self, model: FlowModel, batch: Batch, forward=None) -> tuple[Tensor, dict[str, Tensor]]:
-        log_p = (forward or model)(self.dequantized(model, batch))
+        log_p = (model if forward is None else forward)(self.dequantized(model, batch))
         bpd = nats_to_bits_per_dim(log_p, model.dims, self.n_bits)
         return bpd.mean(), {self.metric: bpd.detach().mean()}
 
@@ -54,7 +54,7 @@ class VectorBits:
     extras: tuple[str, ...] = ()
 
     def loss(self, model: FlowModel, batch: Batch, forward=None) -> tuple[Tensor, dict[str, Tensor]]:
-        bits = -(forward or model)(batch.x.to(model.prior.dtype)) / math.log(2)
+        bits = -(model if forward is None else forward)(batch.x.to(model.prior.dtype)) / math.log(2)
         return bits.mean(), {self.metric: bits.detach().mean()}
 
     def eval_batch(self, model: FlowModel, batch: Batch, draws: int) -> tuple[Tensor, dict[str, Tensor]]:
@@ -69,7 +69,7 @@ class HybridObjective(ImageBitsPerDim):
     extras = ("accuracy",)
 
     def loss(self, model, batch: Batch, forward=None) -> tuple[Tensor, dict[str, Tensor]]:
-        log_p, logits = (forward or model)(self.dequantized(model, batch))
+        log_p, logits = (model if forward is None else forward)(self.dequantized(model, batch))
         bpd = nats_to_bits_per_dim(log_p, model.dims, self.n_bits)
         cross_entropy = F.cross_entropy(logits, batch.y)
         loss = -model.hybrid_weight * log_p.mean() + cross_entropy
