@@ -56,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from invflow.api import load_checkpoint
     from invflow.train.evaluate import evaluate, held_out_batches, load_split, make_objective
-    from invflow.train.loop import select_device
+    from invflow.train.distributed import select_device
     from invflow.models import is_toy
 
     model, config = load_checkpoint(args.run, ema=not args.no_ema)

@@ -15,7 +15,7 @@ from invflow.core.model import FlowModel
 from invflow.models import is_toy
 from invflow.train.batches import Batch, derived_generator
 from invflow.train.evaluate import make_objective
-from invflow.train.loop import select_device
+from invflow.train.distributed import select_device
 from invflow.train.metrics import read_metrics
 
 SAMPLES_TIMED = 64

@@ -10,7 +10,12 @@ from invflow.models.input_shape import input_shape, is_toy
 from invflow.models.hybrid import HybridConfig, build_hybrid
 from invflow.models.resflow import ResFlowConfig, build_resflow
 
-BUILDERS = {GlowConfig: build_glow, ResFlowConfig: build_resflow}
+# model-config type -> builder(model config, data config)
+BUILDERS = {
+    GlowConfig: lambda model, data: build_glow(model, input_shape(data)),
+    ResFlowConfig: lambda model, data: build_resflow(model, input_shape(data)),
+    HybridConfig: lambda model, data: build_hybrid(model, input_shape(data), data.dataset),
+}
 
 
 def build_model(name_or_config: str | Config, **overrides: Any) -> FlowModel:
@@ -22,9 +27,7 @@ def build_model(name_or_config: str | Config, **overrides: Any) -> FlowModel:
         config = name_or_config
     else:
         config = load_config(name_or_config, {k.replace("__", "."): v for k, v in overrides.items()})
-    if isinstance(config.model, HybridConfig):
-        return build_hybrid(config.model, input_shape(config.data), config.data.dataset)
-    return BUILDERS[type(config.model)](config.model, input_shape(config.data))
+    return BUILDERS[type(config.model)](config.model, config.data)
 
 
 __all__ = ["build_model", "input_shape", "is_toy", "GlowConfig", "HybridConfig", "ResFlowConfig"]

@@ -30,14 +30,19 @@ class DistContext:
         return self.rank == 0
 
 
-def init_distributed(device_name: str) -> tuple[DistContext, torch.device]:
-    """Join the ``torchrun`` process group if there is one; pick this process's device.
-
-    ``device_name`` is ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-    """
-    if device_name == "cuda" and not torch.cuda.is_available():
+def select_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device cuda requested but no CUDA device is available")
-    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def init_distributed(device_name: str) -> tuple[DistContext, torch.device]:
+    """Join the ``torchrun`` process group if there is one; pick this process's device
+    (:func:`select_device`; under DDP on CUDA, the GPU of ``LOCAL_RANK``)."""
+    use_cuda = select_device(device_name).type == "cuda"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext(), torch.device("cuda" if use_cuda else "cpu")

@@ -35,15 +35,6 @@ class TrainingDiverged(RuntimeError):
     """Too many non-finite losses or gradients."""
 
 
-def select_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda requested but no CUDA device is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 @dataclass
 class TrainResult:
     """What a finished run reports."""
