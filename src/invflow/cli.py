@@ -19,6 +19,13 @@ from invflow.train.loop import TrainingDiverged
 EXIT_USAGE = 2
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _overrides(items: list[str]) -> dict:
     return dict(parse_override(item) for item in items)
 
@@ -49,6 +56,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"finished {config.name} at step {result.step} in {result.seconds:.0f}s: "
           f"train {result.metric} {result.train_value:.4f}, "
           f"test {result.metric} {result.test_value:.4f} ± {result.test_stderr:.4f}")
+    if result.nonfinite:
+        print(f"warning: {result.nonfinite} of {result.step} steps were skipped as non-finite "
+              "(see metrics.jsonl); consider a lower train.lr or train.grad_clip")
     print(f"run directory: {result.run_dir}")
     return 0
 
@@ -122,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory or checkpoint file")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
-    p.add_argument("--batches", type=int, default=None, help="evaluate only this many batches")
+    p.add_argument("--batches", type=_positive_int, default=None, help="evaluate only this many batches")
     p.add_argument("--data-dir", help="directory holding the data files")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0, help="seed of the dequantization noise")
