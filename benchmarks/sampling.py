@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
 from common import RESULTS, environment, print_environment, write_results
 
 import invflow
+from invflow.compare.measure import time_sampling
 
 FAMILIES = {
     "glow (1x1 LU, affine)": "glow-mnist-tiny",
@@ -33,18 +33,12 @@ FAMILIES = {
 
 
 def measure(model, n: int, repeats: int) -> dict:
-    model.eval()
-    times, iterations = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.sample(n)
-        times.append(time.perf_counter() - start)
-        if hasattr(model, "inverse_iterations"):
-            iterations.append(model.inverse_iterations())
-    blocks = len(model.blocks()) if hasattr(model, "blocks") else 0
-    return {"sample_s": statistics.median(times), "images_per_s": n / statistics.median(times),
-            "fixed_point_iterations": statistics.median(iterations) if iterations else None,
-            "residual_blocks": blocks}
+    """Median seconds of ``repeats`` timed ``model.sample(n)`` calls and the fixed-point
+    iterations per residual block (``None`` for closed-form inverses)."""
+    timed = [time_sampling(model, n, torch.device("cpu"), seed=r) for r in range(repeats)]
+    seconds = statistics.median(t for t, _ in timed)
+    iterations = timed[-1][1]
+    return {"sample_s": seconds, "images_per_s": n / seconds, "fixed_point_iterations_per_block": iterations}
 
 
 def main() -> None:
@@ -57,7 +51,7 @@ def main() -> None:
     meta = environment("cpu", n=args.n, repeats=args.repeats)
     print_environment(meta)
     rows = []
-    print(f"{'model':32s} {'preset / run':34s} {'seconds':>8s} {'images/s':>9s} {'fp iters (all blocks)':>22s}")
+    print(f"{'model':32s} {'preset / run':34s} {'seconds':>8s} {'images/s':>9s} {'fp iters per block':>19s}")
     targets = [(Path(r).name, r) for r in args.run] or list(FAMILIES.items())
     for name, source in targets:
         torch.manual_seed(0)
@@ -69,9 +63,8 @@ def main() -> None:
                 model.log_prob(torch.rand(16, *model.input_shape) * 0.9 + 0.05)  # ActNorm init
         row = {"model": name, "source": source, **measure(model, args.n, args.repeats)}
         rows.append(row)
-        iters = "" if row["fixed_point_iterations"] is None else \
-            f"{row['fixed_point_iterations']} ({row['residual_blocks']} blocks)"
-        print(f"{name:32s} {source:34s} {row['sample_s']:8.3f} {row['images_per_s']:9.1f} {iters:>22s}", flush=True)
+        iters = "" if row["fixed_point_iterations_per_block"] is None else f"{row['fixed_point_iterations_per_block']:.1f}"
+        print(f"{name:32s} {source:34s} {row['sample_s']:8.3f} {row['images_per_s']:9.1f} {iters:>19s}", flush=True)
     print(f"wrote {write_results(args.out, meta, rows)}")
 
 

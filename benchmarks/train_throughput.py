@@ -15,21 +15,11 @@ import time
 from pathlib import Path
 
 import torch
-from common import RESULTS, PeakTensorMemory, environment, print_environment, write_results
+from common import RESULTS, environment, print_environment, write_results
 
 import invflow
-from invflow.models import is_toy
-from invflow.train.batches import Batch
+from invflow.compare.measure import peak_step_bytes, synthetic_batch, training_step
 from invflow.train.evaluate import make_objective
-
-
-def make_batch(config, shape: tuple[int, ...], device: torch.device) -> Batch:
-    n = config.data.batch_size
-    if is_toy(config.data):
-        x = torch.randn(n, *shape)
-    else:
-        x = torch.randint(0, 2**config.data.n_bits, (n, *shape), dtype=torch.uint8)
-    return Batch(x.to(device), torch.zeros(n, dtype=torch.long, device=device))
 
 
 def measure(preset: str, steps: int, device: torch.device, compiled: bool) -> dict:
@@ -38,21 +28,10 @@ def measure(preset: str, steps: int, device: torch.device, compiled: bool) -> di
         return {"preset": preset, "mode": "compiled", "status": "refused: residual flows need double backward"}
     torch.manual_seed(0)
     model = invflow.build_model(config).to(device)
-    objective = make_objective(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
-    batch = make_batch(config, model.input_shape, device)
-
-    forward = torch.compile(model) if compiled else model
-
-    def step() -> None:
-        loss, _ = objective.loss(model, batch, forward)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        model.after_optimizer_step()
-
+    batch = synthetic_batch(config, model.input_shape, device)
+    step = training_step(model, config, batch, torch.compile(model) if compiled else None)
     with torch.no_grad():
-        objective.loss(model, batch)  # data-dependent init, eagerly
+        make_objective(config).loss(model, batch)  # data-dependent init, eagerly
     start = time.perf_counter()
     step()  # warm-up (and compilation)
     warmup = time.perf_counter() - start
@@ -65,16 +44,8 @@ def measure(preset: str, steps: int, device: torch.device, compiled: bool) -> di
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        step()
-        peak = torch.cuda.max_memory_allocated(device)
-    elif compiled:
-        peak = float("nan")  # compiled kernels allocate outside the dispatcher, which the CPU accounting sees
-    else:
-        with PeakTensorMemory() as memory:
-            step()
-        peak = memory.peak
+    # On the CPU compiled kernels allocate outside the dispatcher, which the accounting sees.
+    peak = float("nan") if compiled and device.type == "cpu" else peak_step_bytes(step, device)
     seconds = statistics.median(times)
     return {"preset": preset, "mode": "compiled" if compiled else "eager", "status": "ok",
             "first_step_s": warmup, "batch": config.data.batch_size, "params": sum(p.numel() for p in model.parameters()),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -47,28 +47,36 @@ def time_sampling(model: FlowModel, n: int, device: torch.device, seed: int = 0)
     return seconds, (statistics.fmean(counts) if counts else None)
 
 
-def peak_training_step_bytes(model: FlowModel, config: Config, device: torch.device) -> int:
-    """Peak bytes allocated during one training step (loss, backward, Adam step) at the config's
-    batch size, after a warm-up step so that the optimizer state already exists. On CUDA from the
-    allocator's statistics, on the CPU by :class:`PeakTensorMemory` (tensors created in the step)."""
-    model.train()
-    objective = make_objective(config)
+def synthetic_batch(config: Config, input_shape: tuple[int, ...], device: torch.device,
+                    generator: torch.Generator | None = None) -> Batch:
+    """A batch of the config's size and data kind with random content (costs do not depend on it)."""
     n = config.data.batch_size
-    generator = derived_generator(config.train.seed, 7)
     if is_toy(config.data):
-        x = torch.randn(n, *model.input_shape, generator=generator)
+        x = torch.randn(n, *input_shape, generator=generator)
     else:
-        x = torch.randint(0, 2**config.data.n_bits, (n, *model.input_shape), generator=generator, dtype=torch.uint8)
-    batch = Batch(x.to(device), torch.zeros(n, dtype=torch.long, device=device))
+        x = torch.randint(0, 2**config.data.n_bits, (n, *input_shape), generator=generator, dtype=torch.uint8)
+    return Batch(x.to(device), torch.zeros(n, dtype=torch.long, device=device))
+
+
+def training_step(model: FlowModel, config: Config, batch: Batch, forward=None) -> Callable[[], None]:
+    """One training step as the loop does it (loss, backward, Adam step, after-step hooks), with a
+    fresh Adam optimizer; ``forward`` may be a compiled wrapper of ``model``."""
+    objective = make_objective(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
 
     def step() -> None:
-        loss, _ = objective.loss(model, batch)
+        loss, _ = objective.loss(model, batch, forward)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        model.after_optimizer_step()
 
-    step()
+    return step
+
+
+def peak_step_bytes(step: Callable[[], None], device: torch.device) -> int:
+    """Peak bytes allocated during one call of ``step``: on CUDA from the allocator's statistics,
+    on the CPU by :class:`PeakTensorMemory` (tensors created in the step)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -77,6 +85,16 @@ def peak_training_step_bytes(model: FlowModel, config: Config, device: torch.dev
     with PeakTensorMemory() as memory:
         step()
     return memory.peak
+
+
+def peak_training_step_bytes(model: FlowModel, config: Config, device: torch.device) -> int:
+    """Peak bytes of one training step at the config's batch size, after a warm-up step so that
+    the optimizer state already exists."""
+    model.train()
+    batch = synthetic_batch(config, model.input_shape, device, derived_generator(config.train.seed, 7))
+    step = training_step(model, config, batch)
+    step()
+    return peak_step_bytes(step, device)
 
 
 def final_test_record(run_dir: Path) -> dict[str, Any]:
