@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 
 from invflow.config import DataConfig
+from invflow.data.toy2d import sample_toy2d
+from invflow.data.transforms import random_crop_reflect, random_flip
 from invflow.train.distributed import DistContext
 
 
@@ -57,8 +59,6 @@ class ImageBatches:
         idx = self._perm[start : start + self.data.batch_size]
         x = self.images[idx]
         if self.data.augment:
-            from invflow.data.transforms import random_crop_reflect, random_flip
-
             gen = derived_generator(self.seed, 2, step, self.ctx.rank)
             x = random_crop_reflect(x, padding=4, generator=gen)
             if self.data.dataset not in ("mnist", "svhn"):  # digits are not mirror-symmetric
@@ -73,8 +73,6 @@ class ToyBatches:
         self.data, self.seed, self.rank = data, seed, ctx.rank
 
     def batch(self, step: int) -> Batch:
-        from invflow.data.toy2d import sample_toy2d
-
         x = sample_toy2d(self.data.dataset, self.data.batch_size, derived_generator(self.seed, 3, step, self.rank))
         return Batch(x, torch.zeros(x.shape[0], dtype=torch.long))
 
