@@ -46,6 +46,13 @@ def test_resflow_coeff_must_keep_lipschitz_below_one(coeff: str, tmp_path: Path,
     assert "model.coeff must be" in err
 
 
+@pytest.mark.parametrize("setting", ["model.n_dist_param=0", "model.n_dist_param=-2"])
+def test_resflow_poisson_rate_must_be_positive(setting: str, tmp_path: Path, capsys) -> None:
+    err = one_line_error(["train", "resflow-mnist-tiny", "--set", "model.n_dist=poisson", "--set", setting,
+                          "--out", str(tmp_path / "run")], capsys)
+    assert "n_dist_param" in err and "> 0" in err
+
+
 def test_out_under_a_regular_file(tmp_path: Path, capsys) -> None:
     (tmp_path / "somefile").write_text("not a directory")
     err = one_line_error(["train", "glow-toy-rings", *TINY, "--out", str(tmp_path / "somefile" / "run")], capsys)

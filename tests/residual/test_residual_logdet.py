@@ -7,10 +7,14 @@ import torch
 from torch import Tensor
 
 from invflow.residual import InvertibleResidualBlock, mlp_residual_net
+import numpy as np
+from scipy import special, stats
+
 from invflow.residual.logdet import (
     neumann_logdet,
     power_series_logdet,
     roulette_survival,
+    roulette_weights,
     sample_roulette_length,
 )
 
@@ -81,6 +85,74 @@ def test_roulette_survival_matches_draws(n_dist: str, param: float) -> None:
         empirical = float((draws >= m).double().mean())
         assert empirical == pytest.approx(roulette_survival(n_dist, param, m), abs=0.015)
     assert roulette_survival("poisson", 2.0, 1) == pytest.approx(1 - torch.exp(torch.tensor(-2.0)).item())
+
+
+@pytest.mark.parametrize("lam", [0.5, 2.0, 10.0, 100.0])
+def test_poisson_tail_is_exact_for_any_rate(lam: float) -> None:
+    """``P(N >= k)`` for ``N ~ Poisson(λ)``, k = 0…200, against scipy's Poisson survival
+    function (``P(N >= k) = sf(k - 1)``), an independent float64 reference, to 1e-12 relative
+    (or 1e-300 absolute where the tail underflows)."""
+    for k in range(0, 201):
+        want = 1.0 if k == 0 else float(stats.poisson.sf(k - 1, lam))
+        assert roulette_survival("poisson", lam, k) == pytest.approx(want, rel=1e-12, abs=1e-300), k
+    # the old 80-term sum gave P(N >= 1) ~ 0.02 at λ = 100
+    assert roulette_survival("poisson", 100.0, 1) == pytest.approx(1.0, abs=1e-40)
+    assert roulette_survival("poisson", lam, 5) == pytest.approx(float(special.gammainc(5, lam)), rel=1e-14)
+
+
+@pytest.mark.parametrize(("n_dist", "param"), [("poisson", 0.0), ("poisson", -1.0), ("poisson", float("inf")),
+                                               ("poisson", float("nan")), ("geometric", 0.0), ("geometric", 1.5)])
+def test_roulette_refuses_improper_parameters(n_dist: str, param: float) -> None:
+    with pytest.raises(ValueError, match="n_dist_param"):
+        roulette_survival(n_dist, param, 1)
+    with pytest.raises(ValueError, match="n_dist_param"):
+        InvertibleResidualBlock(torch.nn.Identity(), (2,), n_dist=n_dist, n_dist_param=param)
+
+
+ROULETTE_CASES = [(d, p, e) for d, p in [("geometric", 0.5), ("geometric", 0.2), ("poisson", 2.0), ("poisson", 10.0)]
+                  for e in (0, 2)]
+
+
+def _pmf(n_dist: str, param: float, n: np.ndarray) -> np.ndarray:
+    return stats.geom.pmf(n + 1, param) if n_dist == "geometric" else stats.poisson.pmf(n, param)
+
+
+@pytest.mark.parametrize(("n_dist", "param", "n_exact"), ROULETTE_CASES)
+def test_roulette_weights_give_the_series_sum_in_expectation(n_dist: str, param: float, n_exact: int) -> None:
+    """``E_N[Σ_{k<=n_exact+N} c_k a_k] = Σ_k a_k`` for ``a_k = (-1)^{k+1} r^k / k`` (sum log(1+r)),
+    r = 0.9: the expectation computed exactly over N's pmf (N < 400, remaining mass < 1e-15)."""
+    r = 0.9
+    k = np.arange(1, 800)
+    terms = (-1.0) ** (k + 1) * r ** k / k
+    n = np.arange(0, 400)
+    pmf = _pmf(n_dist, param, n)
+    assert 1 - pmf.sum() < 1e-12
+    expectation = 0.0
+    for ni, pi in zip(n, pmf):
+        if pi < 1e-300:
+            continue
+        w = np.asarray(roulette_weights(n_exact, int(ni), n_dist, param))
+        expectation += pi * float(np.dot(w, terms[: len(w)]))
+    assert expectation == pytest.approx(np.log1p(r), abs=1e-10)
+
+
+@pytest.mark.parametrize(("n_dist", "param", "n_exact"), ROULETTE_CASES)
+def test_roulette_weights_unbiased_with_sampled_lengths(n_dist: str, param: float, n_exact: int) -> None:
+    """The same with N drawn by ``sample_roulette_length`` (20000 draws, seed SEED) on a series
+    with 8 nonzero terms ``a_k = (-1)^{k+1} 0.9^k / k`` (so the estimator's variance is finite:
+    for an infinite geometric series it need not be): the mean is within 4 standard errors of
+    the series sum."""
+    r, n_terms = 0.9, 8
+    target = sum((-1) ** (k + 1) * r ** k / k for k in range(1, n_terms + 1))
+    torch.manual_seed(SEED)
+    values = []
+    for _ in range(20000):
+        w = roulette_weights(n_exact, sample_roulette_length(n_dist, param), n_dist, param)[:n_terms]
+        values.append(sum(c * (-1) ** (k + 1) * r ** k / k for k, c in enumerate(w, start=1)))
+    arr = np.asarray(values)
+    se = arr.std(ddof=1) / np.sqrt(arr.size)
+    assert se > 0 or n_exact >= n_terms
+    assert abs(arr.mean() - target) <= 4 * se, (arr.mean(), target, se)
 
 
 def _draw_stats(samples: Tensor) -> tuple[Tensor, Tensor]:

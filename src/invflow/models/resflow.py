@@ -22,6 +22,7 @@ from invflow.layers.logit import LogitTransform
 from invflow.layers.split import FactorOut
 from invflow.layers.squeeze import Squeeze
 from invflow.residual import InvertibleResidualBlock, LearnedNormOrder, conv_residual_net, mlp_residual_net
+from invflow.residual.logdet import check_roulette_param
 from invflow.residual.nets import parse_norm_orders
 
 
@@ -63,6 +64,11 @@ class ResFlowConfig:
             raise ValueError(f"model.logit_alpha must be in [0, 0.5), got {self.logit_alpha}")
         if self.norm_orders is not None:
             parse_norm_orders(self.norm_orders, 3)
+        if self.n_dist_param is not None:
+            try:
+                check_roulette_param(self.n_dist, self.n_dist_param)
+            except ValueError as err:
+                raise ValueError(f"model.{err}") from None
 
     def block(self, g: torch.nn.Module, shape: tuple[int, ...]) -> InvertibleResidualBlock:
         """One invertible residual block with this config's log-det estimator."""

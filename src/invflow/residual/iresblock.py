@@ -12,6 +12,7 @@ from invflow.core.flow import Flow, check_shape
 from invflow.residual.logdet import (
     N_DISTRIBUTIONS,
     backward_in_forward,
+    check_roulette_param,
     exact_logdet,
     hutchinson_vector,
     neumann_logdet,
@@ -123,6 +124,7 @@ class InvertibleResidualBlock(Flow):
         self.gradient = gradient
         self.n_dist = n_dist
         self.n_dist_param = DEFAULT_N_DIST_PARAM[n_dist] if n_dist_param is None else float(n_dist_param)
+        check_roulette_param(n_dist, self.n_dist_param)
         self.n_exact_terms = n_exact_terms
         self.n_samples = n_samples
         self.hutchinson = hutchinson

@@ -20,24 +20,40 @@ from __future__ import annotations
 import math
 
 import torch
+from scipy.special import gammainc
 from torch import Tensor
 
 N_DISTRIBUTIONS = ("geometric", "poisson", "fixed")
 
 
+def check_roulette_param(n_dist: str, param: float) -> None:
+    """Refuse a distribution parameter for which ``N`` is not a proper distribution with
+    unbounded support: geometric ``p`` must be in (0, 1], the Poisson rate ``λ`` must be > 0
+    and finite (``λ = 0`` would make ``N ≡ 0``: no tail, a biased truncation)."""
+    if n_dist not in N_DISTRIBUTIONS:
+        raise ValueError(f"n_dist must be one of {N_DISTRIBUTIONS}, got {n_dist!r}")
+    if n_dist == "geometric" and not 0.0 < param <= 1.0:
+        raise ValueError(f"geometric n_dist_param p must be in (0, 1], got {param}")
+    if n_dist == "poisson" and not (0.0 < param < math.inf):
+        raise ValueError(f"poisson n_dist_param (the rate λ) must be a finite number > 0, got {param}")
+
+
 def roulette_survival(n_dist: str, param: float, m: int) -> float:
     """``P(N >= m)`` for ``N ~ Geometric(param)`` on {0, 1, …} (``(1-p)^m``), ``Poisson(param)``,
-    or ``fixed`` (``N ≡ 0``)."""
+    or ``fixed`` (``N ≡ 0``).
+
+    The Poisson tail is exact for any rate: ``P(N >= m) = P(m, λ)``, the regularized lower
+    incomplete gamma function (``scipy.special.gammainc``), computed directly (no ``1 - CDF``
+    cancellation for large ``m``, no truncated sum, which failed for large ``λ``).
+    """
+    check_roulette_param(n_dist, param)
     if m <= 0:
         return 1.0
     if n_dist == "geometric":
         return (1.0 - param) ** m
     if n_dist == "poisson":
-        # the upper tail summed directly: 1 - CDF would cancel catastrophically for large m
-        return sum(math.exp(-param + j * math.log(param) - math.lgamma(j + 1)) for j in range(m, m + 80))
-    if n_dist == "fixed":
-        return 0.0
-    raise ValueError(f"n_dist must be one of {N_DISTRIBUTIONS}, got {n_dist!r}")
+        return float(gammainc(m, param))
+    return 0.0
 
 
 def sample_roulette_length(n_dist: str, param: float) -> int:
