@@ -66,6 +66,7 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     n_samples_grid: int = 64
     sample_temperature: float = 1.0
+    tensorboard: bool = True
 
     def validate(self) -> None:
         positive(self, "steps", "lr", "eval_every", "sample_every", "checkpoint_every",

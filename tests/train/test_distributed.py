@@ -1,5 +1,6 @@
 """Two-process DDP on the CPU (gloo): both ranks finish, rank 0 alone writes, ranks stay identical,
 and a distributed run resumes bit-for-bit."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import torch
 
 from invflow.train.checkpoint import load_checkpoint_file, step_checkpoints
 from invflow.train.metrics import read_metrics
+from tbevents import event_accumulator, scalar_steps
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -36,6 +38,9 @@ def test_two_ranks_stay_identical_and_only_rank0_writes(mnist_dir, tmp_path) -> 
     test = [r for r in records if r["split"] == "test"][-1]
     assert test["count"] == 2 * 8  # the two eval batches were split across ranks and reduced
     assert len(load_checkpoint_file(out / "checkpoints" / "last.pt")["rng"]) == 2
+    if importlib.util.find_spec("tensorboard") is not None:  # the optional extra; CI installs it
+        assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1  # rank 0 alone writes events
+        assert scalar_steps(event_accumulator(out / "tb"), "train/bpd") == [2, 4, 6]
 
 
 def test_distributed_resume_is_bit_identical(tmp_path) -> None:

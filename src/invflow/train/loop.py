@@ -27,6 +27,7 @@ from invflow.train.metrics import MetricsLog
 from invflow.train.run_dir import RunDir, check_same_model
 from invflow.train.sampling import write_samples
 from invflow.train.state import TrainingState
+from invflow.train.tensorboard import TensorBoardLog
 
 LOW_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -120,6 +121,8 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
     if ctx.is_main:
         run.write_config(config)
     log = MetricsLog(run.metrics, resume_step=state.step if found is not None else 0) if ctx.is_main else None
+    # Events past the resumed step are purged, so a resumed run never records a step twice.
+    board = TensorBoardLog(run.tensorboard, purge_step=state.step + 1) if ctx.is_main and tc.tensorboard else None
 
     def held_out():
         batches_ = held_out_batches(config, test_data, tc.eval_batches, ctx)
@@ -128,6 +131,14 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
     def write(record: dict) -> None:
         if log is not None:
             log.write(record)
+        if board is not None:
+            board.scalars(record)
+
+    def sample_grid(name: str) -> None:
+        path = write_samples(ema.module, config, run.samples / f"{name}.png", tc.n_samples_grid,
+                             tc.sample_temperature, seed=tc.seed)
+        if board is not None:
+            board.image("samples", state.step, path)
 
     started, window_start, window_images = time.perf_counter(), time.perf_counter(), 0
     train_value = float("nan")
@@ -186,8 +197,7 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
             if ctx.is_main:
                 bar.write(f"step {state.step}: test {result}")
         if state.step % tc.sample_every == 0 and ctx.is_main:
-            write_samples(ema.module, config, run.samples / f"step-{state.step:08d}.png", tc.n_samples_grid,
-                          tc.sample_temperature, seed=tc.seed)
+            sample_grid(f"step-{state.step:08d}")
         if state.step % tc.checkpoint_every == 0:
             state.save(run)
     bar.close()
@@ -197,8 +207,9 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
     result = held_out()
     write({"step": state.step, "split": "test", **result.as_dict()})
     if ctx.is_main:
-        write_samples(ema.module, config, run.samples / "final.png", tc.n_samples_grid, tc.sample_temperature,
-                      seed=tc.seed)
+        sample_grid("final")
+    if board is not None:
+        board.close()
     barrier(ctx)
     return TrainResult(run.root, state.step, objective.metric, train_value, result.mean, result.stderr,
                        state.nonfinite, time.perf_counter() - started, model)

@@ -23,6 +23,7 @@ class RunDir:
         self.samples = self.root / "samples"
         self.metrics = self.root / "metrics.jsonl"
         self.config = self.root / "config.yaml"
+        self.tensorboard = self.root / "tb"
 
     def create(self) -> None:
         """Create the directories, with a clear error when the location is not writable."""
