@@ -34,7 +34,8 @@ from pathlib import Path
 
 import torch
 
-from invflow.config import dump_config, load_config
+from invflow.config import dump_config
+from invflow.models import load_config
 from invflow.train.checkpoint import CheckpointError, latest_good_checkpoint, load_checkpoint_file, step_checkpoints
 
 ROOT = Path(__file__).resolve().parent.parent

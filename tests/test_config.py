@@ -3,7 +3,8 @@ import pytest
 import torch
 
 import invflow
-from invflow.config import load_config, parse_override
+from invflow.config import parse_override
+from invflow.models import load_config
 from invflow.models.input_shape import IMAGE_FORMATS
 
 

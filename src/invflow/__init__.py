@@ -1,10 +1,38 @@
-"""invflow: invertible generative flows on images — residual flows, Glow and Woodbury flows."""
-from invflow.api import load_checkpoint
-from invflow.config import Config, load_config, presets
-from invflow.core.flow import Flow, InverseFlow, SequentialFlow
-from invflow.core.model import FlowModel
-from invflow.models import build_model
+"""invflow: invertible generative flows on images — residual flows, Glow and Woodbury flows.
+
+The public names below are imported on first use (PEP 562), so that ``import invflow.config`` or
+``import invflow.data`` loads no model code (docs/architecture.md, "Layers of the package").
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Config", "Flow", "FlowModel", "InverseFlow", "SequentialFlow", "build_model",
-           "load_checkpoint", "load_config", "presets", "__version__"]
+
+# public name -> the module defining it
+_EXPORTS = {
+    "Config": "invflow.config",
+    "presets": "invflow.config",
+    "Flow": "invflow.core.flow",
+    "InverseFlow": "invflow.core.flow",
+    "SequentialFlow": "invflow.core.flow",
+    "FlowModel": "invflow.core.model",
+    "build_model": "invflow.models",
+    "load_config": "invflow.models",
+    "load_checkpoint": "invflow.api",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'invflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

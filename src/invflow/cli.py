@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from invflow.config import load_config, parse_override, presets
+from invflow.config import parse_override, presets
+from invflow.models.registry import load_config
 from invflow.train.checkpoint import CheckpointError
 from invflow.train.loop import TrainingDiverged
 

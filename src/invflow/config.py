@@ -1,8 +1,11 @@
 """Typed configuration: presets shipped as YAML, loaded into dataclasses (DESIGN.md section 8).
 
 A config has three sections, ``data``, ``model`` and ``train``. The ``model`` section's keys
-depend on ``model.family``; each family registers its dataclass in ``MODEL_FAMILIES``.
-Unknown keys and values of the wrong type are ``ValueError``s naming the key.
+depend on ``model.family``: this module knows only the generic part (reading YAML presets with
+``base:`` inheritance, dotted overrides, strict typed loading of dataclasses); the family name ->
+model-section dataclass mapping is the family registry in ``invflow.models.registry``, which
+passes it to ``build_config``. Unknown keys and values of the wrong type are ``ValueError``s
+naming the key. This module imports nothing else from invflow.
 """
 from __future__ import annotations
 
@@ -81,40 +84,23 @@ class TrainConfig:
             positive(self, "eval_batches")
 
 
-MODEL_FAMILIES: dict[str, type] = {}
-
-
-def model_family(name: str):
-    """Class decorator registering a model-config dataclass under ``model.family = name``."""
-
-    def register(cls: type) -> type:
-        MODEL_FAMILIES[name] = cls
-        return cls
-
-    return register
-
-
 @dataclass
 class Config:
-    """A resolved configuration: what ``invflow train`` runs."""
+    """A resolved configuration: what ``invflow train`` runs. ``model`` is the dataclass the
+    family registry (``invflow.models.registry``) names for ``family``."""
 
     data: DataConfig
     model: Any
     train: TrainConfig
+    family: str
     name: str = "custom"
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["model"] = {"family": self.family, **dataclasses.asdict(self.model)}
-        return out
-
-    @property
-    def family(self) -> str:
-        for name, cls in MODEL_FAMILIES.items():
-            if type(self.model) is cls:
-                return name
-        raise ValueError(f"model config of type {type(self.model).__name__} is not registered")
+        """The plain mapping checkpoints and ``config.yaml`` store (``family`` inside ``model``)."""
+        return {"data": dataclasses.asdict(self.data),
+                "model": {"family": self.family, **dataclasses.asdict(self.model)},
+                "train": dataclasses.asdict(self.train), "name": self.name, "description": self.description}
 
 
 def positive(obj: Any, *names: str, allow_zero: tuple[str, ...] = ()) -> None:
@@ -127,11 +113,6 @@ def positive(obj: Any, *names: str, allow_zero: tuple[str, ...] = ()) -> None:
         if value < 0 or (value == 0 and name not in allow_zero):
             bound = ">= 0" if name in allow_zero else "> 0"
             raise ValueError(f"{section}.{name} must be {bound}, got {value}")
-
-
-def _ensure_families_registered() -> None:
-    # The model modules register their config dataclasses on import.
-    import invflow.models  # noqa: F401
 
 
 def preset_names() -> list[str]:
@@ -292,35 +273,37 @@ def build_section(cls: type, raw: dict[str, Any], section: str) -> Any:
     return obj
 
 
-def config_from_dict(raw: dict[str, Any], name: str = "custom") -> Config:
-    """Build a validated ``Config`` from a plain mapping (as stored in checkpoints)."""
-    _ensure_families_registered()
+def build_config(raw: dict[str, Any], model_sections: dict[str, type], name: str = "custom") -> Config:
+    """Build a validated ``Config`` from a plain mapping (as stored in checkpoints), the ``model``
+    section as the dataclass ``model_sections[model.family]``."""
     raw = dict(raw)
     unknown = sorted(set(raw) - {"data", "model", "train", "name", "description"})
     if unknown:
         raise ValueError(f"unknown config section {unknown[0]!r}; sections are data, model, train")
     model_raw = dict(raw.get("model") or {})
     family = model_raw.pop("family", None)
-    if family not in MODEL_FAMILIES:
+    if family not in model_sections:
         raise ValueError(
-            f"model.family must be one of {', '.join(sorted(MODEL_FAMILIES))}, got {family!r}"
+            f"model.family must be one of {', '.join(sorted(model_sections))}, got {family!r}"
         )
     return Config(
         data=build_section(DataConfig, raw.get("data") or {}, "data"),
-        model=build_section(MODEL_FAMILIES[family], model_raw, "model"),
+        model=build_section(model_sections[family], model_raw, "model"),
         train=build_section(TrainConfig, raw.get("train") or {}, "train"),
+        family=family,
         name=str(raw.get("name", name)),
         description=str(raw.get("description", "")),
     )
 
 
-def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """Load a preset by name (``invflow configs``) or a YAML file, then apply ``section.key`` overrides."""
+def read_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The raw mapping of a preset by name (``invflow configs``) or a YAML file, ``base:`` resolved
+    and ``section.key`` overrides applied; ``invflow.models.load_config`` types it."""
     raw = _read_raw(name_or_path)
     _apply_overrides(raw, overrides or {})
     name = Path(str(name_or_path)).stem if str(name_or_path).endswith((".yaml", ".yml")) else str(name_or_path)
     raw.setdefault("name", name)
-    return config_from_dict(raw, name)
+    return raw
 
 
 def dump_config(config: Config) -> str:
@@ -329,6 +312,6 @@ def dump_config(config: Config) -> str:
 
 
 __all__ = [
-    "Config", "DataConfig", "TrainConfig", "MODEL_FAMILIES", "model_family", "load_config",
-    "config_from_dict", "presets", "preset_names", "parse_override", "dump_config",
+    "Config", "DataConfig", "TrainConfig", "build_config", "read_config", "presets", "preset_names",
+    "parse_override", "dump_config", "positive",
 ]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import invflow
-from invflow.config import load_config
+from invflow.models import load_config
 from invflow.data.mnist import FILES, load_mnist
 from invflow.train.loop import train
 from invflow.train.metrics import read_metrics

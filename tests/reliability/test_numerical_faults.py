@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from invflow.config import load_config, preset_names
+from invflow.config import preset_names
+from invflow.models import load_config
 from invflow.core.model import FlowModel
 from invflow.models import build_model
 from invflow.residual import InvertibleResidualBlock, mlp_residual_net

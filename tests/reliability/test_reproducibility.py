@@ -11,7 +11,8 @@ from PIL import Image
 
 import invflow
 from invflow.cli import main
-from invflow.config import Config, config_from_dict, load_config
+from invflow.config import Config
+from invflow.models import config_from_dict, load_config
 from invflow.train import loop
 from invflow.train.checkpoint import load_checkpoint_file
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import invflow
-from invflow.config import load_config
+from invflow.models import load_config
 from invflow.train.loop import train
 
 SMALL_GLOW = {"model.steps_per_level": 2, "model.hidden_channels": 16, "data.image_size": 16}

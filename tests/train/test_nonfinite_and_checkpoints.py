@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from invflow.config import load_config
+from invflow.models import load_config
 from invflow.train import loop
 from invflow.train.batches import Batch, ToyBatches
 from invflow.train.checkpoint import (CheckpointError, latest_good_checkpoint, load_checkpoint_file,

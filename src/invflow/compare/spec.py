@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from invflow.config import Config, load_config
+from invflow.config import Config
+from invflow.models import load_config
 
 SPEC_PACKAGE = "invflow.configs"
 SPEC_FOLDER = "compare"

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from invflow.core.distributions import StandardNormal
 from invflow.core.flow import Flow, check_shape
-from invflow.layers.dequantize import dequantize
+from invflow.data.dequantize import dequantize
 
 
 class FlowModel(nn.Module):

@@ -2,8 +2,8 @@
 
 ``load_image_split`` is the one entry point for images; it validates its arguments, reads the
 data set's native images, resizes them when ``image_size`` differs, and reduces them to
-``n_bits``. Images stay integers in ``[0, 2**n_bits)``; dequantization belongs to the model
-(DESIGN.md section 3).
+``n_bits``. Images stay integers in ``[0, 2**n_bits)``; ``dequantize`` (in this package) makes
+them continuous (DESIGN.md section 3).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from invflow.data.cifar import load_cifar10
+from invflow.data.dequantize import dequantize
 from invflow.data.folder import load_folder
 from invflow.data.imagenet import load_imagenet
 from invflow.data.mnist import load_mnist
@@ -22,8 +23,8 @@ from invflow.data.transforms import (
 )
 
 __all__ = [
-    "IMAGE_DATASETS", "ImageData", "TOY_DATASETS", "load_image_split", "random_crop_reflect",
-    "random_flip", "reduce_bits", "resize_images", "sample_toy2d",
+    "IMAGE_DATASETS", "ImageData", "TOY_DATASETS", "dequantize", "load_image_split",
+    "random_crop_reflect", "random_flip", "reduce_bits", "resize_images", "sample_toy2d",
 ]
 
 IMAGE_DATASETS: tuple[str, ...] = ("mnist", "cifar10", "svhn", "imagenet32", "imagenet64", "folder")

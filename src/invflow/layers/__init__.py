@@ -1,7 +1,6 @@
 """Flow layers under the names of their concept (DESIGN.md section 8)."""
 from invflow.layers.actnorm import ActNorm
 from invflow.layers.coupling import AdditiveCoupling, AffineCoupling
-from invflow.layers.dequantize import dequantize
 from invflow.layers.emerging import EmergingConv
 from invflow.layers.invconv import InvConv1x1
 from invflow.layers.logit import LogitTransform
@@ -17,5 +16,5 @@ __all__ = [
     "ActNorm", "AdditiveCoupling", "AffineCoupling", "ChannelWoodbury", "EmergingConv", "FactorOut",
     "HeightWoodbury", "InvConv1x1", "LogitTransform", "MEWoodbury", "MaCowUnit", "MaskedConvCoupling",
     "PeriodicConv", "SpatialWoodbury", "SplineCoupling", "Squeeze", "WidthWoodbury", "WoodburyMixing",
-    "dequantize", "rational_quadratic_spline",
+    "rational_quadratic_spline",
 ]

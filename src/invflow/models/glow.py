@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from invflow.config import model_family, positive
+from invflow.config import DataConfig, positive
 from invflow.core.distributions import StandardNormal
 from invflow.core.flow import Flatten, Flow, SequentialFlow
 from invflow.core.model import FlowModel
@@ -20,12 +20,12 @@ from invflow.layers.invconv import InvConv1x1
 from invflow.layers.logit import LogitTransform
 from invflow.layers.split import FactorOut
 from invflow.layers.squeeze import Squeeze
+from invflow.models.input_shape import input_shape
 
 Mixing = Literal["1x1", "lu", "emerging", "periodic", "woodbury", "me-woodbury"]
 Coupling = Literal["affine", "additive", "spline", "macow"]
 
 
-@model_family("glow")
 @dataclass
 class GlowConfig:
     """``model`` section of a Glow-family preset; Woodbury latent dims are given per level."""
@@ -148,3 +148,8 @@ def build_glow(cfg: GlowConfig, shape: tuple[int, ...]) -> FlowModel:
     flow = SequentialFlow(*flows)
     numel = shape[0] * shape[1] * shape[2]
     return FlowModel(flow, StandardNormal((numel,)), shape)
+
+
+def build(cfg: GlowConfig, data: DataConfig) -> FlowModel:
+    """The registry's builder: a Glow-family model for the per-sample shape of ``data``."""
+    return build_glow(cfg, input_shape(data))

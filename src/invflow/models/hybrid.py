@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from invflow.config import model_family, positive
+from invflow.config import DataConfig, positive
 from invflow.core.distributions import StandardNormal
 from invflow.core.flow import Flatten, Flow, SequentialFlow
 from invflow.layers.actnorm import ActNorm
 from invflow.layers.normalize import Standardize
 from invflow.layers.squeeze import Squeeze
+from invflow.models.input_shape import input_shape
 from invflow.models.resflow import ResFlowConfig, ResFlowModel, residual_stage, squeezed
 
 # Per-channel mean and std of the training images in [0, 1] (the usual published values).
@@ -29,7 +30,6 @@ CHANNEL_STATS: dict[str, tuple[list[float], list[float]]] = {
 }
 
 
-@model_family("hybrid")
 @dataclass
 class HybridConfig(ResFlowConfig):
     """``model`` section of a hybrid preset: a ResFlow plus the classifier's settings."""
@@ -114,3 +114,8 @@ def build_hybrid(cfg: HybridConfig, shape: tuple[int, ...], dataset: str) -> Hyb
     taps.append(shape[0])
     numel = shape[0] * shape[1] * shape[2]
     return HybridModel(SequentialFlow(*flows), StandardNormal((numel,)), image_shape, cfg, taps)
+
+
+def build(cfg: HybridConfig, data: DataConfig) -> HybridModel:
+    """The registry's builder: the hybrid model for the images of ``data``."""
+    return build_hybrid(cfg, input_shape(data), data.dataset)

@@ -13,7 +13,7 @@ from typing import Literal
 
 import torch
 
-from invflow.config import model_family, positive
+from invflow.config import DataConfig, positive
 from invflow.core.distributions import StandardNormal
 from invflow.core.flow import Flatten, Flow, SequentialFlow
 from invflow.core.model import FlowModel
@@ -21,12 +21,12 @@ from invflow.layers.actnorm import ActNorm
 from invflow.layers.logit import LogitTransform
 from invflow.layers.split import FactorOut
 from invflow.layers.squeeze import Squeeze
+from invflow.models.input_shape import input_shape
 from invflow.residual import InvertibleResidualBlock, LearnedNormOrder, conv_residual_net, mlp_residual_net
 from invflow.residual.logdet import check_roulette_param
 from invflow.residual.nets import parse_norm_orders
 
 
-@model_family("resflow")
 @dataclass
 class ResFlowConfig:
     """``model`` section of a Residual Flow preset."""
@@ -166,3 +166,8 @@ def build_resflow(cfg: ResFlowConfig, shape: tuple[int, ...]) -> ResFlowModel:
     flows, inner_shape = input_flows(cfg, shape)
     flow = SequentialFlow(*flows, resflow_scales(cfg, inner_shape))
     return ResFlowModel(flow, StandardNormal((shape[0] * shape[1] * shape[2],)), shape, cfg)
+
+
+def build(cfg: ResFlowConfig, data: DataConfig) -> ResFlowModel:
+    """The registry's builder: a Residual Flow for the per-sample shape of ``data``."""
+    return build_resflow(cfg, input_shape(data))

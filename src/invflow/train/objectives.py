@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from invflow.core.model import FlowModel, nats_to_bits_per_dim
-from invflow.layers.dequantize import dequantize
+from invflow.data.dequantize import dequantize
 from invflow.train.batches import Batch
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from invflow.config import Config, config_from_dict, dump_config
+from invflow.config import Config, dump_config
+from invflow.models import config_from_dict
 from invflow.train.checkpoint import CheckpointError, latest_good_checkpoint, load_checkpoint_file
 
 
