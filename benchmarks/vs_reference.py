@@ -1,0 +1,197 @@
+"""invflow against the reference implementations, side by side in one process.
+
+Residual Flow against rtqichen/residual-flows (a checkout passed with ``--resflow-ref``), Glow
+against normflows 1.7.3 (installed). Both implementations are built in this process on the same
+batch; after warm-up steps, each of ``--rounds`` rounds times one call of each, alternating which
+goes first, and the reported figure is the median of the per-round ratios (reference seconds /
+invflow seconds: > 1 means invflow is faster), so machine load hits both alike.
+
+    python benchmarks/vs_reference.py --resflow-ref ../residual-flows                 # all speed cases
+    python benchmarks/vs_reference.py --resflow-ref ../residual-flows --cases resflow glow
+    python benchmarks/vs_reference.py --resflow-ref ../residual-flows --learning --data-dir DIR
+
+Speed cases: ``resflow`` / ``glow`` (training steps at the small configuration), ``resflow-full``
+(resflow-mnist blocks at batch 8), ``glow-full`` (glow-mnist), ``resflow-eval`` (``model.eval()``
+log-density, 20 + N series terms), ``resflow-sample`` (64 images by fixed-point inverse), and
+``resflow-memory`` (peak tensor memory of one training step). ``--learning`` trains both on the
+same MNIST batches instead (see ``vs_reference_learning.py``). A missing reference: exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+from typing import Callable
+
+import torch
+from common import RESULTS, PeakTensorMemory, environment, print_environment, write_results
+from reference_models import (GLOW_SIZES, MNIST_SHAPE, RESFLOW_SIZES, Contender, MissingReference,
+                              invflow_glow, invflow_resflow, reference_glow, reference_resflow)
+
+CASES = ("resflow", "glow", "resflow-eval", "resflow-sample", "resflow-memory", "resflow-full", "glow-full")
+LR = 1e-3
+GRAD_CLIP = 100.0
+
+
+def bits_per_dim_loss(log_prob: torch.Tensor) -> torch.Tensor:
+    """Mean bits/dim of dequantized 8-bit MNIST from nats on [0, 1] data."""
+    dims = MNIST_SHAPE[0] * MNIST_SHAPE[1] * MNIST_SHAPE[2]
+    return (-log_prob.mean() / dims + 8 * torch.log(torch.tensor(2.0))) / torch.log(torch.tensor(2.0))
+
+
+def training_step(c: Contender, x: torch.Tensor) -> Callable[[], None]:
+    """One step as both training scripts do it: bits/dim loss, backward, global-norm clip, Adam,
+    then the implementation's after-step hook (spectral-norm refresh for residual flows)."""
+    optimizer = torch.optim.Adam(c.model.parameters(), lr=LR)
+
+    def step() -> None:
+        loss = bits_per_dim_loss(c.log_prob(x))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(c.model.parameters(), GRAD_CLIP)
+        optimizer.step()
+        c.after_step()
+
+    return step
+
+
+def paired(ours: Callable[[], None], theirs: Callable[[], None], rounds: int, warmup: int) -> dict:
+    """Median over rounds of (theirs seconds / ours seconds); the order alternates every round."""
+    for _ in range(warmup):
+        ours()
+        theirs()
+    t_ours, t_theirs = [], []
+    for r in range(rounds):
+        for name in (("ours", "theirs") if r % 2 == 0 else ("theirs", "ours")):
+            fn, out = (ours, t_ours) if name == "ours" else (theirs, t_theirs)
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    ratios = [b / a for a, b in zip(t_ours, t_theirs)]
+    return {"invflow_s": statistics.median(t_ours), "reference_s": statistics.median(t_theirs),
+            "speedup": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "rounds": rounds, "warmup": warmup}
+
+
+def build_pair(case: str, args: argparse.Namespace, batch: int) -> tuple[Contender, Contender]:
+    torch.manual_seed(0)
+    if case.startswith("glow"):
+        size = GLOW_SIZES["full" if case == "glow-full" else "small"]
+        return invflow_glow(size), reference_glow(size)
+    size = RESFLOW_SIZES["full" if case == "resflow-full" else "small"]
+    return invflow_resflow(size), reference_resflow(args.resflow_ref, size, batch)
+
+
+def data_init(pair: tuple[Contender, Contender], x: torch.Tensor) -> None:
+    """One forward each so that data-dependent initialisations (ActNorm) have happened."""
+    for c in pair:
+        c.model.train()
+        c.log_prob(x).sum().backward()
+        c.model.zero_grad(set_to_none=True)
+        c.after_step()
+
+
+def measure_case(case: str, args: argparse.Namespace) -> dict:
+    batch = 8 if case == "resflow-full" else args.batch
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.randint(0, 256, (batch, *MNIST_SHAPE), generator=gen).float() + torch.rand(
+        batch, *MNIST_SHAPE, generator=gen)) / 256
+    ours, theirs = build_pair(case, args, batch)
+    data_init((ours, theirs), x)
+    row = {"case": case, "batch": batch, "invflow_params": ours.parameters, "reference": theirs.name,
+           "reference_params": theirs.parameters}
+    if case == "resflow-memory":
+        peaks = {}
+        for c in (ours, theirs):
+            step = training_step(c, x)
+            step()
+            with PeakTensorMemory() as mem:
+                step()
+            peaks[c.name] = mem.peak
+        return row | {"invflow_peak_mb": peaks["invflow"] / 2**20, "reference_peak_mb": peaks[theirs.name] / 2**20,
+                      "speedup": peaks[theirs.name] / peaks["invflow"]}
+    if case == "resflow-eval":
+        for c in (ours, theirs):
+            c.model.eval()
+
+        def evaluate(c: Contender) -> Callable[[], None]:
+            def run() -> None:
+                with torch.no_grad():
+                    c.log_prob(x)
+            return run
+        return row | paired(evaluate(ours), evaluate(theirs), args.rounds, args.warmup)
+    if case == "resflow-sample":
+        for c in (ours, theirs):
+            c.model.eval()
+        z = torch.randn(64, x[0].numel(), generator=gen)
+
+        def sample(c: Contender) -> Callable[[], None]:
+            def run() -> None:
+                with torch.no_grad():
+                    c.inverse(z)
+            return run
+        return row | paired(sample(ours), sample(theirs), args.rounds, args.warmup)
+    return row | paired(training_step(ours, x), training_step(theirs, x), args.rounds, args.warmup)
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'case':16} {'batch':>5} {'invflow':>11} {'reference':>11} {'speedup':>8}  (median of per-round ratios)")
+    for r in rows:
+        if "invflow_peak_mb" in r:
+            print(f"{r['case']:16} {r['batch']:5d} {r['invflow_peak_mb']:9.1f}MB {r['reference_peak_mb']:9.1f}MB "
+                  f"{r['speedup']:7.2f}x  (peak memory, reference / invflow)")
+        else:
+            print(f"{r['case']:16} {r['batch']:5d} {r['invflow_s']:10.3f}s {r['reference_s']:10.3f}s "
+                  f"{r['speedup']:7.2f}x  [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}] vs {r['reference']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resflow-ref", help="checkout of https://github.com/rtqichen/residual-flows")
+    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES[:5]))
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for both")
+    parser.add_argument("--learning", action="store_true", help="paired learning curves on MNIST instead")
+    parser.add_argument("--data-dir", help="MNIST files (for --learning)")
+    parser.add_argument("--models", nargs="+", choices=("glow", "resflow"), default=["glow", "resflow"],
+                        help="--learning: which pairs to train")
+    parser.add_argument("--glow-steps", type=int, default=600)
+    parser.add_argument("--resflow-steps", type=int, default=300)
+    parser.add_argument("--loss", choices=("bpd", "nats"), default="bpd", help="--learning: the loss minimised")
+    parser.add_argument("--out", help="result file stem in benchmarks/results (default vs_reference[_learning])")
+    args = parser.parse_args(argv)
+    if args.rounds < 12 and not args.learning:
+        print(f"vs_reference: --rounds must be >= 12 for a paired median, got {args.rounds}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    try:
+        if args.learning:
+            from vs_reference_learning import run_learning
+
+            return run_learning(args)
+        meta = environment("cpu", rounds=args.rounds, warmup=args.warmup)
+        print_environment(meta)
+        rows = []
+        for case in args.cases:
+            rows.append(measure_case(case, args))
+            print_table(rows[-1:])
+    except MissingReference as e:
+        print(f"vs_reference: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"vs_reference: MNIST is missing: {e}; pass --data-dir with the MNIST files", file=sys.stderr)
+        return 2
+    path = write_results(RESULTS / f"{args.out or 'vs_reference'}.json", meta, rows)
+    print()
+    print_table(rows)
+    print(f"written {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
