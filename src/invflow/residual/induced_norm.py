@@ -49,6 +49,9 @@ def lp_norm(x: Tensor, p: Order) -> Tensor:
     Computed as ``m * ||x / m||_p`` with ``m = max|x|`` so large ``p`` cannot overflow;
     differentiable in ``x`` and in a tensor ``p``.
     """
+    if not isinstance(p, Tensor) and p in (1, 2):
+        # no overflow to guard against below |x| ~ 1e19 (float32): the library kernel, one call
+        return torch.linalg.vector_norm(x.reshape(x.shape[0], -1), ord=p, dim=1)
     a = x.reshape(x.shape[0], -1).abs()
     if is_inf(p):
         return a.amax(dim=1)
@@ -63,6 +66,8 @@ def dual_direction(y: Tensor, p: Order) -> Tensor:
     ``p = ∞`` the l1-ball vertex at ``argmax|y|`` (ties share the mass).
     """
     flat = y.reshape(y.shape[0], -1)
+    if not isinstance(p, Tensor) and p == 2:
+        return y / lp_norm(flat, 2).clamp_min(torch.finfo(y.dtype).tiny).reshape(-1, *([1] * (y.dim() - 1)))
     if is_inf(p):
         a = flat.abs()
         mask = (a == a.amax(dim=1, keepdim=True)).to(y.dtype)
@@ -82,12 +87,13 @@ def normalize(x: Tensor, p: Order) -> Tensor:
     return x / norm.reshape(-1, *([1] * (x.dim() - 1)))
 
 
-def power_iteration_step(u: Tensor, forward: Operator, adjoint: Operator, p: Order, q: Order) -> Tensor:
-    """One generalized power step ``u <- dual_{p*}(A^T dual_q(A u))`` (Higham 1992).
+def power_step_from_image(au: Tensor, adjoint: Operator, p: Order, q: Order) -> Tensor:
+    """One generalized power step ``u <- dual_{p*}(A^T dual_q(A u))`` (Higham 1992) from the image
+    ``A u`` (which the caller has computed for ``σ`` anyway, so ``A`` is applied once per step).
 
-    ``u`` has unit p-norm before and after; ``||A u||_q`` does not decrease.
+    ``u`` has unit p-norm after the step; ``||A u||_q`` does not decrease.
     """
-    z = adjoint(dual_direction(forward(u), q))
+    z = adjoint(dual_direction(au, q))
     return normalize(dual_direction(z, conjugate(p)), p)
 
 

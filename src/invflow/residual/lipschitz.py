@@ -33,8 +33,9 @@ from invflow.residual.induced_norm import (
     Order,
     closed_form_norm,
     has_closed_form,
+    lp_norm,
     norm_estimate,
-    power_iteration_step,
+    power_step_from_image,
 )
 
 
@@ -136,11 +137,13 @@ class _InducedNormMixin:
             return self._adjoint(v, weight)
 
         u = self.u
-        sigma = norm_estimate(u, forward, p, q)
+        au = forward(u)
+        sigma = lp_norm(au, q) / lp_norm(u, p)
         steps = 0
         while steps < self.max_iterations:
-            u = power_iteration_step(u, forward, adjoint, p, q)
-            new_sigma = norm_estimate(u, forward, p, q)
+            u = power_step_from_image(au, adjoint, p, q)
+            au = forward(u)  # A u: gives σ now and the next step's start
+            new_sigma = lp_norm(au, q) / lp_norm(u, p)
             steps += 1
             converged = bool((new_sigma - sigma).abs() <= self.tol * new_sigma)
             sigma = new_sigma
