@@ -77,11 +77,16 @@ def paired(ours: Callable[[], None], theirs: Callable[[], None], rounds: int, wa
 
 def build_pair(case: str, args: argparse.Namespace, batch: int) -> tuple[Contender, Contender]:
     torch.manual_seed(0)
+    # the reference first: a missing one is reported before anything is built
     if case.startswith("glow"):
         size = GLOW_SIZES["full" if case == "glow-full" else "small"]
-        return invflow_glow(size), reference_glow(size)
+        theirs = reference_glow(size)
+        torch.manual_seed(0)
+        return invflow_glow(size), theirs
     size = RESFLOW_SIZES["full" if case == "resflow-full" else "small"]
-    return invflow_resflow(size), reference_resflow(args.resflow_ref, size, batch)
+    theirs = reference_resflow(args.resflow_ref, size, batch)
+    torch.manual_seed(0)
+    return invflow_resflow(size), theirs
 
 
 def data_init(pair: tuple[Contender, Contender], x: torch.Tensor) -> None:
