@@ -1,14 +1,17 @@
 """Crash-safety kill loop: SIGKILL a training process many times, resume it, compare with a clean run.
 
 A small 2D-toy Glow (``glow-toy-rings`` shrunk by ``--set``) trains in a subprocess with a
-checkpoint after every step. Each launch is killed with SIGKILL in one of three ways, taken in
-turn, each at a random moment:
+checkpoint after every step. Each launch kills itself with SIGKILL at a point chosen by the
+fault-injection variable ``INVFLOW_FAULT`` (``invflow.train.faults``), in one of three ways
+taken in turn, the exact point drawn from ``--seed``:
 
-- ``startup``: at a random time after launch (imports, model build, checkpoint load, first steps);
-- ``random``: at a random time after the run has written at least one new checkpoint;
-- ``write``: as soon as a checkpoint temp file (``*.tmp``) appears, i.e. while a checkpoint is
-  being written.
+- ``startup``: after the model is built and the checkpoint restored, before the first step;
+- ``random``: right after optimizer step ``S`` (1 to 3 steps past the resume point), before
+  that step's checkpoint is written;
+- ``write``: in the middle of writing the ``K``-th checkpoint file of the launch (K in 1..3),
+  after ``N`` bytes of its temporary file (always cut short).
 
+The kills do not depend on timing or machine load: the same seed kills at the same places.
 After every kill the run directory must hold a readable checkpoint (once one has been written)
 whose step never goes backwards. A kill counts as *during a write* when a temp file the killed
 process created is left behind. Finally the run is resumed to the end and its model and EMA
@@ -37,6 +40,7 @@ import torch
 from invflow.config import dump_config
 from invflow.models import load_config
 from invflow.train.checkpoint import CheckpointError, latest_good_checkpoint, load_checkpoint_file, step_checkpoints
+from invflow.train.faults import ENV_VAR as FAULT_VAR
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "kill_loop.json"
@@ -48,7 +52,7 @@ OVERRIDES = {
     "train.n_samples_grid": 4, "train.warmup_steps": 10, "train.device": "cpu",
 }
 # One thread, so that the arithmetic (and hence the parameters) cannot depend on scheduling.
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+ENV = {**{k: v for k, v in os.environ.items() if k != FAULT_VAR}, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 MODES = ("startup", "random", "write")
 
 
@@ -80,40 +84,30 @@ def newest_step(directory: Path) -> int:
     return int(found[0].stem.split("-")[1]) if found else -1
 
 
-def wait_for(predicate, proc: subprocess.Popen, timeout: float, poll: float) -> bool:
-    """Poll ``predicate`` until it holds, the process exits, or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if predicate():
-            return True
-        time.sleep(poll)
-    return False
+def fault_for(mode: str, resume_step: int, rng: random.Random) -> str:
+    """The ``INVFLOW_FAULT`` value that kills a launch resuming at ``resume_step`` in ``mode``."""
+    if mode == "startup":
+        return "startup"
+    if mode == "random":
+        return f"after-step:{resume_step + rng.randint(1, 3)}"
+    return f"checkpoint-write:{rng.randint(1, 3)}:{rng.randint(0, 50_000)}"
 
 
 def kill_once(config: Path, run: Path, mode: str, rng: random.Random) -> dict:
-    """Launch (or resume) the run, SIGKILL it according to ``mode``, report what happened."""
+    """Launch (or resume) the run with a fault that SIGKILLs it according to ``mode``; report what happened."""
     checkpoints = run / "checkpoints"
     before_tmp, before_step = temp_files(checkpoints), newest_step(checkpoints)
-    proc = subprocess.Popen(train_command(config, run), env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    fault = fault_for(mode, max(before_step, 0), rng)
     started = time.monotonic()
-    if mode == "startup":
-        time.sleep(rng.uniform(0.0, 2.0))  # within start-up (imports, data), before training is far along
-    else:
-        wait_for(lambda: newest_step(checkpoints) > before_step, proc, timeout=120, poll=0.005)
-        if mode == "random":
-            time.sleep(rng.uniform(0.0, 0.15))
-        else:
-            wait_for(lambda: bool(temp_files(checkpoints) - before_tmp), proc, timeout=30, poll=0.0002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = subprocess.run(train_command(config, run), env={**ENV, FAULT_VAR: fault}, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
     killed = proc.returncode == -signal.SIGKILL
     try:
         found, error = latest_good_checkpoint(checkpoints), None
     except CheckpointError as err:  # only unreadable checkpoint files are left
         found, error = None, str(err)
     return {
-        "mode": mode, "killed": killed, "seconds": round(time.monotonic() - started, 3),
+        "mode": mode, "fault": fault, "killed": killed, "seconds": round(time.monotonic() - started, 3),
         "during_write": killed and bool(temp_files(checkpoints) - before_tmp),
         "checkpoint_step": None if found is None else int(found[0]["step"]),
         "checkpoint_file": None if found is None else found[1].name, "error": error,
@@ -177,7 +171,7 @@ def kill_loop(kills: int, seed: int, steps: int, workdir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=30, help="number of SIGKILLs to inflict")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the kill schedule")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the kill points")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 4 per kill + 30)")
     parser.add_argument("--workdir", type=Path, default=None, help="where the runs go (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON report")

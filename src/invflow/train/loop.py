@@ -18,6 +18,7 @@ from tqdm import tqdm
 from invflow.config import Config
 from invflow.core.model import FlowModel
 from invflow.models import build_model, input_shape, is_toy
+from invflow.train import faults
 from invflow.train.batches import Batch, ImageBatches, Prefetcher, ToyBatches
 from invflow.train.checkpoint import latest_good_checkpoint
 from invflow.train.distributed import DistContext, all_reduce_sum, barrier, init_distributed
@@ -115,6 +116,7 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
         state.load(saved, path)
         if ctx.is_main:
             print(f"resuming {run.root} from {path.name} at step {state.step}")
+    faults.check_startup()
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if ctx.enabled else model
     forward = torch.compile(net) if tc.compile else net
@@ -157,6 +159,7 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
         # Gradients are already averaged over processes; the loss is local, so agree on it.
         bad = all_reduce_sum(torch.tensor([float(not (torch.isfinite(loss) and torch.isfinite(grad_norm)))]), ctx)
         state.step += 1
+        faults.check_after_step(state.step)
         bar.update(1)
         if bad.item() > 0:
             state.nonfinite += 1  # skip the update: a non-finite step must never reach the weights
