@@ -15,6 +15,7 @@ import torch
 from invflow.config import parse_override, presets
 from invflow.models.registry import load_config
 from invflow.train.checkpoint import CheckpointError
+from invflow.train.interrupt import TrainingInterrupted
 from invflow.train.loop import TrainingDiverged
 
 EXIT_USAGE = 2
@@ -172,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as err:
         print(f"invflow: error: {err}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as err:
+        print(f"invflow: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("invflow: interrupted", file=sys.stderr)
         return 130

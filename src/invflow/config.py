@@ -60,6 +60,7 @@ class TrainConfig:
     eval_batches: int | None = None
     sample_every: int = 1000
     checkpoint_every: int = 500
+    checkpoint_minutes: float | None = None
     keep_checkpoints: int = 3
     log_every: int = 10
     max_nonfinite: int = 20
@@ -82,6 +83,8 @@ class TrainConfig:
             positive(self, "grad_clip")
         if self.eval_batches is not None:
             positive(self, "eval_batches")
+        if self.checkpoint_minutes is not None:
+            positive(self, "checkpoint_minutes")
 
 
 @dataclass

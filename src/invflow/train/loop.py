@@ -6,6 +6,7 @@ reduced across processes, and only rank 0 writes the run directory.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,15 +22,18 @@ from invflow.models import build_model, input_shape, is_toy
 from invflow.train import faults
 from invflow.train.batches import Batch, ImageBatches, Prefetcher, ToyBatches
 from invflow.train.checkpoint import latest_good_checkpoint
+from invflow.train.interrupt import StopRequest, TrainingInterrupted
 from invflow.train.distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from invflow.train.ema import make_ema, update_ema
 from invflow.train.evaluate import evaluate, held_out_batches, load_split, make_objective
 from invflow.train.metrics import MetricsLog
 from invflow.train.run_dir import RunDir, check_same_model
+from invflow.train.run_lock import RunLock
 from invflow.train.sampling import write_samples
 from invflow.train.state import TrainingState
 from invflow.train.tensorboard import TensorBoardLog
 
+_clock = time.monotonic  # the wall clock of train.checkpoint_minutes (a test replaces it)
 LOW_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -74,14 +78,36 @@ def _training_data(config: Config, data_dir: str | None, ctx: DistContext):
 
 def train(config: Config, out: str | Path, resume: bool = False, data_dir: str | None = None,
           progress: bool | None = None) -> TrainResult:
-    """Train ``config`` into run directory ``out``; with ``resume``, continue from its last checkpoint."""
-    tc = config.train
-    ctx, device = init_distributed(tc.device)
+    """Train ``config`` into run directory ``out``; with ``resume``, continue from its last checkpoint.
+
+    The run directory has one writer (``RunLock``); SIGINT/SIGTERM finish the step, checkpoint and
+    raise ``TrainingInterrupted``. A resumed run reuses the data directory its config recorded
+    unless ``config.data.data_dir`` or ``data_dir`` names another.
+    """
+    ctx, device = init_distributed(config.train.device)
     run = RunDir(out)
-    if not resume and run.has_checkpoints():
-        raise ValueError(f"run directory {run.root} already has checkpoints; pass --resume or another --out")
+    lock = RunLock(run.root)
     if ctx.is_main:
         run.create()
+        lock.acquire()  # before anything is read or written: a second writer is refused here
+    try:
+        if resume and data_dir is None and config.data.data_dir is None:
+            recorded = run.recorded_data_dir()
+            if recorded is not None:
+                config = dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=recorded))
+                if ctx.is_main:
+                    print(f"using the run's recorded data directory {recorded}")
+        with StopRequest() as stop:
+            return _train(config, run, resume, data_dir, progress, ctx, device, stop)
+    finally:
+        lock.release()
+
+
+def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, progress: bool | None,
+           ctx: DistContext, device: torch.device, stop: StopRequest) -> TrainResult:
+    tc = config.train
+    if not resume and run.has_checkpoints():
+        raise ValueError(f"run directory {run.root} already has checkpoints; pass --resume or another --out")
     torch.manual_seed(tc.seed + ctx.rank)  # each process draws its own noise and estimator samples
     if tc.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -143,11 +169,29 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
             board.image("samples", state.step, path)
 
     started, window_start, window_images = time.perf_counter(), time.perf_counter(), 0
+    last_save = _clock()
     train_value = float("nan")
     bar = tqdm(total=tc.steps, initial=state.step, disable=True if not ctx.is_main else _no_bar(progress),
                dynamic_ncols=True, desc=config.name)
+
+    def save() -> Path | None:
+        nonlocal last_save
+        path = state.save(run)
+        last_save = _clock()
+        return path
+
+    def stop_here() -> None:
+        """Checkpoint the finished step and stop (``TrainingInterrupted``)."""
+        bar.close()
+        path = save()
+        if board is not None:
+            board.close()
+        raise TrainingInterrupted(stop.signum, state.step, path)
+
     model.train()
     while state.step < tc.steps:
+        if stop.requested and not ctx.enabled:
+            stop_here()  # a signal during evaluation or sampling: no need to take another step first
         step = state.step
         batch = batches.batch(step)
         batch = Batch(batch.x.to(device, non_blocking=True), batch.y.to(device, non_blocking=True))
@@ -156,12 +200,16 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip or math.inf)
-        # Gradients are already averaged over processes; the loss is local, so agree on it.
-        bad = all_reduce_sum(torch.tensor([float(not (torch.isfinite(loss) and torch.isfinite(grad_norm)))]), ctx)
+        # Gradients are already averaged over processes; the loss, a stop request and the wall clock
+        # are local, so agree on them in one reduction.
+        clock_due = tc.checkpoint_minutes is not None and _clock() - last_save >= 60 * tc.checkpoint_minutes
+        flags = all_reduce_sum(torch.tensor([float(not (torch.isfinite(loss) and torch.isfinite(grad_norm))),
+                                             float(stop.requested), float(clock_due)]), ctx)
+        bad, stopping, clock_due = (bool(f > 0) for f in flags)
         state.step += 1
         faults.check_after_step(state.step)
         bar.update(1)
-        if bad.item() > 0:
+        if bad:
             state.nonfinite += 1  # skip the update: a non-finite step must never reach the weights
             scaler.update()
             write({"step": state.step, "split": "train", "nonfinite": state.nonfinite})
@@ -170,30 +218,32 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
                     f"stopping: {state.nonfinite} non-finite losses or gradients (train.max_nonfinite="
                     f"{tc.max_nonfinite}); lower train.lr, raise train.warmup_steps or set train.grad_clip"
                 )
+        else:
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            model.after_optimizer_step()
+            if not bool(torch.isfinite(torch.stack(torch._foreach_norm(list(model.parameters())))).all()):
+                raise TrainingDiverged(f"stopping at step {state.step}: the update made weights non-finite although "
+                                       "the loss and gradients were finite; lower train.lr or set train.grad_clip")
+            update_ema(ema, model)
+            window_images += batch.x.shape[0] * ctx.world_size
+            if state.step % tc.log_every == 0 or state.step == tc.steps:
+                elapsed = time.perf_counter() - window_start
+                names = sorted(stats)
+                reduced = all_reduce_sum(torch.stack([stats[k].detach().float().cpu() for k in names]), ctx)
+                means = {k: float(v) / ctx.world_size for k, v in zip(names, reduced)}
+                train_value = means[objective.metric]
+                rate = window_images / elapsed if elapsed > 0 else float("nan")
+                write({"step": state.step, "split": "train", **means, "lr": scheduler.get_last_lr()[0],
+                       "grad_norm": float(grad_norm), "images_per_s": rate, "nonfinite": state.nonfinite,
+                       **model.training_stats()})
+                bar.set_postfix({objective.metric: f"{train_value:.3f}", "img/s": f"{rate:.0f}"})
+                window_start, window_images = time.perf_counter(), 0
+        if stopping and state.step < tc.steps:
+            stop_here()
+        if bad or state.step >= tc.steps:
             continue
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        model.after_optimizer_step()
-        if not bool(torch.isfinite(torch.stack(torch._foreach_norm(list(model.parameters())))).all()):
-            raise TrainingDiverged(f"stopping at step {state.step}: the update made weights non-finite although the "
-                                   "loss and gradients were finite; lower train.lr or set train.grad_clip")
-        update_ema(ema, model)
-        window_images += batch.x.shape[0] * ctx.world_size
-        if state.step % tc.log_every == 0 or state.step == tc.steps:
-            elapsed = time.perf_counter() - window_start
-            names = sorted(stats)
-            reduced = all_reduce_sum(torch.stack([stats[k].detach().float().cpu() for k in names]), ctx)
-            means = {k: float(v) / ctx.world_size for k, v in zip(names, reduced)}
-            train_value = means[objective.metric]
-            rate = window_images / elapsed if elapsed > 0 else float("nan")
-            write({"step": state.step, "split": "train", **means, "lr": scheduler.get_last_lr()[0],
-                   "grad_norm": float(grad_norm), "images_per_s": rate, "nonfinite": state.nonfinite,
-                   **model.training_stats()})
-            bar.set_postfix({objective.metric: f"{train_value:.3f}", "img/s": f"{rate:.0f}"})
-            window_start, window_images = time.perf_counter(), 0
-        if state.step >= tc.steps:
-            break
         if state.step % tc.eval_every == 0:
             result = held_out()
             write({"step": state.step, "split": "test", **result.as_dict()})
@@ -201,8 +251,8 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
                 bar.write(f"step {state.step}: test {result}")
         if state.step % tc.sample_every == 0 and ctx.is_main:
             sample_grid(f"step-{state.step:08d}")
-        if state.step % tc.checkpoint_every == 0:
-            state.save(run)
+        if state.step % tc.checkpoint_every == 0 or clock_due:
+            save()
     bar.close()
     if isinstance(batches, Prefetcher):
         batches.close()

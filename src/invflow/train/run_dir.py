@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from invflow.config import Config, dump_config
 from invflow.models import config_from_dict
@@ -38,6 +39,15 @@ class RunDir:
 
     def has_checkpoints(self) -> bool:
         return self.checkpoints.is_dir() and any(self.checkpoints.glob("*.pt"))
+
+    def recorded_data_dir(self) -> str | None:
+        """``data.data_dir`` of the config this run recorded (``None`` when there is none)."""
+        try:
+            recorded = yaml.safe_load(self.config.read_text())
+        except (OSError, yaml.YAMLError):
+            return None
+        data = recorded.get("data") if isinstance(recorded, dict) else None
+        return data.get("data_dir") if isinstance(data, dict) else None
 
     def write_config(self, config: Config) -> None:
         self.config.write_text(dump_config(config))

@@ -34,12 +34,12 @@ class TrainingState:
         self.step = 0
         self.nonfinite = 0
 
-    def save(self, run) -> None:
-        """Checkpoint (rank 0 writes; every rank contributes its RNG state)."""
+    def save(self, run) -> Path | None:
+        """Checkpoint (rank 0 writes and gets the file's path; every rank contributes its RNG state)."""
         rngs = all_gather_objects(rng_state(), self.ctx)
         if not self.ctx.is_main:
-            return
-        write_run_checkpoint({
+            return None
+        return write_run_checkpoint({
             "config": self.config.to_dict(), "step": self.step, "model": self.model.state_dict(),
             "ema": self.ema.module.state_dict(), "ema_n_averaged": int(self.ema.n_averaged),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
