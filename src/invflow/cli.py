@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 
 from invflow.config import parse_override, presets
+from invflow.core.arguments import check_number
+from invflow.core.nonfinite import NonFiniteSamples
 from invflow.models.registry import load_config
 from invflow.train.checkpoint import CheckpointError
 from invflow.train.interrupt import TrainingInterrupted
@@ -25,6 +27,33 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+MAX_GRID_SAMPLES = 10_000  # one PNG grid of 100 x 100 tiles
+
+
+def _sample_count(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_GRID_SAMPLES:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_GRID_SAMPLES} (one PNG grid), got {value}")
+    return value
+
+
+def _temperature(text: str) -> float:
+    try:
+        return check_number(float(text), "temperature", low=0.0)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("temperature ")) from None
+
+
+def _positive_minutes(text: str) -> float:
+    try:
+        value = check_number(float(text), "minutes")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("minutes ")) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
     return value
 
 
@@ -142,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="write a PNG of samples from a run directory or checkpoint")
     p.add_argument("run", help="run directory or checkpoint file")
-    p.add_argument("-n", type=int, default=64, help="number of samples")
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("-n", type=_sample_count, default=64, help=f"number of samples (at most {MAX_GRID_SAMPLES})")
+    p.add_argument("--temperature", type=_temperature, default=1.0, help="standard deviation of the latents (>= 0)")
     p.add_argument("-o", "--output", help="PNG path (default RUN/sample.png)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_sample)
@@ -151,10 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="train presets x seeds under one budget; table with error bars")
     p.add_argument("presets", nargs="*", metavar="PRESET", help="presets or .yaml configs to compare")
     p.add_argument("--spec", help="a shipped comparison spec (e.g. woodbury-paper-tiny) or a spec .yaml")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per preset (default 3, or the spec's)")
+    p.add_argument("--seeds", type=_positive_int, default=None, help="seeds per preset (default 3, or the spec's)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, default=None, help="training steps of every run")
-    budget.add_argument("--minutes", type=float, default=None, help="wall-clock minutes of every run")
+    budget.add_argument("--steps", type=_positive_int, default=None, help="training steps of every run")
+    budget.add_argument("--minutes", type=_positive_minutes, default=None, help="wall-clock minutes of every run")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config key of every preset")
     p.add_argument("--out", help="output folder (default runs/compare-<spec>); rerun to resume")
@@ -170,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, CheckpointError) as err:
         print(f"invflow: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except TrainingDiverged as err:
+    except (TrainingDiverged, NonFiniteSamples) as err:
         print(f"invflow: error: {err}", file=sys.stderr)
         return 1
     except TrainingInterrupted as err:

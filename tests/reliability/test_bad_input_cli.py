@@ -143,3 +143,19 @@ def test_corrupt_data_file_is_named(tmp_path: Path, capsys) -> None:
     err = one_line_error(["train", "glow-mnist-tiny", "--set", "data.dataset=folder", "--set", "data.image_size=8",
                           "--data-dir", str(folder), "--out", str(tmp_path / "run")], capsys)
     assert "cannot read image" in err and "00.png" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "RUN", "-n", "0"], "argument -n: must be >= 1, got 0"),
+    (["sample", "RUN", "-n", "20000"], "argument -n: must be <= 10000 (one PNG grid), got 20000"),
+    (["sample", "RUN", "--temperature", "nan"], "argument --temperature: must be a finite number, got nan"),
+    (["sample", "RUN", "--temperature", "-1"], "argument --temperature: must be >= 0, got -1"),
+    (["compare", "glow-toy-rings", "--minutes", "nan"], "argument --minutes: must be a finite number, got nan"),
+    (["compare", "glow-toy-rings", "--steps", "0"], "argument --steps: must be >= 1, got 0"),
+    (["compare", "glow-toy-rings", "--seeds", "0"], "argument --seeds: must be >= 1, got 0"),
+])
+def test_bad_numeric_cli_arguments(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([a.replace("RUN", str(tmp_path)) for a in argv])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err

@@ -98,8 +98,13 @@ def test_image_size_not_divisible_by_the_squeezes_fails_at_build(overrides: dict
         build_model(GLOW, model__hidden_channels=8, model__steps_per_level=1, **overrides)
 
 
-@pytest.mark.parametrize("n, temperature, message", [(0, 1.0, "n must be >= 1, got 0"),
-                                                     (2, -0.5, "temperature must be >= 0, got -0.5")])
+@pytest.mark.parametrize("n, temperature, message", [
+    (0, 1.0, "n must be >= 1, got 0"), (2, -0.5, "temperature must be >= 0, got -0.5"),
+    (2.5, 1.0, "n must be a positive integer, got 2.5"), (True, 1.0, "n must be a positive integer, got True"),
+    ("4", 1.0, "n must be a positive integer, got '4'"), (2, float("nan"), "temperature must be a finite number, got nan"),
+    (2, float("inf"), "temperature must be a finite number, got inf"),
+    (10**12, 1.0, r"sample\(n=1000000000000\) needs .* GiB for the result alone"),
+])
 def test_sample_bad_arguments(toy, n: int, temperature: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         toy.sample(n, temperature)

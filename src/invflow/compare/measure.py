@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -12,6 +13,7 @@ from invflow.api import load_checkpoint
 from invflow.compare.memory import PeakTensorMemory
 from invflow.config import Config
 from invflow.core.model import FlowModel
+from invflow.core.nonfinite import NonFiniteSamples
 from invflow.models import is_toy
 from invflow.train.batches import Batch, derived_generator
 from invflow.train.evaluate import make_objective
@@ -40,7 +42,10 @@ def time_sampling(model: FlowModel, n: int, device: torch.device, seed: int = 0)
         torch.manual_seed(seed)
         _synchronize(device)
         start = time.perf_counter()
-        model.sample(n)
+        try:
+            model.sample(n)
+        except NonFiniteSamples as err:  # the time is still the time; the problem is reported
+            print(f"invflow: warning: {err}", file=sys.stderr, flush=True)
         _synchronize(device)
         seconds = time.perf_counter() - start
     counts = [m.last_inverse_iterations for m in model.modules() if hasattr(m, "last_inverse_iterations")]

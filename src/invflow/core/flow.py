@@ -10,13 +10,28 @@ class Flow(nn.Module):
 
     ``forward(x)`` returns ``(z, logdet)`` where ``logdet = log|det dz/dx|`` per sample, shape
     ``(batch,)`` in the dtype and on the device of ``x``. ``inverse(z)`` returns ``x``.
+    ``layer_name`` is the layer's place in a model (``flow.flows.0.flows.3``), set by
+    ``name_layers``, so errors and reports can say which layer they mean.
     """
+
+    layer_name: str = ""
+
+    def describe(self) -> str:
+        """``"flow.flows.3 (ActNorm)"``, or the class name of a layer outside a model."""
+        return f"{self.layer_name} ({type(self).__name__})" if self.layer_name else type(self).__name__
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def inverse(self, z: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def name_layers(root: nn.Module) -> None:
+    """Set ``layer_name`` of every ``Flow`` under ``root`` to its qualified module name."""
+    for name, module in root.named_modules():
+        if isinstance(module, Flow) and name:
+            module.layer_name = name
 
 
 def zero_logdet(x: Tensor) -> Tensor:

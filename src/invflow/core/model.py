@@ -7,8 +7,12 @@ import torch
 from torch import Tensor, nn
 
 from invflow.core.distributions import StandardNormal
-from invflow.core.flow import Flow, check_shape
+from invflow.core.arguments import check_count, check_fits_in_memory, check_number
+from invflow.core.flow import Flow, check_shape, name_layers
+from invflow.core.nonfinite import NonFiniteSamples, first_nonfinite_layer, nonfinite_rows
 from invflow.data.dequantize import dequantize
+
+SAMPLE_CHUNK = 256  # samples per inverse pass: bounds the activations' memory whatever n is
 
 
 class FlowModel(nn.Module):
@@ -23,6 +27,7 @@ class FlowModel(nn.Module):
         self.flow = flow
         self.prior = prior
         self.input_shape = tuple(input_shape)
+        name_layers(self)
 
     @property
     def dims(self) -> int:
@@ -69,9 +74,28 @@ class FlowModel(nn.Module):
         return {}
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0) -> Tensor:
-        """``n`` samples ``f^{-1}(z)``, ``z ~ N(0, temperature^2 I)``, in the space of ``log_prob``."""
-        return self.flow.inverse(self.prior.sample(n, temperature))
+    def sample(self, n: int, temperature: float = 1.0, raw: bool = False, chunk_size: int = SAMPLE_CHUNK) -> Tensor:
+        """``n`` samples ``x = f^{-1}(z)``, ``z ~ N(0, temperature^2 I)``, in the space of ``log_prob``.
+
+        Images come back in [0, 1], the space ``log_prob`` and ``bits_per_dim`` read: ``f^{-1}(z)``
+        clamped, because a flow puts a little mass outside the data's range (a logit transform's
+        inverse reaches ``−α/(1−2α)``, a Glow has no bound at all). ``raw=True`` returns the
+        continuous ``f^{-1}(z)`` unclamped; vectors (2D toys) are always returned raw. The inverse
+        runs in chunks of ``chunk_size`` samples, so memory beyond the result stays bounded.
+        Raises ``NonFiniteSamples`` (count, and the layer that produced them) rather than
+        returning NaN or inf.
+        """
+        n = check_count(n, "n")
+        chunk_size = check_count(chunk_size, "chunk_size")
+        temperature = check_number(temperature, "temperature", low=0.0)
+        check_fits_in_memory(n * self.dims * self.prior.dtype.itemsize, self.prior._anchor.device,
+                             f"sample(n={n})")
+        z = self.prior.sample(n, temperature)
+        x = torch.cat([self.flow.inverse(part) for part in z.split(chunk_size)])
+        bad = nonfinite_rows(x)
+        if bool(bad.any()):
+            raise NonFiniteSamples(int(bad.sum()), n, first_nonfinite_layer(self.flow, z[bad]), temperature, x)
+        return x if raw or len(self.input_shape) != 3 else x.clamp(0.0, 1.0)
 
     def bits_per_dim(self, x_int: Tensor, n_bits: int) -> Tensor:
         """Per-sample bits/dim of integer images, DESIGN.md section 3.

@@ -1,9 +1,13 @@
 """Activation normalisation (Glow, Kingma & Dhariwal 2018, sec. 3.1).
 
 ``y = (x + b) * exp(s)`` per channel, ``log|det| = H·W·Σ_c s_c`` for images and ``Σ_d s_d`` for
-vectors. ``b`` and ``s`` are initialised from the first batch seen so that the output has zero
-mean and unit variance per channel; after that they are ordinary parameters. The
-``initialized`` flag is a buffer, so the initialisation survives ``state_dict`` save/load.
+vectors. ``b`` and ``s`` are initialised from the first batch seen *in training mode* (or by an
+explicit ``initialize(x)``) so that the output has zero mean and unit variance per channel; after
+that they are ordinary parameters. In eval mode an uninitialised layer is the identity and
+stays uninitialised: evaluating or sampling never changes a model. A batch with a non-finite
+value is refused (``ValueError`` naming the layer) instead of turning ``b`` and ``s`` into NaN
+for good. The ``initialized`` flag is a buffer, so the initialisation survives ``state_dict``
+save/load.
 """
 from __future__ import annotations
 
@@ -38,6 +42,10 @@ class ActNorm(Flow):
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
         """Set ``b = -mean``, ``s = -log std`` per channel from batch ``x``; unit scale where std ≈ 0."""
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise ValueError(f"{self.describe()}: refusing data-dependent initialisation from a batch with {bad} "
+                             f"non-finite value(s) of {x.numel()}; initialise from finite data")
         dims = [0] if self.vector else [0, 2, 3]
         mean = x.mean(dim=dims)
         std = x.std(dim=dims, unbiased=False) if x.shape[0] * x[0, 0].numel() > 1 else torch.ones_like(mean)
@@ -52,7 +60,7 @@ class ActNorm(Flow):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         check_shape(x, self._expected(), "ActNorm.forward")
-        if not self.initialized:
+        if self.training and not self.initialized:
             self.initialize(x)
         y = (x + self._view(self.bias)) * torch.exp(self._view(self.log_scale))
         return y, self._logdet(x)

@@ -3,7 +3,8 @@
 A masked convolutional coupling transforms *every* pixel of the image with an affine map whose
 shift and scale are computed from the pixels strictly before it in one spatial direction:
 
-    ``y_{i,j} = (x_{i,j} + t_{i,j}(x_{<i})) · s_{i,j}(x_{<i})``,  ``s = sigmoid(h + 2)`` (Glow-style),
+    ``y_{i,j} = (x_{i,j} + t_{i,j}(x_{<i})) · s_{i,j}(x_{<i})``,  ``log s = bounded_log_scale(h)`` (Glow-style,
+    bounded so the row-by-row inverse cannot explode),
 
 where ``x_{<i}`` are the ``k_h`` preceding rows in a window ``k_w`` columns wide centred on
 column ``j`` (all channels). The Jacobian is block triangular in the row order with diagonal
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invflow.core.flow import Flow, SequentialFlow, check_image
+from invflow.layers.coupling import bounded_log_scale
 
 DIRECTIONS = ("down", "up", "right", "left")
 
@@ -80,7 +82,7 @@ class MaskedConvCoupling(Flow):
         left = (k_w - 1) // 2
         h = self.head(self.context(F.pad(window, (left, k_w - 1 - left, 0, 0))))
         # Channels interleave (shift, pre-scale) as in AffineCoupling.
-        return h[:, 0::2], F.logsigmoid(h[:, 1::2] + 2.0)
+        return h[:, 0::2], bounded_log_scale(h[:, 1::2])
 
     def _causal_window(self, x: Tensor) -> Tensor:
         """All rows but the last below ``k_h`` zero rows: output row ``i`` sees rows ``i − k_h … i − 1``."""

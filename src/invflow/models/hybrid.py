@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from invflow.config import DataConfig, positive
 from invflow.core.distributions import StandardNormal
-from invflow.core.flow import Flatten, Flow, SequentialFlow
+from invflow.core.flow import Flatten, Flow, SequentialFlow, name_layers
 from invflow.layers.actnorm import ActNorm
 from invflow.layers.normalize import Standardize
 from invflow.layers.squeeze import Squeeze
@@ -71,6 +71,7 @@ class HybridModel(ResFlowModel):
         self.branches = nn.ModuleList(ClassifierBranch(c, config.classifier_width) for c in tap_channels)
         self.head = nn.Linear(config.classifier_width * len(tap_channels), config.num_classes)
         self.hybrid_weight = 1.0 / self.dims if config.hybrid_weight is None else config.hybrid_weight
+        name_layers(self)  # the classifier branches' ActNorms too
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(log p(x), class logits)``, what the hybrid objective trains."""

@@ -164,8 +164,8 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
 
     def sample_grid(name: str) -> None:
         path = write_samples(ema.module, config, run.samples / f"{name}.png", tc.n_samples_grid,
-                             tc.sample_temperature, seed=tc.seed)
-        if board is not None:
+                             tc.sample_temperature, seed=tc.seed, drop_nonfinite=True)
+        if board is not None and path is not None:
             board.image("samples", state.step, path)
 
     started, window_start, window_images = time.perf_counter(), time.perf_counter(), 0

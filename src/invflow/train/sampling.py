@@ -1,12 +1,14 @@
 """Samples written from a model: PNG grids for images, density plots for 2D data."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
 
 from invflow.config import Config
 from invflow.core.model import FlowModel
+from invflow.core.nonfinite import NonFiniteSamples, nonfinite_rows
 from invflow.models.input_shape import is_toy
 from invflow.viz.density2d import plot_density_2d
 from invflow.viz.grids import save_image_grid
@@ -14,9 +16,15 @@ from invflow.viz.grids import save_image_grid
 
 @torch.no_grad()
 def write_samples(model: FlowModel, config: Config, path: Path, n: int, temperature: float = 1.0,
-                  seed: int = 0) -> Path:
+                  seed: int = 0, drop_nonfinite: bool = False) -> Path | None:
     """Sample ``n`` points at ``temperature`` and write them to ``path`` (PNG), without touching
-    the global RNG stream of a training run."""
+    the global RNG stream of a training run.
+
+    Non-finite samples are never drawn as pixels: ``NonFiniteSamples`` is raised before anything
+    is written, or, with ``drop_nonfinite`` (training-time grids), a warning naming the count and
+    the layer goes to stderr and only the finite samples are drawn (nothing, and ``None`` is
+    returned, when none is finite).
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,12 +36,28 @@ def write_samples(model: FlowModel, config: Config, path: Path, n: int, temperat
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             if is_toy(config.data):
-                samples = model.sample(max(n, 2000), temperature)
-                return plot_density_2d(model.log_prob, path, samples, title=config.name)
-            images = model.sample(n, temperature)
+                samples = _sample(model, max(n, 2000), temperature, path, drop_nonfinite)
+                return None if samples is None else plot_density_2d(model.log_prob, path, samples, title=config.name)
+            images = _sample(model, n, temperature, path, drop_nonfinite)
+            if images is None:
+                return None
             # Show samples at the data's bit depth, as the model was trained on.
             levels = 2**config.data.n_bits
             images = torch.floor(images.clamp(0, 1 - 1e-6) * levels) / (levels - 1)
             return save_image_grid(images, path)
     finally:
         model.train(was_training)
+
+
+def _sample(model: FlowModel, n: int, temperature: float, path: Path, drop_nonfinite: bool) -> torch.Tensor | None:
+    try:
+        return model.sample(n, temperature)
+    except NonFiniteSamples as err:
+        if not drop_nonfinite:
+            raise
+        finite = err.samples[~nonfinite_rows(err.samples)]
+        shown = f"{path} shows only the {len(finite)} finite ones" if len(finite) else f"{path} is not written"
+        print(f"invflow: warning: {err}; {shown}", file=sys.stderr, flush=True)
+        if len(finite) == 0:
+            return None
+        return finite if len(model.input_shape) != 3 else finite.clamp(0.0, 1.0)
