@@ -1,4 +1,4 @@
-"""The ``invflow`` command line (DESIGN.md section 7).
+"""invflow: train, evaluate, sample and inspect invertible generative flows on images.
 
 Errors a user can fix (unknown preset or key, bad value, missing file, bad checkpoint) print
 one line and exit with code 2.
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 import torch
@@ -55,6 +56,23 @@ def _positive_minutes(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
     return value
+
+
+def _new_output(path: Path, force: bool, what: str = "the figure") -> Path:
+    """``path`` ready to be written: refuses to replace an existing file without ``--force``."""
+    if path.exists() and not force:
+        raise ValueError(f"{path} exists; pass --force to overwrite it or -o to write elsewhere")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # e.g. a parent that is a file, or no permission
+        raise ValueError(f"cannot write {what} to {path}: {err.strerror}: {err.filename}") from None
+    return path
+
+
+def _default_output(run: str, name: str) -> Path:
+    """``RUN/name`` for a run directory, ``name`` beside a checkpoint file."""
+    where = Path(run)
+    return (where if where.is_dir() else where.parent) / name
 
 
 def _overrides(items: list[str]) -> dict:
@@ -116,11 +134,72 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from invflow.train.sampling import write_samples
 
     model, config = load_checkpoint(args.run)
-    out = Path(args.output) if args.output else Path(args.run if Path(args.run).is_dir() else ".") / "sample.png"
+    out = _new_output(Path(args.output) if args.output else _default_output(args.run, "sample.png"), args.force,
+                      "samples")
     write_samples(model, config, out, args.n, args.temperature, seed=args.seed)
     iterations = f" ({model.inverse_iterations()} fixed-point iterations over all blocks)" \
         if hasattr(model, "inverse_iterations") else ""
     print(f"wrote {out}{iterations}")
+    return 0
+
+
+def _model_examples_output(args: argparse.Namespace, n: int, name: str):
+    """The run's model on ``--device``, its first ``n`` held-out examples and the output path,
+    checked before any work is done."""
+    from invflow.api import load_checkpoint
+    from invflow.latent import held_out_examples
+    from invflow.train.distributed import select_device
+
+    model, config = load_checkpoint(args.run, ema=not args.no_ema)
+    out = _new_output(Path(args.output) if args.output else _default_output(args.run, name), args.force)
+    device = select_device(args.device)
+    examples = held_out_examples(config, n, args.data_dir, args.split).to(device)
+    return model.to(device), config, examples, out
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from invflow.latent import reconstruct, write_reconstruction
+    from invflow.latent.codec import iterations_note, scale_note
+
+    model, config, x, out = _model_examples_output(args, args.n, "reconstruct.png")
+    result = reconstruct(model, x)
+    write_reconstruction(result, out, title=config.name)
+    print(f"{config.name}: {x.shape[0]} {args.split} examples encoded and decoded, max |x - f^-1(f(x))| = "
+          f"{result.max_error:.3g}{scale_note(config)}{iterations_note(model, result.iterations)}")
+    print(f"wrote {out} (originals left, reconstructions right)")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from invflow.latent import interpolate, write_interpolation
+    from invflow.latent.codec import iterations_note
+
+    model, config, x, out = _model_examples_output(args, 2 * args.pairs, "interpolate.png")
+    if x.shape[0] < 2:
+        raise ValueError(f"the {args.split} split has {x.shape[0]} example(s); an interpolation needs two")
+    pairs = x.shape[0] // 2
+    result = interpolate(model, x[:pairs], x[pairs:2 * pairs], args.steps)
+    write_interpolation(result, out, title=config.name)
+    print(f"{config.name}: {pairs} pair(s) of {args.split} examples, {args.steps} points per pair"
+          f"{iterations_note(model, result.iterations)}")
+    print(f"wrote {out} (one row per pair, from the first example to the second)")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from invflow.viz.curves import plot_curves
+
+    default = _default_output(args.runs[0], "curves.png") if len(args.runs) == 1 else Path("curves.png")
+    out = _new_output(Path(args.output) if args.output else default, args.force)
+    plot_curves([Path(r) for r in args.runs], out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from invflow.info import environment_rows, format_rows
+
+    print(format_rows(environment_rows()))
     return 0
 
 
@@ -143,52 +222,153 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default (where it has one) and keeps the examples' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or not action.option_strings
+                or any(action.default is nothing for nothing in (None, False, argparse.SUPPRESS))):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _command(sub, name: str, summary: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    text = f"{summary}.\n\n{textwrap.fill(description, width=88)}"
+    return sub.add_parser(name, help=summary, description=text, epilog=epilog,
+                          formatter_class=HelpFormatter)
+
+
+def _model_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("run", metavar="RUN", help="run directory (its newest good checkpoint) or a checkpoint file")
+    p.add_argument("--split", default="test", choices=["train", "test"], help=f"which split {what} come from")
+    p.add_argument("--data-dir", help="directory holding the data files (default: the run's data.data_dir, "
+                                      "then the cache)")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA (default: EMA)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
+
+
+def _output_options(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("-o", "--output", metavar="PNG", help=f"where to write the figure (default: {default})")
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists (default: refuse)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="invflow", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from invflow import __version__
 
-    sub.add_parser("configs", help="list presets").set_defaults(func=cmd_configs)
+    parser = argparse.ArgumentParser(
+        prog="invflow", description=__doc__.splitlines()[0], formatter_class=HelpFormatter,
+        epilog="examples:\n  invflow configs\n  invflow train glow-mnist-tiny\n  invflow sample runs/glow-mnist-tiny"
+               "\n\n`invflow COMMAND --help` shows a command's options and their defaults.")
+    parser.add_argument("--version", action="version", version=f"invflow {__version__} (torch {torch.__version__})")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a preset or YAML config")
+    _command(sub, "configs", "list the shipped presets with one-line descriptions",
+             "Any preset name can be passed to `invflow train`; so can a YAML file of your own, whose "
+             "keys take their default values where it leaves them out.",
+             ["invflow configs", "invflow configs | grep woodbury"]).set_defaults(func=cmd_configs)
+
+    p = _command(sub, "train", "train a preset or YAML config",
+                 "Writes a run directory: config.yaml, metrics.jsonl, checkpoints/, samples/ and tb/ "
+                 "(TensorBoard event files). Under torchrun it trains with DistributedDataParallel.",
+                 ["invflow train glow-mnist-tiny --data-dir data/mnist",
+                  "invflow train resflow-toy-checkerboard --set train.steps=500 --out runs/cb",
+                  "invflow train glow-mnist-tiny --out runs/g --resume",
+                  "torchrun --standalone --nproc_per_node 2 -m invflow train glow-mnist-tiny"])
     p.add_argument("preset", help="preset name (see `invflow configs`) or path to a .yaml file")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key")
-    p.add_argument("--data-dir", help="directory holding the data files")
-    p.add_argument("--out", help="run directory (default runs/<preset>)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config key, value read as YAML; repeatable (default: none)")
+    p.add_argument("--data-dir", help="directory holding the data files (default: data.data_dir, then the cache)")
+    p.add_argument("--out", help="run directory (default: runs/<preset>)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device (default auto)")
-    p.add_argument("--compile", action="store_true", help="train through torch.compile (train.compile=true)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device (default: auto)")
+    p.add_argument("--compile", action="store_true", help="train through torch.compile (default: train.compile)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a run directory or checkpoint")
-    p.add_argument("run", help="run directory or checkpoint file")
-    p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
-    p.add_argument("--batches", type=_positive_int, default=None, help="evaluate only this many batches")
-    p.add_argument("--data-dir", help="directory holding the data files")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p = _command(sub, "eval", "evaluate a run directory or checkpoint",
+                 "Prints the mean bits/dim (bits per sample for 2D data) with its standard error, "
+                 "the estimator's standard error for residual flows and the accuracy of hybrid models.",
+                 ["invflow eval runs/glow-mnist-tiny", "invflow eval runs/resflow-mnist-tiny/checkpoints/last.pt "
+                  "--batches 10 --no-ema"])
+    p.add_argument("run", metavar="RUN", help="run directory (its newest good checkpoint) or a checkpoint file")
+    p.add_argument("--split", default="test", choices=["train", "test"], help="the split to evaluate")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA (default: EMA)")
+    p.add_argument("--batches", type=_positive_int, default=None, metavar="N",
+                   help="evaluate only the first N batches (default: the whole split)")
+    p.add_argument("--data-dir", help="directory holding the data files (default: the run's data.data_dir, "
+                                      "then the cache)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
     p.add_argument("--seed", type=int, default=0, help="seed of the dequantization noise")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("sample", help="write a PNG of samples from a run directory or checkpoint")
-    p.add_argument("run", help="run directory or checkpoint file")
+    p = _command(sub, "sample", "write a PNG of samples from a run directory or checkpoint",
+                 "Images are shown at the data's bit depth; 2D models get a density plot beside a "
+                 "histogram of samples. Residual flows report their fixed-point iterations.",
+                 ["invflow sample runs/glow-mnist-tiny", "invflow sample runs/glow-mnist-tiny -n 36 "
+                  "--temperature 0.7 -o t07.png --force"])
+    p.add_argument("run", metavar="RUN", help="run directory (its newest good checkpoint) or a checkpoint file")
     p.add_argument("-n", type=_sample_count, default=64, help=f"number of samples (at most {MAX_GRID_SAMPLES})")
     p.add_argument("--temperature", type=_temperature, default=1.0, help="standard deviation of the latents (>= 0)")
-    p.add_argument("-o", "--output", help="PNG path (default RUN/sample.png)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", metavar="PNG", help="PNG path (default: RUN/sample.png)")
+    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists (default: refuse)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latent draws")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("compare", help="train presets x seeds under one budget; table with error bars")
+    p = _command(sub, "reconstruct", "encode held-out examples and decode them again",
+                 "Writes the originals beside their reconstructions f^-1(f(x)) and prints the largest "
+                 "pixel error: how exactly the trained flow inverts. Images are taken at the centres of "
+                 "their quantization bins. Residual flows report their fixed-point iterations.",
+                 ["invflow reconstruct runs/glow-mnist-tiny", "invflow reconstruct runs/resflow-mnist-tiny -n 8 -o r.png"])
+    _model_options(p, "the examples")
+    p.add_argument("-n", type=_positive_int, default=16, help="number of examples")
+    _output_options(p, "RUN/reconstruct.png")
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = _command(sub, "interpolate", "walk in latent space between pairs of held-out examples",
+                 "Row i decodes (1 - t) f(a_i) + t f(b_i) for evenly spaced t from 0 to 1, where a_i and "
+                 "b_i are examples i and pairs + i of the split (the Glow paper's interpolation figure). "
+                 "Residual flows report their fixed-point iterations.",
+                 ["invflow interpolate runs/glow-mnist-tiny", "invflow interpolate runs/glow-mnist-tiny --pairs 8 "
+                  "--steps 12 -o walk.png"])
+    _model_options(p, "the end points")
+    p.add_argument("--pairs", type=_positive_int, default=4, help="number of pairs (rows)")
+    p.add_argument("--steps", type=_positive_int, default=8, help="points per pair, both ends included")
+    _output_options(p, "RUN/interpolate.png")
+    p.set_defaults(func=cmd_interpolate)
+
+    p = _command(sub, "plot", "plot training and test curves of one or several runs",
+                 "Reads each run's metrics.jsonl: the training metric per logged step as a thin line, the "
+                 "test metric as markers with its standard error as a band, one colour per run. No server needed.",
+                 ["invflow plot runs/glow-mnist-tiny", "invflow plot runs/a runs/b -o curves.png"])
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    _output_options(p, "RUN/curves.png for one run, ./curves.png for several")
+    p.set_defaults(func=cmd_plot)
+
+    p = _command(sub, "compare", "train presets x seeds under one budget; table with error bars",
+                 "Rerunning the same command resumes: finished runs are skipped, unfinished ones continue.",
+                 ["invflow compare --spec woodbury-paper-tiny --data-dir data/mnist",
+                  "invflow compare glow-toy-rings resflow-toy-rings --seeds 3 --steps 500"])
     p.add_argument("presets", nargs="*", metavar="PRESET", help="presets or .yaml configs to compare")
-    p.add_argument("--spec", help="a shipped comparison spec (e.g. woodbury-paper-tiny) or a spec .yaml")
-    p.add_argument("--seeds", type=_positive_int, default=None, help="seeds per preset (default 3, or the spec's)")
+    p.add_argument("--spec", help="a shipped comparison spec (e.g. woodbury-paper-tiny) or a spec .yaml "
+                                     "(default: none, compare the PRESETs given)")
+    p.add_argument("--seeds", type=_positive_int, default=None, help="seeds per preset (default: 3, or the spec's)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=_positive_int, default=None, help="training steps of every run")
-    budget.add_argument("--minutes", type=_positive_minutes, default=None, help="wall-clock minutes of every run")
+    budget.add_argument("--steps", type=_positive_int, default=None,
+                        help="training steps of every run (default: the spec's)")
+    budget.add_argument("--minutes", type=_positive_minutes, default=None,
+                        help="wall-clock minutes of every run (default: the spec's)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config key of every preset")
-    p.add_argument("--out", help="output folder (default runs/compare-<spec>); rerun to resume")
-    p.add_argument("--data-dir", help="directory holding the data files")
+                   help="override a config key of every preset (default: none)")
+    p.add_argument("--out", help="output folder (default: runs/compare-<spec>); rerun to resume")
+    p.add_argument("--data-dir", help="directory holding the data files (default: data.data_dir, then the cache)")
     p.set_defaults(func=cmd_compare)
+
+    _command(sub, "info", "print versions, devices, threads and data locations for a bug report",
+             "torch and CUDA versions, the GPUs visible, whether NCCL and gloo are available, thread "
+             "counts, the data cache (default ~/.cache/invflow, moved by $INVFLOW_CACHE) and the "
+             "versions of the libraries invflow uses.",
+             ["invflow info", "invflow info > environment.txt"]).set_defaults(func=cmd_info)
     return parser
 
 

@@ -8,16 +8,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from invflow.train.metrics import read_metrics  # noqa: E402
+from invflow.train.metrics import curve, read_metrics  # noqa: E402
 
 
 def test_curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
     """``(steps, values)`` of the run's held-out evaluations; a step evaluated twice (a resumed
     run re-evaluates its final step) keeps its last value."""
-    by_step = {r["step"]: r[metric] for r in read_metrics(Path(run_dir) / "metrics.jsonl")
-               if r.get("split") == "test" and r.get(metric) is not None}
-    steps = sorted(by_step)
-    return steps, [by_step[s] for s in steps]
+    return curve(read_metrics(Path(run_dir) / "metrics.jsonl"), "test", metric)
 
 
 def plot_test_curves(run_dirs: list[Path], metric: str, path: Path) -> Path:

@@ -26,3 +26,11 @@ class MetricsLog:
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """All records of a ``metrics.jsonl`` file."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def curve(records: list[dict[str, Any]], split: str, key: str) -> tuple[list[int], list[float]]:
+    """``(steps, values)`` of ``key`` in the ``split`` records, sorted by step; a step logged twice
+    (a resumed run re-evaluates its final step) keeps its last value, missing values are left out."""
+    by_step = {r["step"]: r[key] for r in records if r.get("split") == split and r.get(key) is not None}
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps]
