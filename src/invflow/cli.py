@@ -187,11 +187,12 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    from invflow.train.metrics import read_run_metrics
     from invflow.viz.curves import plot_curves
 
+    runs = {Path(r): read_run_metrics(Path(r)) for r in args.runs}
     default = _default_output(args.runs[0], "curves.png") if len(args.runs) == 1 else Path("curves.png")
-    out = _new_output(Path(args.output) if args.output else default, args.force)
-    plot_curves([Path(r) for r in args.runs], out)
+    out = plot_curves(runs, _new_output(Path(args.output) if args.output else default, args.force))
     print(f"wrote {out}")
     return 0
 

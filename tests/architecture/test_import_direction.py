@@ -22,7 +22,7 @@ RANKS = {
     "layers": 3, "residual": 3,
     "models": 4,
     "train": 5,
-    "api": 6,
+    "api": 6, "latent": 6, "info": 6,
     "compare": 7,
     "cli": 8,
     "__init__": 9, "__main__": 9,

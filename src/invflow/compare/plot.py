@@ -8,7 +8,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from invflow.train.metrics import curve, read_metrics  # noqa: E402
+from invflow.train.metrics import read_metrics  # noqa: E402
+from invflow.viz.curves import curve  # noqa: E402
 
 
 def test_curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:

@@ -28,9 +28,10 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def curve(records: list[dict[str, Any]], split: str, key: str) -> tuple[list[int], list[float]]:
-    """``(steps, values)`` of ``key`` in the ``split`` records, sorted by step; a step logged twice
-    (a resumed run re-evaluates its final step) keeps its last value, missing values are left out."""
-    by_step = {r["step"]: r[key] for r in records if r.get("split") == split and r.get(key) is not None}
-    steps = sorted(by_step)
-    return steps, [by_step[s] for s in steps]
+
+def read_run_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of a run directory's ``metrics.jsonl``; a clear error when there is none."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no metrics.jsonl (not a run directory, or nothing logged yet)")
+    return read_metrics(path)

@@ -1,6 +1,6 @@
-"""Training and test curves of one or several runs from their ``metrics.jsonl`` (matplotlib):
-training metric per logged step as a thin line, test metric as markers with its standard error
-as a band, one colour per run."""
+"""Training and test curves of one or several runs from their ``metrics.jsonl`` records
+(matplotlib): training metric per logged step as a thin line, test metric as markers with its
+standard error as a band, one colour per run."""
 from __future__ import annotations
 
 import os
@@ -11,9 +11,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from invflow.train.metrics import curve, read_metrics  # noqa: E402
-
 METRICS = ("bpd", "bits")  # images: bits/dim; 2D toys: bits per sample
+
+
+def curve(records: list[dict], split: str, key: str) -> tuple[list[int], list[float]]:
+    """``(steps, values)`` of ``key`` in the ``split`` records, sorted by step; a step logged twice
+    (a resumed run re-evaluates its final step) keeps its last value, missing values are left out."""
+    by_step = {r["step"]: r[key] for r in records if r.get("split") == split and r.get(key) is not None}
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps]
 
 
 def run_metric(records: list[dict], where: Path) -> str:
@@ -33,21 +39,16 @@ def run_labels(run_dirs: list[Path]) -> list[str]:
     return [str(r.relative_to(common)) if r != common else r.name for r in resolved]
 
 
-def plot_curves(run_dirs: list[Path], path: Path) -> Path:
-    """Write one figure with the curves of every run; refuses runs of different metrics."""
-    runs = []
-    for run_dir in map(Path, run_dirs):
-        metrics = run_dir / "metrics.jsonl"
-        if not metrics.is_file():
-            raise FileNotFoundError(f"{run_dir}: no metrics.jsonl (not a run directory, or nothing logged yet)")
-        records = read_metrics(metrics)
-        runs.append((run_dir, records, run_metric(records, metrics)))
-    kinds = {metric for _, _, metric in runs}
+def plot_curves(runs: dict[Path, list[dict]], path: Path) -> Path:
+    """Write one figure with the curves of every run (its folder -> its ``metrics.jsonl``
+    records); refuses runs of different metrics."""
+    measured = [(run_dir, records, run_metric(records, run_dir / "metrics.jsonl")) for run_dir, records in runs.items()]
+    kinds = {metric for _, _, metric in measured}
     if len(kinds) > 1:
         raise ValueError(f"cannot plot runs measured in {' and '.join(sorted(kinds))} on one axis; plot them separately")
     metric = kinds.pop()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, ((run_dir, records, _), label) in enumerate(zip(runs, run_labels([r[0] for r in runs]))):
+    for i, ((_, records, _), label) in enumerate(zip(measured, run_labels(list(runs)))):
         colour = f"C{i % 10}"
         steps, values = curve(records, "train", metric)
         ax.plot(steps, values, color=colour, alpha=0.5, linewidth=1, label=f"{label} train")
