@@ -19,19 +19,18 @@ from common import RESULTS, environment, print_environment, write_results
 
 import invflow
 from invflow.compare.measure import peak_step_bytes, synthetic_batch, training_step
-from invflow.train.evaluate import make_objective
 
 
 def measure(preset: str, steps: int, device: torch.device, compiled: bool) -> dict:
     config = invflow.load_config(preset)
-    if compiled and config.family != "glow":
-        return {"preset": preset, "mode": "compiled", "status": "refused: residual flows need double backward"}
     torch.manual_seed(0)
     model = invflow.build_model(config).to(device)
+    if compiled and model.compile_unsupported:
+        return {"preset": preset, "mode": "compiled", "status": f"refused: {model.compile_unsupported}"}
     batch = synthetic_batch(config, model.input_shape, device)
     step = training_step(model, config, batch, torch.compile(model) if compiled else None)
     with torch.no_grad():
-        make_objective(config).loss(model, batch)  # data-dependent init, eagerly
+        model.make_objective(config.data.n_bits).loss(model, batch)  # data-dependent init, eagerly
     start = time.perf_counter()
     step()  # warm-up (and compilation)
     warmup = time.perf_counter() - start

@@ -5,7 +5,7 @@ import torch
 import invflow
 from invflow.config import parse_override
 from invflow.models import load_config
-from invflow.models.input_shape import IMAGE_FORMATS
+from invflow.data.registry import IMAGE_DATASETS
 
 
 def test_presets_list_names_and_descriptions() -> None:
@@ -23,7 +23,7 @@ def small_overrides(name: str) -> dict:
         overrides = {"model.steps_per_level": 1, "model.hidden_channels": 8}
     if config.family in ("resflow", "hybrid"):
         overrides = {"model.blocks_per_scale": 1, "model.hidden_channels": 8}
-    if config.data.dataset in IMAGE_FORMATS:
+    if config.data.dataset in IMAGE_DATASETS:
         # The last level is 2x2, or 4x4 for periodic mixing, whose 3x3 kernel must fit the image.
         last = 4 if getattr(config.model, "mixing", None) == "periodic" else 2
         overrides["data.image_size"] = last * 2 ** getattr(config.model, "levels", 3)

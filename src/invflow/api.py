@@ -1,4 +1,4 @@
-"""Loading trained models back (DESIGN.md section 8)."""
+"""Loading trained models back (docs/architecture.md section 8)."""
 from __future__ import annotations
 
 from pathlib import Path

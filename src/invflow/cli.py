@@ -114,16 +114,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from invflow.api import load_checkpoint
-    from invflow.train.evaluate import evaluate, held_out_batches, load_split, make_objective
+    from invflow.train.evaluate import evaluate, held_out_batches, load_split
     from invflow.train.distributed import select_device
-    from invflow.models import is_toy
+    from invflow.data.registry import is_toy
 
     model, config = load_checkpoint(args.run, ema=not args.no_ema)
     device = select_device(args.device)
     model.to(device)
     data = None if is_toy(config.data) else load_split(config, args.split, args.data_dir)
     batches = held_out_batches(config, data, args.batches)
-    result = evaluate(model, make_objective(config), batches, device, seed=args.seed)
+    result = evaluate(model, model.make_objective(config.data.n_bits), batches, device, seed=args.seed)
     weights = "raw" if args.no_ema else "EMA"
     print(f"{config.name} ({weights} weights, {args.split} split): {result}")
     return 0
@@ -137,8 +137,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = _new_output(Path(args.output) if args.output else _default_output(args.run, "sample.png"), args.force,
                       "samples")
     write_samples(model, config, out, args.n, args.temperature, seed=args.seed)
-    iterations = f" ({model.inverse_iterations()} fixed-point iterations over all blocks)" \
-        if hasattr(model, "inverse_iterations") else ""
+    counts = model.inverse_iteration_counts()
+    iterations = f" ({sum(counts)} fixed-point iterations over all blocks)" if counts else ""
     print(f"wrote {out}{iterations}")
     return 0
 

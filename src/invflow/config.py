@@ -1,4 +1,4 @@
-"""Typed configuration: presets shipped as YAML, loaded into dataclasses (DESIGN.md section 8).
+"""Typed configuration: YAML presets loaded into dataclasses (docs/architecture.md section 8).
 
 A config has three sections, ``data``, ``model`` and ``train``. The ``model`` section's keys
 depend on ``model.family``: this module knows only the generic part (reading YAML presets with

@@ -1,4 +1,4 @@
-"""bits/dim against hand-computed values (DESIGN.md section 3)."""
+"""bits/dim against hand-computed values (docs/architecture.md section 3)."""
 import math
 
 import pytest

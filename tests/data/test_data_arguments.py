@@ -7,7 +7,7 @@ from invflow.data import IMAGE_DATASETS, ImageData, load_image_split
 
 
 def test_dataset_names() -> None:
-    assert IMAGE_DATASETS == ("mnist", "cifar10", "svhn", "imagenet32", "imagenet64", "folder")
+    assert tuple(IMAGE_DATASETS) == ("mnist", "cifar10", "svhn", "imagenet32", "imagenet64", "folder")
     assert [f for f in ImageData.__dataclass_fields__] == ["images", "labels", "n_bits", "num_classes"]
 
 

@@ -12,7 +12,7 @@ SMALL_GLOW = {"model.steps_per_level": 2, "model.hidden_channels": 16, "data.ima
 
 def _loss_and_grads(model, forward, x):
     model.zero_grad(set_to_none=True)
-    loss = -forward(x).mean()
+    loss = -forward(x)[0].mean()
     loss.backward()
     return loss.detach(), [p.grad.detach().clone() for p in model.parameters()]
 

@@ -14,9 +14,8 @@ from invflow.compare.memory import PeakTensorMemory
 from invflow.config import Config
 from invflow.core.model import FlowModel
 from invflow.core.nonfinite import NonFiniteSamples
-from invflow.models import is_toy
+from invflow.data.registry import is_toy
 from invflow.train.batches import Batch, derived_generator
-from invflow.train.evaluate import make_objective
 from invflow.train.distributed import select_device
 from invflow.train.metrics import read_metrics
 
@@ -48,7 +47,7 @@ def time_sampling(model: FlowModel, n: int, device: torch.device, seed: int = 0)
             print(f"invflow: warning: {err}", file=sys.stderr, flush=True)
         _synchronize(device)
         seconds = time.perf_counter() - start
-    counts = [m.last_inverse_iterations for m in model.modules() if hasattr(m, "last_inverse_iterations")]
+    counts = model.inverse_iteration_counts()
     return seconds, (statistics.fmean(counts) if counts else None)
 
 
@@ -66,7 +65,7 @@ def synthetic_batch(config: Config, input_shape: tuple[int, ...], device: torch.
 def training_step(model: FlowModel, config: Config, batch: Batch, forward=None) -> Callable[[], None]:
     """One training step as the loop does it (loss, backward, Adam step, after-step hooks), with a
     fresh Adam optimizer; ``forward`` may be a compiled wrapper of ``model``."""
-    objective = make_objective(config)
+    objective = model.make_objective(config.data.n_bits)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
 
     def step() -> None:

@@ -1,4 +1,4 @@
-"""Base distributions (DESIGN.md sections 2 and 5)."""
+"""Base distributions (docs/architecture.md sections 2 and 5)."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""The Flow contract (DESIGN.md section 2) and its composition."""
+"""The Flow contract (docs/architecture.md section 2) and its composition."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
-"""FlowModel: a flow onto a base distribution, with log_prob, sample and bits/dim (DESIGN.md 2, 3)."""
+"""FlowModel: a flow onto a base distribution, with log_prob, sample and bits/dim
+(docs/architecture.md sections 2, 3)."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,9 @@ from torch import Tensor, nn
 from invflow.core.distributions import StandardNormal
 from invflow.core.arguments import check_count, check_fits_in_memory, check_number
 from invflow.core.flow import Flow, check_shape, name_layers
+from invflow.core.hooks import LowPrecisionConditioner, UpdatesAfterOptimizerStep
 from invflow.core.nonfinite import NonFiniteSamples, first_nonfinite_layer, nonfinite_rows
+from invflow.core.objectives import ImageBitsPerDim, Objective, VectorBits, nats_to_bits_per_dim
 from invflow.data.dequantize import dequantize
 
 SAMPLE_CHUNK = 256  # samples per inverse pass: bounds the activations' memory whatever n is
@@ -20,7 +23,20 @@ class FlowModel(nn.Module):
 
     ``input_shape`` is the per-sample shape ``self.flow`` expects: ``(C, H, W)`` for images in
     [0, 1] (dequantized), ``(D,)`` for vectors.
+
+    A model family says what it supports through the hooks below, which have defaults; the
+    training loop and evaluation read only these, never the family's name
+    (docs/architecture.md, "Adding a model family").
     """
+
+    #: Why ``torch.compile`` cannot train this model; ``None`` when it can.
+    compile_unsupported: str | None = None
+    #: Why low-precision (bf16/fp16) conditioners cannot train this model; ``None`` when they can.
+    low_precision_unsupported: str | None = None
+    #: Log-density draws per sample in evaluation (more than 1 for stochastic log-det estimates).
+    eval_draws: int = 1
+    #: One line saying which log-det evaluation reports.
+    estimator: str = "exact log-det"
 
     def __init__(self, flow: Flow, prior: StandardNormal, input_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -34,9 +50,14 @@ class FlowModel(nn.Module):
         """Number of dimensions D of one sample."""
         return math.prod(self.input_shape)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``log_prob(x)``: what training differentiates (and what DDP / ``torch.compile`` wrap)."""
-        return self.log_prob(x)
+    def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(log_prob(x), outputs)``: what training differentiates (and what DDP / ``torch.compile``
+        wrap). ``outputs`` holds the extra tensors the model's objective needs, none here."""
+        return self.log_prob(x), {}
+
+    def make_objective(self, n_bits: int) -> Objective:
+        """The objective training minimises: bits/dim of ``n_bits`` images, bits for vectors."""
+        return VectorBits() if len(self.input_shape) == 1 else ImageBitsPerDim(n_bits)
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Per-sample log-density of ``x`` (shape ``(B, *input_shape)``), in nats."""
@@ -58,13 +79,13 @@ class FlowModel(nn.Module):
         from the weights (e.g. power-iteration vectors) update it in their own
         ``after_optimizer_step``."""
         for module in self.modules():
-            if module is not self and hasattr(module, "after_optimizer_step"):
+            if isinstance(module, UpdatesAfterOptimizerStep):
                 module.after_optimizer_step()
 
     def set_conditioner_precision(self, dtype: torch.dtype | None) -> int:
         """Run coupling conditioner networks under autocast in ``dtype`` (bf16/fp16), keeping
         log-dets, invertible maps and the prior in full precision; returns how many were set."""
-        layers = [m for m in self.modules() if hasattr(m, "autocast_dtype")]
+        layers = [m for m in self.modules() if isinstance(m, LowPrecisionConditioner)]
         for layer in layers:
             layer.autocast_dtype = dtype
         return len(layers)
@@ -72,6 +93,11 @@ class FlowModel(nn.Module):
     def training_stats(self) -> dict[str, float]:
         """Extra numbers for the training log (e.g. log-det estimator variance); none by default."""
         return {}
+
+    def inverse_iteration_counts(self) -> list[int]:
+        """Iterations each iteratively inverted layer needed in the last ``sample``/``inverse``;
+        empty for models whose inverse is closed-form."""
+        return []
 
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0, raw: bool = False, chunk_size: int = SAMPLE_CHUNK) -> Tensor:
@@ -98,7 +124,7 @@ class FlowModel(nn.Module):
         return x if raw or len(self.input_shape) != 3 else x.clamp(0.0, 1.0)
 
     def bits_per_dim(self, x_int: Tensor, n_bits: int) -> Tensor:
-        """Per-sample bits/dim of integer images, DESIGN.md section 3.
+        """Per-sample bits/dim of integer images, docs/architecture.md section 3.
 
         ``x = (x_int + u) / K`` with ``u ~ U[0,1)^D``, ``K = 2^n_bits``, and
         ``bpd = (-log p(x) + D log K) / (D ln 2)``.
@@ -107,6 +133,4 @@ class FlowModel(nn.Module):
         return nats_to_bits_per_dim(self.log_prob(x), self.dims, n_bits)
 
 
-def nats_to_bits_per_dim(log_prob: Tensor, dims: int, n_bits: int) -> Tensor:
-    """``(-log p(x) + D log 2^n_bits) / (D ln 2)`` for a density on the [0, 1]-scaled data."""
-    return (-log_prob + dims * n_bits * math.log(2)) / (dims * math.log(2))
+__all__ = ["FlowModel", "nats_to_bits_per_dim"]

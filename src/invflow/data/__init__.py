@@ -3,7 +3,7 @@
 ``load_image_split`` is the one entry point for images; it validates its arguments, reads the
 data set's native images, resizes them when ``image_size`` differs, and reduces them to
 ``n_bits``. Images stay integers in ``[0, 2**n_bits)``; ``dequantize`` (in this package) makes
-them continuous (DESIGN.md section 3).
+them continuous (docs/architecture.md section 3).
 """
 from __future__ import annotations
 
@@ -11,23 +11,20 @@ from dataclasses import dataclass
 
 import torch
 
-from invflow.data.cifar import load_cifar10
+from invflow.data.batch import Batch
 from invflow.data.dequantize import dequantize
-from invflow.data.folder import load_folder
-from invflow.data.imagenet import load_imagenet
-from invflow.data.mnist import load_mnist
-from invflow.data.svhn import load_svhn
+from invflow.data.registry import IMAGE_DATASETS, ImageDataset, channel_stats, input_shape, is_toy
 from invflow.data.toy2d import TOY_DATASETS, sample_toy2d
 from invflow.data.transforms import (
     check_n_bits, random_crop_reflect, random_flip, reduce_bits, resize_images,
 )
 
 __all__ = [
-    "IMAGE_DATASETS", "ImageData", "TOY_DATASETS", "dequantize", "load_image_split",
-    "random_crop_reflect", "random_flip", "reduce_bits", "resize_images", "sample_toy2d",
+    "Batch", "IMAGE_DATASETS", "ImageData", "ImageDataset", "TOY_DATASETS", "channel_stats", "dequantize",
+    "input_shape", "is_toy", "load_image_split", "random_crop_reflect", "random_flip", "reduce_bits",
+    "resize_images", "sample_toy2d",
 ]
 
-IMAGE_DATASETS: tuple[str, ...] = ("mnist", "cifar10", "svhn", "imagenet32", "imagenet64", "folder")
 SPLITS = ("train", "test")
 
 
@@ -62,7 +59,7 @@ def _check_arguments(dataset: str, split: str, image_size: int | None, n_bits: i
 def load_image_split(dataset: str, split: str, data_dir: str | None = None,
                      image_size: int | None = None, n_bits: int = 8,
                      download: bool = True) -> ImageData:
-    """Load ``split`` ("train" or "test") of ``dataset`` (one of ``IMAGE_DATASETS``) into memory.
+    """Load ``split`` ("train" or "test") of ``dataset`` (a key of ``IMAGE_DATASETS``) into memory.
 
     ``data_dir`` holds the files in their standard format; when None, the cache
     (``$INVFLOW_CACHE`` or ``~/.cache/invflow``) is used, and MNIST / CIFAR-10 / SVHN are downloaded
@@ -71,16 +68,7 @@ def load_image_split(dataset: str, split: str, data_dir: str | None = None,
     FileNotFoundError, malformed files and bad arguments ValueError, each naming what to fix.
     """
     _check_arguments(dataset, split, image_size, n_bits)
-    if dataset == "mnist":
-        images, labels, num_classes = load_mnist(split, data_dir, download)
-    elif dataset == "cifar10":
-        images, labels, num_classes = load_cifar10(split, data_dir, download)
-    elif dataset == "svhn":
-        images, labels, num_classes = load_svhn(split, data_dir, download)
-    elif dataset in ("imagenet32", "imagenet64"):
-        images, labels, num_classes = load_imagenet(split, int(dataset[-2:]), data_dir)
-    else:
-        images, labels, num_classes = load_folder(split, data_dir, image_size)
+    images, labels, num_classes = IMAGE_DATASETS[dataset].load(split, data_dir, download, image_size)
     if image_size is not None:
         images = resize_images(images, image_size)
     return ImageData(reduce_bits(images, n_bits), labels, n_bits, num_classes)

@@ -1,4 +1,4 @@
-"""Uniform dequantization of integer images (DESIGN.md section 3)."""
+"""Uniform dequantization of integer images (docs/architecture.md section 3)."""
 from __future__ import annotations
 
 import torch
@@ -22,7 +22,8 @@ def check_integer_images(x_int: Tensor, n_bits: int) -> None:
 
 
 def dequantize(x_int: Tensor, n_bits: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Uniform dequantization ``x = (x_int + u) / 2^n_bits``, ``u ~ U[0,1)`` (DESIGN.md section 3)."""
+    """Uniform dequantization ``x = (x_int + u) / 2^n_bits``, ``u ~ U[0,1)``
+    (docs/architecture.md section 3)."""
     check_integer_images(x_int, n_bits)
     x = x_int.to(dtype)
     return (x + torch.rand_like(x)) / 2**n_bits

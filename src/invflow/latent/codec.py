@@ -6,7 +6,7 @@ from torch import Tensor
 
 from invflow.config import Config
 from invflow.core.model import FlowModel
-from invflow.models.input_shape import is_toy
+from invflow.data.registry import is_toy
 
 
 def held_out_examples(config: Config, n: int, data_dir: str | None = None, split: str = "test") -> Tensor:
@@ -38,16 +38,15 @@ def decode(model: FlowModel, z: Tensor) -> tuple[Tensor, int | None]:
     """``x = f^{-1}(z)`` and, for residual flows, the fixed-point iterations the inverse took
     (summed over blocks); ``None`` for flows with an analytic inverse."""
     x = model.flow.inverse(z)
-    iterations = model.inverse_iterations() if hasattr(model, "inverse_iterations") else None
-    return x, iterations
+    counts = model.inverse_iteration_counts()
+    return x, (sum(counts) if counts else None)
 
 
 def iterations_note(model: FlowModel, iterations: int | None) -> str:
     """`` (N fixed-point iterations over B residual blocks)`` or an empty string."""
     if iterations is None:
         return ""
-    blocks = len(model.blocks()) if hasattr(model, "blocks") else 0
-    return f" ({iterations} fixed-point iterations over {blocks} residual blocks)"
+    return f" ({iterations} fixed-point iterations over {len(model.inverse_iteration_counts())} residual blocks)"
 
 
 def scale_note(config: Config) -> str:

@@ -1,4 +1,4 @@
-"""Flow layers under the names of their concept (DESIGN.md section 8)."""
+"""Flow layers under the names of their concept (docs/architecture.md section 8)."""
 from invflow.layers.actnorm import ActNorm
 from invflow.layers.coupling import AdditiveCoupling, AffineCoupling
 from invflow.layers.emerging import EmergingConv

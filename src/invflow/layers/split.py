@@ -3,7 +3,8 @@
 At a split, ``x = (x_1, x_2)`` along channels; ``x_2`` is factored out with the prior
 ``p(x_2 | x_1) = N(μ(x_1), diag σ(x_1)²)``. We write that prior as an affine flow onto a standard
 normal, ``ε_2 = (x_2 − μ(x_1)) / σ(x_1)`` with ``log|det| = −Σ log σ(x_1)``, so that
-``log p(x) = log N(z; 0, I) + logdet`` holds for the whole model (DESIGN.md section 8).
+``log p(x) = log N(z; 0, I) + logdet`` holds for the whole model
+(docs/architecture.md section 8).
 ``x_1`` continues through the ``inner`` flow, which must return flat ``(B, n)`` latents.
 The output is ``z = [flatten(ε_2), inner(x_1)]``.
 """

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from invflow.models.glow import GlowConfig
 from invflow.models.hybrid import HybridConfig
-from invflow.models.input_shape import input_shape, is_toy
 from invflow.models.registry import FAMILIES, Family, build_model, config_from_dict, load_config
 from invflow.models.resflow import ResFlowConfig
 
-__all__ = ["FAMILIES", "Family", "build_model", "config_from_dict", "load_config", "input_shape", "is_toy",
+__all__ = ["FAMILIES", "Family", "build_model", "config_from_dict", "load_config",
            "GlowConfig", "HybridConfig", "ResFlowConfig"]

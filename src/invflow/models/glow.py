@@ -1,4 +1,4 @@
-"""Glow-family models (Kingma & Dhariwal 2018; Lu & Huang 2020, DESIGN.md section 5).
+"""Glow-family models (Kingma & Dhariwal 2018; Lu & Huang 2020, docs/architecture.md section 5).
 
 Multi-scale: L levels, each ``Squeeze → K × (ActNorm → mixing → coupling)``, then a factor-out
 of half the channels with a learned conditional Gaussian prior (all but the last level). The
@@ -14,13 +14,13 @@ from invflow.config import DataConfig, positive
 from invflow.core.distributions import StandardNormal
 from invflow.core.flow import Flatten, Flow, SequentialFlow
 from invflow.core.model import FlowModel
+from invflow.data.registry import input_shape
 from invflow.layers.actnorm import ActNorm
 from invflow.layers.coupling import AdditiveCoupling, AffineCoupling
 from invflow.layers.invconv import InvConv1x1
 from invflow.layers.logit import LogitTransform
 from invflow.layers.split import FactorOut
 from invflow.layers.squeeze import Squeeze
-from invflow.models.input_shape import input_shape
 
 Mixing = Literal["1x1", "lu", "emerging", "periodic", "woodbury", "me-woodbury"]
 Coupling = Literal["affine", "additive", "spline", "macow"]

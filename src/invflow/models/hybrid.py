@@ -1,34 +1,31 @@
-"""Hybrid generative/discriminative Residual Flow (Chen et al. 2019, sec. 6.3; DESIGN.md section 4).
+"""Hybrid generative/discriminative Residual Flow (Chen et al. 2019, sec. 6.3;
+docs/architecture.md section 4).
 
 The flow is the ResFlow image model with standard per-channel normalisation in place of the
 logit transform and no factor-out. A classifier branch reads the hidden state after every
 squeeze and at the end: ``3x3 conv → ActNorm → ReLU → global average pool`` to
 ``classifier_width`` features; the branches are concatenated into a linear softmax. Training
-minimises ``−(λ·log p(x) + log p(y|x))`` with ``λ = hybrid_weight`` (``None`` → ``1/D``).
+minimises ``−(λ·log p(x) + log p(y|x))`` with ``λ = hybrid_weight`` (``None`` → ``1/D``),
+the model's own objective (``HybridObjective``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invflow.config import DataConfig, positive
 from invflow.core.distributions import StandardNormal
 from invflow.core.flow import Flatten, Flow, SequentialFlow, name_layers
+from invflow.core.objectives import Forward, ImageBitsPerDim, nats_to_bits_per_dim
+from invflow.data.batch import Batch
+from invflow.data.registry import channel_stats, input_shape
 from invflow.layers.actnorm import ActNorm
 from invflow.layers.normalize import Standardize
 from invflow.layers.squeeze import Squeeze
-from invflow.models.input_shape import input_shape
 from invflow.models.resflow import ResFlowConfig, ResFlowModel, residual_stage, squeezed
-
-# Per-channel mean and std of the training images in [0, 1] (the usual published values).
-CHANNEL_STATS: dict[str, tuple[list[float], list[float]]] = {
-    "mnist": ([0.1307], [0.3081]),
-    "cifar10": ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
-    "svhn": ([0.4377, 0.4438, 0.4728], [0.1980, 0.2010, 0.1970]),
-}
-
 
 @dataclass
 class HybridConfig(ResFlowConfig):
@@ -48,6 +45,32 @@ class HybridConfig(ResFlowConfig):
             raise ValueError("the hybrid model standardises its input; set model.logit_alpha to null")
         if self.hybrid_weight is not None and self.hybrid_weight < 0:
             raise ValueError(f"model.hybrid_weight (λ) must be >= 0, got {self.hybrid_weight}")
+
+
+class HybridObjective(ImageBitsPerDim):
+    """``−(λ·log p(x) + log p(y|x))`` averaged over the batch, with λ = ``model.hybrid_weight``;
+    λ = 0 trains a pure classifier. Reports bits/dim, cross-entropy and accuracy."""
+
+    extras = ("accuracy",)
+
+    def loss(self, model: HybridModel, batch: Batch, forward: Forward | None = None
+             ) -> tuple[Tensor, dict[str, Tensor]]:
+        log_p, outputs = (model if forward is None else forward)(self.dequantized(model, batch))
+        logits = outputs["logits"]
+        bpd = nats_to_bits_per_dim(log_p, model.dims, self.n_bits)
+        cross_entropy = F.cross_entropy(logits, batch.y)
+        loss = -model.hybrid_weight * log_p.mean() + cross_entropy
+        accuracy = (logits.argmax(dim=1) == batch.y).float().mean()
+        return loss, {self.metric: bpd.detach().mean(), "cross_entropy": cross_entropy.detach(),
+                      "accuracy": accuracy.detach()}
+
+    def eval_batch(self, model: HybridModel, batch: Batch, draws: int) -> tuple[Tensor, dict[str, Tensor]]:
+        x = self.dequantized(model, batch)
+        values, logits = [], None
+        for _ in range(draws):
+            log_p, logits = model.log_prob_and_logits(x)
+            values.append(nats_to_bits_per_dim(log_p, model.dims, self.n_bits))
+        return torch.stack(values), {"accuracy": (logits.argmax(dim=1) == batch.y).to(values[0].dtype)}
 
 
 class ClassifierBranch(nn.Module):
@@ -73,9 +96,13 @@ class HybridModel(ResFlowModel):
         self.hybrid_weight = 1.0 / self.dims if config.hybrid_weight is None else config.hybrid_weight
         name_layers(self)  # the classifier branches' ActNorms too
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(log p(x), class logits)``, what the hybrid objective trains."""
-        return self.log_prob_and_logits(x)
+    def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(log p(x), {"logits": class logits})``, what the hybrid objective trains."""
+        log_p, logits = self.log_prob_and_logits(x)
+        return log_p, {"logits": logits}
+
+    def make_objective(self, n_bits: int) -> HybridObjective:
+        return HybridObjective(n_bits)
 
     def log_prob_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(log p(x), class logits)``; the classifier taps the state after every squeeze and the last."""
@@ -98,7 +125,7 @@ def build_hybrid(cfg: HybridConfig, shape: tuple[int, ...], dataset: str) -> Hyb
     if len(shape) != 3:
         raise ValueError("the hybrid model needs image data")
     image_shape = (shape[0], shape[1], shape[2])
-    mean, std = CHANNEL_STATS.get(dataset, ([0.5] * shape[0], [0.25] * shape[0]))
+    mean, std = channel_stats(dataset, shape[0])
     flows: list[Flow] = [Standardize(image_shape, mean, std)]
     taps = []
     if cfg.squeeze_first:

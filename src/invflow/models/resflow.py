@@ -1,4 +1,4 @@
-"""Residual Flow models (Chen et al. 2019, appendix E; DESIGN.md section 4).
+"""Residual Flow models (Chen et al. 2019, appendix E; docs/architecture.md section 4).
 
 Images: ``LogitTransform(α) → n × ResBlock → [Squeeze → n × ResBlock] × (scales − 1)``, with
 ActNorm before and after every block, optionally squeezing first (64x64 data) and factoring
@@ -17,11 +17,11 @@ from invflow.config import DataConfig, positive
 from invflow.core.distributions import StandardNormal
 from invflow.core.flow import Flatten, Flow, SequentialFlow
 from invflow.core.model import FlowModel
+from invflow.data.registry import input_shape
 from invflow.layers.actnorm import ActNorm
 from invflow.layers.logit import LogitTransform
 from invflow.layers.split import FactorOut
 from invflow.layers.squeeze import Squeeze
-from invflow.models.input_shape import input_shape
 from invflow.residual import InvertibleResidualBlock, LearnedNormOrder, conv_residual_net, mlp_residual_net
 from invflow.residual.logdet import check_roulette_param
 from invflow.residual.nets import parse_norm_orders
@@ -83,6 +83,11 @@ class ResFlowModel(FlowModel):
     """A ``FlowModel`` of residual blocks: logs learned norm orders and estimator statistics,
     and evaluates with ``eval_draws`` log-det draws per image."""
 
+    compile_unsupported = ("a residual block differentiates its log-det's vector-Jacobian products "
+                           "(double backward), which torch.compile's aot_autograd cannot do")
+    low_precision_unsupported = ("residual blocks' power series and fixed-point inverse rely on Lip(g) < 1, "
+                                 "which low-precision rounding breaks")
+
     def __init__(self, flow: Flow, prior: StandardNormal, input_shape: tuple[int, ...], config: ResFlowConfig) -> None:
         super().__init__(flow, prior, input_shape)
         self.eval_draws = config.eval_draws
@@ -101,9 +106,9 @@ class ResFlowModel(FlowModel):
             stats["logdet_mean"] = float(sum(d["estimate"].mean() for d in drawn))
         return stats
 
-    def inverse_iterations(self) -> int:
-        """Fixed-point iterations the last ``sample``/``inverse`` needed, summed over blocks."""
-        return sum(b.last_inverse_iterations for b in self.blocks())
+    def inverse_iteration_counts(self) -> list[int]:
+        """Fixed-point iterations the last ``sample``/``inverse`` needed, per block."""
+        return [b.last_inverse_iterations for b in self.blocks()]
 
 
 def describe_estimator(cfg: ResFlowConfig) -> str:

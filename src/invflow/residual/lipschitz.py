@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from invflow.core.hooks import UpdatesAfterOptimizerStep
 from invflow.residual.induced_norm import (
     Order,
     closed_form_norm,
@@ -56,7 +57,7 @@ class LearnedNormOrder(nn.Module):
         return 2 + torch.tanh(self.s) / 2
 
 
-class _InducedNormMixin:
+class _InducedNormMixin(UpdatesAfterOptimizerStep):
     """Shared normalisation logic; subclasses define the operator and the shape of ``u``."""
 
     weight: Tensor

@@ -8,12 +8,13 @@ global batch is ``world_size × data.batch_size`` and process ``r`` takes the ``
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from invflow.config import DataConfig
+from invflow.data.batch import Batch
+from invflow.data.registry import IMAGE_DATASETS
 from invflow.data.toy2d import sample_toy2d
 from invflow.data.transforms import random_crop_reflect, random_flip
 from invflow.train.distributed import DistContext
@@ -25,14 +26,6 @@ def derived_generator(*keys: int) -> torch.Generator:
     for key in keys:
         seed = (seed * 1_000_003 + int(key)) % (2**63 - 1)
     return torch.Generator().manual_seed(seed)
-
-
-@dataclass
-class Batch:
-    """Model input (uint8 images or float vectors) and class labels (zeros for toy data)."""
-
-    x: Tensor
-    y: Tensor
 
 
 class ImageBatches:
@@ -61,7 +54,7 @@ class ImageBatches:
         if self.data.augment:
             gen = derived_generator(self.seed, 2, step, self.ctx.rank)
             x = random_crop_reflect(x, padding=4, generator=gen)
-            if self.data.dataset not in ("mnist", "svhn"):  # digits are not mirror-symmetric
+            if IMAGE_DATASETS[self.data.dataset].mirror_symmetric:  # not digits
                 x = random_flip(x, generator=gen)
         return Batch(x, self.labels[idx])
 

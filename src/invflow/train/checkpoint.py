@@ -1,4 +1,4 @@
-"""Checkpoints that cannot be lost or run code (DESIGN.md section 6).
+"""Checkpoints that cannot be lost or run code (docs/architecture.md section 6).
 
 A checkpoint file is a header line ``invflow-checkpoint <format> <sha256 of payload>`` followed
 by the payload written by ``torch.save``. It is written to a temporary file in the same

@@ -9,19 +9,9 @@ import torch
 
 from invflow.config import Config
 from invflow.core.model import FlowModel
-from invflow.models.input_shape import is_toy
+from invflow.core.objectives import Objective
 from invflow.train.batches import Batch, derived_generator
 from invflow.train.distributed import DistContext, all_reduce_sum
-from invflow.train.objectives import HybridObjective, ImageBitsPerDim, Objective, VectorBits, to_device
-
-
-def make_objective(config: Config) -> Objective:
-    """The objective matching the config's data (bits/dim for images, bits for 2D toys)."""
-    if is_toy(config.data):
-        return VectorBits()
-    if config.family == "hybrid":
-        return HybridObjective(config.data.n_bits)
-    return ImageBitsPerDim(config.data.n_bits)
 
 
 def load_split(config: Config, split: str, data_dir: str | None = None):
@@ -90,7 +80,7 @@ def evaluate(model: FlowModel, objective: Objective, batches: Iterator[Batch], d
     the per-sample mean is reported, and the estimator's standard error is
     ``sqrt(Σ_i s_i² / draws) / N`` with ``s_i²`` the variance of sample i's draws.
     """
-    draws = draws or getattr(model, "eval_draws", 1)
+    draws = draws or model.eval_draws
     was_training = model.training
     model.eval()
     # Sufficient statistics: count, Σ m_i, Σ m_i², Σ s_i², then Σ of each extra.
@@ -100,7 +90,7 @@ def evaluate(model: FlowModel, objective: Objective, batches: Iterator[Batch], d
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed + ctx.rank)
             for batch in batches:
-                drawn, batch_extras = objective.eval_batch(model, to_device(batch, device), draws)
+                drawn, batch_extras = objective.eval_batch(model, batch.to(device), draws)
                 drawn = drawn.double().cpu()
                 means = drawn.mean(dim=0)
                 spread = drawn.var(dim=0).sum() if draws > 1 else 0.0
@@ -120,5 +110,5 @@ def evaluate(model: FlowModel, objective: Objective, batches: Iterator[Batch], d
     stderr = math.sqrt(max(variance, 0.0) / n) if n > 1 else float("nan")
     estimator_stderr = math.sqrt(spread / draws) / n if draws > 1 else None
     return EvalResult(objective.metric, mean, stderr, int(n), draws, estimator_stderr,
-                      getattr(model, "estimator", "exact log-det"),
+                      model.estimator,
                       {k: float(v) / n for k, v in zip(keys, totals[4:])})

@@ -1,4 +1,4 @@
-"""The training loop (DESIGN.md section 6): one readable loop, everything a step does in view.
+"""The training loop (docs/architecture.md section 6): one readable loop, all of a step in view.
 
 One process by default; under ``torchrun`` the model is wrapped in DistributedDataParallel,
 each process trains on its own slice of every global batch with its own RNG stream, metrics are
@@ -18,14 +18,15 @@ from tqdm import tqdm
 
 from invflow.config import Config
 from invflow.core.model import FlowModel
-from invflow.models import build_model, input_shape, is_toy
+from invflow.data.registry import input_shape, is_toy
+from invflow.models import build_model
 from invflow.train import faults
-from invflow.train.batches import Batch, ImageBatches, Prefetcher, ToyBatches
+from invflow.train.batches import ImageBatches, Prefetcher, ToyBatches
 from invflow.train.checkpoint import latest_good_checkpoint
 from invflow.train.interrupt import StopRequest, TrainingInterrupted
 from invflow.train.distributed import DistContext, all_reduce_sum, barrier, init_distributed
 from invflow.train.ema import make_ema, update_ema
-from invflow.train.evaluate import evaluate, held_out_batches, load_split, make_objective
+from invflow.train.evaluate import evaluate, held_out_batches, load_split
 from invflow.train.metrics import MetricsLog
 from invflow.train.run_dir import RunDir, check_same_model
 from invflow.train.run_lock import RunLock
@@ -114,20 +115,15 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
     source, test_data = _training_data(config, data_dir, ctx)
     batches = Prefetcher(source, config.data.num_workers, pin_memory=device.type == "cuda") \
         if config.data.num_workers > 0 else source
-    objective = make_objective(config)
-
     model = build_model(config).to(device)
-    if tc.compile and config.family != "glow":
-        raise ValueError(
-            "train.compile=true is supported for the Glow family only: a residual block differentiates its "
-            "log-det's vector-Jacobian products (double backward), which torch.compile's aot_autograd cannot do"
-        )
+    objective = model.make_objective(config.data.n_bits)
+    if tc.compile and model.compile_unsupported:
+        raise ValueError(f"train.compile=true is not supported by the {config.family} family: "
+                         f"{model.compile_unsupported}")
     if tc.precision != "fp32":
-        if config.family != "glow":
-            raise ValueError(
-                f"train.precision={tc.precision} is only supported for the Glow family: residual blocks' "
-                "power series and fixed-point inverse rely on Lip(g) < 1, which low-precision rounding breaks"
-            )
+        if model.low_precision_unsupported:
+            raise ValueError(f"train.precision={tc.precision} is not supported by the {config.family} family: "
+                             f"{model.low_precision_unsupported}")
         model.set_conditioner_precision(LOW_PRECISION[tc.precision])
     _initialize(model, source, objective, device)  # ActNorm's data-dependent init (rank 0's wins under DDP)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -193,8 +189,7 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
         if stop.requested and not ctx.enabled:
             stop_here()  # a signal during evaluation or sampling: no need to take another step first
         step = state.step
-        batch = batches.batch(step)
-        batch = Batch(batch.x.to(device, non_blocking=True), batch.y.to(device, non_blocking=True))
+        batch = batches.batch(step).to(device)
         loss, stats = objective.loss(model, batch, forward)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -273,7 +268,7 @@ def _initialize(model, batches, objective, device: torch.device) -> None:
     """Data-dependent initialisation (ActNorm) from the first training batch, in its own RNG fork."""
     batch = batches.batch(0)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        objective.loss(model, Batch(batch.x.to(device), batch.y.to(device)))
+        objective.loss(model, batch.to(device))
 
 
 def _no_bar(progress: bool | None) -> bool | None:

@@ -1,4 +1,5 @@
-"""The run directory (DESIGN.md section 6): config, environment, metrics, checkpoints, samples."""
+"""The run directory (docs/architecture.md section 6): config, environment, metrics, checkpoints,
+samples."""
 from __future__ import annotations
 
 import json

@@ -9,7 +9,7 @@ import torch
 from invflow.config import Config
 from invflow.core.model import FlowModel
 from invflow.core.nonfinite import NonFiniteSamples, nonfinite_rows
-from invflow.models.input_shape import is_toy
+from invflow.data.registry import is_toy
 from invflow.viz.density2d import plot_density_2d
 from invflow.viz.grids import save_image_grid
 

@@ -1,0 +1,86 @@
+"""What a training step minimises and what evaluation measures, for the plain flow models.
+
+- images: bits/dim of uniformly dequantized integer images (docs/architecture.md section 3);
+- vectors (2D toy data): negative log-likelihood in bits per sample (``-log2 p(x)``), the unit
+  of the Residual Flows paper's checkerboard study.
+
+A model chooses its objective (``FlowModel.make_objective``); a family with another objective
+defines it next to its model (the hybrid model's, ``invflow.models.hybrid.HybridObjective``).
+
+``loss(model, batch, forward)`` computes the log-density through ``forward`` (the model, or its
+DistributedDataParallel / compiled wrapper), whose output is ``(log_prob, outputs)`` as
+``FlowModel.forward`` returns it. ``eval_batch`` returns the metric for ``draws`` independent
+draws of a stochastic log-det estimate on the same dequantized inputs, shape ``(draws, B)``,
+and per-sample extras.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Callable, Protocol
+
+import torch
+from torch import Tensor
+
+from invflow.data.batch import Batch
+from invflow.data.dequantize import dequantize
+
+if TYPE_CHECKING:  # annotations only: core.model imports this module
+    from invflow.core.model import FlowModel
+
+Forward = Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]]
+
+
+class Objective(Protocol):
+    """The interface the training loop and ``evaluate`` use."""
+
+    metric: str
+    extras: tuple[str, ...]
+
+    def loss(self, model: FlowModel, batch: Batch, forward: Forward | None = None
+             ) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+    def eval_batch(self, model: FlowModel, batch: Batch, draws: int) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+
+def nats_to_bits_per_dim(log_prob: Tensor, dims: int, n_bits: int) -> Tensor:
+    """``(-log p(x) + D log 2^n_bits) / (D ln 2)`` for a density on the [0, 1]-scaled data."""
+    return (-log_prob + dims * n_bits * math.log(2)) / (dims * math.log(2))
+
+
+class ImageBitsPerDim:
+    """Loss = mean bits/dim of the batch."""
+
+    metric = "bpd"
+    extras: tuple[str, ...] = ()
+
+    def __init__(self, n_bits: int) -> None:
+        self.n_bits = n_bits
+
+    def dequantized(self, model: FlowModel, batch: Batch) -> Tensor:
+        return dequantize(batch.x, self.n_bits, dtype=model.prior.dtype)
+
+    def loss(self, model: FlowModel, batch: Batch, forward: Forward | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        log_p, _ = (model if forward is None else forward)(self.dequantized(model, batch))
+        bpd = nats_to_bits_per_dim(log_p, model.dims, self.n_bits)
+        return bpd.mean(), {self.metric: bpd.detach().mean()}
+
+    def eval_batch(self, model: FlowModel, batch: Batch, draws: int) -> tuple[Tensor, dict[str, Tensor]]:
+        x = self.dequantized(model, batch)
+        return torch.stack([nats_to_bits_per_dim(model.log_prob(x), model.dims, self.n_bits)
+                            for _ in range(draws)]), {}
+
+
+class VectorBits:
+    """Loss = mean ``-log2 p(x)`` of the batch (bits per sample)."""
+
+    metric = "bits"
+    extras: tuple[str, ...] = ()
+
+    def loss(self, model: FlowModel, batch: Batch, forward: Forward | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        log_p, _ = (model if forward is None else forward)(batch.x.to(model.prior.dtype))
+        bits = -log_p / math.log(2)
+        return bits.mean(), {self.metric: bits.detach().mean()}
+
+    def eval_batch(self, model: FlowModel, batch: Batch, draws: int) -> tuple[Tensor, dict[str, Tensor]]:
+        x = batch.x.to(model.prior.dtype)
+        return torch.stack([-model.log_prob(x) / math.log(2) for _ in range(draws)]), {}

@@ -1,0 +1,98 @@
+"""The data-set registry: everything invflow knows about a data set, in one place.
+
+An image data set has its channel count, native square size (``None``: set ``data.image_size``),
+a loader ``load(split, data_dir, download, image_size) -> (uint8 images, labels, classes)``,
+its per-channel mean/std in [0, 1] (used by models that standardise their input), where it
+comes from under which terms, and whether flips are a valid augmentation (not for digits).
+2D toy densities are the samplers of ``invflow.data.toy2d``. Adding a data set is a loader module plus one entry in ``IMAGE_DATASETS``
+(docs/architecture.md, "Adding a data set").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from invflow.config import DataConfig
+from invflow.data.cifar import load_cifar10
+from invflow.data.folder import load_folder
+from invflow.data.imagenet import load_imagenet
+from invflow.data.mnist import load_mnist
+from invflow.data.svhn import load_svhn
+from invflow.data.toy2d import TOY_DATASETS
+
+Loader = Callable[[str, "str | None", bool, "int | None"], tuple[torch.Tensor, torch.Tensor, int]]
+TOY_DIMS = 2
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """One image data set (see the module docstring)."""
+
+    channels: int
+    native_size: int | None
+    load: Loader
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    source: str
+    license: str
+    mirror_symmetric: bool = True  # random horizontal flips are a valid augmentation
+
+
+IMAGE_DATASETS: dict[str, ImageDataset] = {
+    "mnist": ImageDataset(
+        1, 28, lambda split, data_dir, download, size: load_mnist(split, data_dir, download),
+        (0.1307,), (0.3081,), "http://yann.lecun.com/exdb/mnist/ (LeCun et al. 1998)",
+        "CC BY-SA 3.0 (Y. LeCun and C. Cortes)", mirror_symmetric=False),
+    "cifar10": ImageDataset(
+        3, 32, lambda split, data_dir, download, size: load_cifar10(split, data_dir, download),
+        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+        "https://www.cs.toronto.edu/~kriz/cifar.html (Krizhevsky 2009)",
+        "no explicit license; the authors ask users to cite the tech report"),
+    "svhn": ImageDataset(
+        3, 32, lambda split, data_dir, download, size: load_svhn(split, data_dir, download),
+        (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
+        "http://ufldl.stanford.edu/housenumbers/ (Netzer et al. 2011)", "non-commercial use only",
+        mirror_symmetric=False),
+    "imagenet32": ImageDataset(
+        3, 32, lambda split, data_dir, download, size: load_imagenet(split, 32, data_dir), None, None,
+        "https://image-net.org/download-images (Chrabaszcz et al. 2017; needs an account, never downloaded)",
+        "ImageNet terms of access: non-commercial research and education"),
+    "imagenet64": ImageDataset(
+        3, 64, lambda split, data_dir, download, size: load_imagenet(split, 64, data_dir), None, None,
+        "https://image-net.org/download-images (Chrabaszcz et al. 2017; needs an account, never downloaded)",
+        "ImageNet terms of access: non-commercial research and education"),
+    "folder": ImageDataset(
+        3, None, lambda split, data_dir, download, size: load_folder(split, data_dir, size), None, None,
+        "a folder of PNG/JPEG images given as data.data_dir (e.g. CelebA-HQ exported as images)",
+        "the terms of the images in the folder"),
+}
+
+
+def is_toy(data: DataConfig) -> bool:
+    """Whether ``data.dataset`` names a 2D toy set rather than images."""
+    return data.dataset not in IMAGE_DATASETS
+
+
+def input_shape(data: DataConfig) -> tuple[int, ...]:
+    """``(C, H, W)`` for image data sets, ``(2,)`` for 2D toy sets, known without loading the data."""
+    if is_toy(data):
+        if data.dataset not in TOY_DATASETS:
+            known = ", ".join(sorted(IMAGE_DATASETS) + sorted(TOY_DATASETS))
+            raise ValueError(f"unknown data.dataset {data.dataset!r}; known: {known}")
+        return (TOY_DIMS,)
+    entry = IMAGE_DATASETS[data.dataset]
+    size = data.image_size or entry.native_size
+    if size is None:
+        raise ValueError(f"data.image_size must be set for data.dataset={data.dataset!r}")
+    return (entry.channels, size, size)
+
+
+def channel_stats(dataset: str, channels: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of ``dataset``'s training images in [0, 1]; ``0.5 ± 0.25`` for a
+    data set without published statistics."""
+    entry = IMAGE_DATASETS.get(dataset)
+    if entry is None or entry.mean is None or entry.std is None:
+        return [0.5] * channels, [0.25] * channels
+    return list(entry.mean), list(entry.std)
