@@ -69,61 +69,76 @@ def _beta_derivative(x: Tensor, beta: Tensor) -> Tensor:
 
 class _LipSwishBackward(torch.autograd.Function):
     """``(grad·f'(x), Σ grad·∂f/∂β)``, the backward of LipSwish as a function of ``(grad, x, β)``
-    (``d = f'(x)`` passed in precomputed), with the analytic second derivatives; its own
-    backward is made of plain operations, so every higher derivative is exact too."""
+    (``d = f'(x)`` and ``s = σ(βx)`` passed in from the forward; the β term only when
+    ``with_beta``), with the analytic second derivatives; its own backward is made of plain
+    operations, so every higher derivative is exact too."""
 
     @staticmethod
-    def forward(grad: Tensor, x: Tensor, beta: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        return grad * d, (grad * _beta_derivative(x, beta)).sum()
+    def forward(grad: Tensor, x: Tensor, beta: Tensor, d: Tensor, s: Tensor, with_beta: bool) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        grad_beta = (grad * x * x * s * (1 - s)).sum() / SWISH_LIPSCHITZ_BOUND if with_beta else beta.new_zeros(())
+        return grad * d, grad_beta
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
-        grad, x, beta, _ = inputs
-        ctx.save_for_backward(grad, x, beta)
+        grad, x, beta, d, s, _ = inputs
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(grad, x, beta, d, s)
 
     @staticmethod
-    def backward(ctx, gg_x: Tensor, gg_beta: Tensor):  # type: ignore[override]
-        grad, x, beta = ctx.saved_tensors
-        t, s, ss, d = _derivatives(x, beta)
+    def backward(ctx, gg_x: Tensor | None, gg_beta: Tensor | None):  # type: ignore[override]
+        grad, x, beta, d, s = ctx.saved_tensors
         k = SWISH_LIPSCHITZ_BOUND
-        q = ss * (2 + t * (1 - 2 * s)) / k  # f'' = β·q, ∂f'/∂β = x·q
-        dss = ss * (1 - 2 * s)  # d s(1−s) / dt
-        # a = grad·f'(x) elementwise, b = Σ grad·x²·s(1−s)/K
-        g_grad = gg_x * d + gg_beta * (x * x * ss / k)
-        g_x = grad * (gg_x * beta * q + gg_beta * (2 * x * ss + x * t * dss) / k)
-        g_beta = (grad * (gg_x * x * q + gg_beta * x * x * x * dss / k)).sum()
-        return g_grad, g_x, g_beta.reshape(beta.shape), None
+        t = beta * x
+        ss = s * (1 - s)
+        one_m_2s = 1 - 2 * s
+        q = ss * (2 + t * one_m_2s)  # K·q: f'' = β·q/K, ∂f'/∂β = x·q/K
+        g_grad = g_x = g_beta = None
+        if gg_x is not None:
+            g_grad = gg_x * d
+            ggq = grad * gg_x * q
+            g_x = ggq * (beta / k)
+            g_beta = (ggq * x).sum() / k
+        if gg_beta is not None:  # b = Σ grad·x²·s(1−s)/K
+            dss = ss * one_m_2s  # d s(1−s) / dt
+            b_grad = gg_beta * (x * x * ss / k)
+            b_x = grad * gg_beta * (2 * x * ss + x * t * dss) / k
+            b_beta = (grad * gg_beta * x * x * x * dss).sum() / k
+            g_grad = b_grad if g_grad is None else g_grad + b_grad
+            g_x = b_x if g_x is None else g_x + b_x
+            g_beta = b_beta if g_beta is None else g_beta + b_beta
+        return g_grad, g_x, None if g_beta is None else g_beta.reshape(beta.shape), None, None, None
 
 
 class _LipSwishFunction(torch.autograd.Function):
-    """``x·σ(βx)/K`` storing ``f'(x)`` for its backward (a second, non-differentiable output)."""
+    """``x·σ(βx)/K`` storing ``f'(x)`` and ``σ(βx)`` for its backward (non-differentiable outputs)."""
 
     @staticmethod
-    def forward(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def forward(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
         t = beta * x
         s = torch.sigmoid(t)
-        d = torch.addcmul(s, t, s * (1 - s)).div_(SWISH_LIPSCHITZ_BOUND)
-        return (x * s).div_(SWISH_LIPSCHITZ_BOUND), d
+        d = torch.addcmul(s, t, s * (1 - s)).mul_(1 / SWISH_LIPSCHITZ_BOUND)
+        return (x * s).mul_(1 / SWISH_LIPSCHITZ_BOUND), d, s
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
         x, beta = inputs
-        d = output[1]
-        ctx.mark_non_differentiable(d)
-        ctx.save_for_backward(x, beta, d)
+        _, d, s = output
+        ctx.mark_non_differentiable(d, s)
+        ctx.save_for_backward(x, beta, d, s)
         ctx.beta_edge = torch.autograd.graph.get_gradient_edge(beta).node if ctx.needs_input_grad[1] else None
 
     @staticmethod
-    def backward(ctx, grad: Tensor, _grad_d: Tensor | None = None):  # type: ignore[override]
-        x, beta, d = ctx.saved_tensors
+    def backward(ctx, grad: Tensor, _grad_d: Tensor | None = None, _grad_s: Tensor | None = None):  # type: ignore[override]
+        x, beta, d, s = ctx.saved_tensors
+        with_beta = _beta_grad_needed(ctx.beta_edge)
         if torch.is_grad_enabled():  # create_graph: a differentiable backward
             if _is_batched(grad):  # vmap cannot nest autograd Functions here: plain operations
                 return grad * _derivatives(x, beta)[3], (grad * _beta_derivative(x, beta)).sum().reshape(beta.shape)
-            grad_x, grad_beta = _LipSwishBackward.apply(grad, x, beta, d)
-            return grad_x, grad_beta.reshape(beta.shape)
+            grad_x, grad_beta = _LipSwishBackward.apply(grad, x, beta, d, s, with_beta)
+            return grad_x, grad_beta.reshape(beta.shape) if with_beta else None
         grad_beta = None
-        if _beta_grad_needed(ctx.beta_edge):
-            grad_beta = (grad * _beta_derivative(x, beta)).sum().reshape(beta.shape)
+        if with_beta:
+            grad_beta = (grad * x * x * s * (1 - s)).sum().reshape(beta.shape) / SWISH_LIPSCHITZ_BOUND
         return grad * d, grad_beta
 
 
