@@ -75,6 +75,14 @@ def paired(ours: Callable[[], None], theirs: Callable[[], None], rounds: int, wa
             "rounds": rounds, "warmup": warmup}
 
 
+def no_grad(fn: Callable[[], object]) -> Callable[[], None]:
+    """``fn`` run under ``torch.no_grad()`` (evaluation and sampling)."""
+    def run() -> None:
+        with torch.no_grad():
+            fn()
+    return run
+
+
 def build_pair(case: str, args: argparse.Namespace, batch: int) -> tuple[Contender, Contender]:
     torch.manual_seed(0)
     # the reference first: a missing one is reported before anything is built
@@ -117,27 +125,13 @@ def measure_case(case: str, args: argparse.Namespace) -> dict:
             peaks[c.name] = mem.peak
         return row | {"invflow_peak_mb": peaks["invflow"] / 2**20, "reference_peak_mb": peaks[theirs.name] / 2**20,
                       "speedup": peaks[theirs.name] / peaks["invflow"]}
-    if case == "resflow-eval":
-        for c in (ours, theirs):
-            c.model.eval()
-
-        def evaluate(c: Contender) -> Callable[[], None]:
-            def run() -> None:
-                with torch.no_grad():
-                    c.log_prob(x)
-            return run
-        return row | paired(evaluate(ours), evaluate(theirs), args.rounds, args.warmup)
-    if case == "resflow-sample":
+    if case in ("resflow-eval", "resflow-sample"):
         for c in (ours, theirs):
             c.model.eval()
         z = torch.randn(64, x[0].numel(), generator=gen)
-
-        def sample(c: Contender) -> Callable[[], None]:
-            def run() -> None:
-                with torch.no_grad():
-                    c.inverse(z)
-            return run
-        return row | paired(sample(ours), sample(theirs), args.rounds, args.warmup)
+        calls = [(lambda c=c: c.log_prob(x)) if case == "resflow-eval" else (lambda c=c: c.inverse(z))
+                 for c in (ours, theirs)]
+        return row | paired(*(no_grad(call) for call in calls), args.rounds, args.warmup)
     return row | paired(training_step(ours, x), training_step(theirs, x), args.rounds, args.warmup)
 
 
