@@ -7,21 +7,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import torch
 
-from invflow.config import parse_override, presets
+from invflow.config import one_line, parse_override, presets
 from invflow.core.arguments import check_number
 from invflow.core.nonfinite import NonFiniteSamples
 from invflow.models.registry import load_config
+from invflow.storage import DiskFullError
 from invflow.train.checkpoint import CheckpointError
 from invflow.train.interrupt import TrainingInterrupted
 from invflow.train.loop import TrainingDiverged
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a Unix tool killed by a closed pipe returns
 
 
 def _positive_int(text: str) -> int:
@@ -88,6 +92,7 @@ def cmd_configs(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from invflow.train.evaluate import format_estimate
     from invflow.train.loop import train
 
     overrides = _overrides(args.set)
@@ -104,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0  # under torchrun only rank 0 reports
     print(f"finished {config.name} at step {result.step} in {result.seconds:.0f}s: "
           f"train {result.metric} {result.train_value:.4f}, "
-          f"test {result.metric} {result.test_value:.4f} ± {result.test_stderr:.4f}")
+          f"test {result.metric} {format_estimate(result.test_value, result.test_stderr)}")
     if result.nonfinite:
         print(f"warning: {result.nonfinite} of {result.step} steps were skipped as non-finite "
               "(see metrics.jsonl); consider a lower train.lr or train.grad_clip")
@@ -113,27 +118,35 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from invflow.api import load_checkpoint
-    from invflow.train.evaluate import evaluate, held_out_batches, load_split
-    from invflow.train.distributed import select_device
+    from invflow.api import load_model
     from invflow.data.registry import is_toy
+    from invflow.train.distributed import select_device
+    from invflow.train.evaluate import data_provenance, describe_provenance, evaluate, held_out_batches, load_split
+    from invflow.train.run_dir import versions
 
-    model, config = load_checkpoint(args.run, ema=not args.no_ema)
+    loaded = load_model(args.run, ema=not args.no_ema)
+    config = loaded.config
+    print(f"checkpoint: {loaded.describe()}")
     device = select_device(args.device)
-    model.to(device)
+    loaded.model.to(device)
     data = None if is_toy(config.data) else load_split(config, args.split, args.data_dir)
     batches = held_out_batches(config, data, args.batches)
-    result = evaluate(model, model.make_objective(config.data.n_bits), batches, device, seed=args.seed)
+    result = evaluate(loaded.model, loaded.model.make_objective(config.data.n_bits), batches, device, seed=args.seed)
+    source = data_provenance(config, args.split, args.data_dir, result.count, None if data is None else len(data))
+    print(f"data: {describe_provenance(source)}")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
     weights = "raw" if args.no_ema else "EMA"
     print(f"{config.name} ({weights} weights, {args.split} split): {result}")
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from invflow.api import load_checkpoint
+    from invflow.api import load_model
     from invflow.train.sampling import write_samples
 
-    model, config = load_checkpoint(args.run)
+    loaded = load_model(args.run)
+    print(f"checkpoint: {loaded.describe()}")
+    model, config = loaded.model, loaded.config
     out = _new_output(Path(args.output) if args.output else _default_output(args.run, "sample.png"), args.force,
                       "samples")
     write_samples(model, config, out, args.n, args.temperature, seed=args.seed)
@@ -146,11 +159,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def _model_examples_output(args: argparse.Namespace, n: int, name: str):
     """The run's model on ``--device``, its first ``n`` held-out examples and the output path,
     checked before any work is done."""
-    from invflow.api import load_checkpoint
+    from invflow.api import load_model
     from invflow.latent import held_out_examples
     from invflow.train.distributed import select_device
 
-    model, config = load_checkpoint(args.run, ema=not args.no_ema)
+    loaded = load_model(args.run, ema=not args.no_ema)
+    print(f"checkpoint: {loaded.describe()}")
+    model, config = loaded.model, loaded.config
     out = _new_output(Path(args.output) if args.output else _default_output(args.run, name), args.force)
     device = select_device(args.device)
     examples = held_out_examples(config, n, args.data_dir, args.split).to(device)
@@ -216,7 +231,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         spec = CompareSpec(tuple(args.presets), 3 if args.seeds is None else args.seeds,
                            Budget(args.steps, args.minutes), overrides)
     out = Path(args.out or Path("runs") / f"compare-{spec.name}")
-    markers = run_comparison(spec, out, data_dir=args.data_dir)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)  # unwind so that the stopped run is named
+    try:
+        markers = run_comparison(spec, out, data_dir=args.data_dir, retrain_damaged=not args.no_retrain_damaged)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     paths = write_report(spec, out, markers)
     print(paths["md"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
@@ -363,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key of every preset (default: none)")
     p.add_argument("--out", help="output folder (default: runs/compare-<spec>); rerun to resume")
     p.add_argument("--data-dir", help="directory holding the data files (default: data.data_dir, then the cache)")
+    p.add_argument("--no-retrain-damaged", action="store_true",
+                   help="stop at a run whose checkpoints are all unreadable instead of moving it to OUT/damaged "
+                        "and training it again (default: move and retrain)")
     p.set_defaults(func=cmd_compare)
 
     _command(sub, "info", "print versions, devices, threads and data locations for a bug report",
@@ -373,12 +395,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM as an exception, so that the comparison can say which run it stopped."""
+
+    exit_code = 128 + signal.SIGTERM
+
+    def __str__(self) -> str:
+        return "terminated"
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each on stderr (``invflow: warning: …``), without source lines."""
+    print(f"invflow: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of our output went away (``invflow configs | head``): stop without a traceback.
+    Standard output is pointed at /dev/null so the interpreter's final flush cannot fail again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, CheckpointError) as err:
+        code = args.func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except DiskFullError as err:
         print(f"invflow: error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, CheckpointError) as err:
+        print(f"invflow: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except (TrainingDiverged, NonFiniteSamples) as err:
         print(f"invflow: error: {err}", file=sys.stderr)
@@ -386,9 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as err:
         print(f"invflow: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("invflow: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        print(f"invflow: {err or 'interrupted'}", file=sys.stderr)
+        return getattr(err, "exit_code", 130)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass
@@ -21,6 +22,38 @@ from typing import Any, Literal
 import yaml
 
 PRESET_PACKAGE = "invflow.configs"
+
+
+# Values quoted in errors are cut to a readable size: a configuration value can be arbitrarily
+# large (a YAML alias bomb expands a few lines into millions of elements), so errors quote it with
+# ``quote``, a ``reprlib`` representation bounded in depth and length; ``one_line`` is the CLI's
+# last guard on a whole message.
+QUOTE_CHARS = 200
+MESSAGE_CHARS = 1000
+
+_repr = reprlib.Repr()
+_repr.maxlevel = 3
+_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 6
+_repr.maxstring = _repr.maxother = _repr.maxlong = QUOTE_CHARS
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def quote(value: Any) -> str:
+    """``repr(value)`` of at most about ``QUOTE_CHARS`` characters, nested containers abbreviated."""
+    return _cut(_repr.repr(value), QUOTE_CHARS)
+
+
+def one_line(message: object) -> str:
+    """``message`` on one line and at most about ``MESSAGE_CHARS`` characters."""
+    return _cut(" ".join(str(message).split("\n")), MESSAGE_CHARS)
+
+
+def shorten(text: str) -> str:
+    """``text`` cut to about ``QUOTE_CHARS`` characters (a key or a list of keys in an error)."""
+    return _cut(text, QUOTE_CHARS)
 
 
 @dataclass
@@ -156,7 +189,7 @@ def _read_raw(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str,
         raw = _read_yaml(path.read_text(), str(path))
     else:
         raise ValueError(
-            f"unknown preset {name!r}; `invflow configs` lists the presets "
+            f"unknown preset {quote(name)}; `invflow configs` lists the presets "
             f"(or pass a path to a .yaml file)"
         )
     base = raw.pop("base", None)
@@ -180,7 +213,7 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 def parse_override(text: str) -> tuple[str, Any]:
     """Parse a CLI ``section.key=value``; the value is read as YAML (``3``, ``1e-3``, ``true``, ``[1, 2]``)."""
     if "=" not in text:
-        raise ValueError(f"--set expects section.key=value, got {text!r}")
+        raise ValueError(f"--set expects section.key=value, got {quote(text)}")
     key, _, value = text.partition("=")
     try:
         parsed = yaml.safe_load(value)
@@ -200,12 +233,12 @@ def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> None:
         parts = dotted.split(".")
         if len(parts) != 2 or parts[0] not in ("data", "model", "train"):
             raise ValueError(
-                f"config key {dotted!r} must be section.key with section one of data, model, train"
+                f"config key {quote(dotted)} must be section.key with section one of data, model, train"
             )
         section, key = parts
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
-            raise ValueError(f"config section {section!r} must be a mapping")
+            raise ValueError(f"config section {quote(section)} must be a mapping")
         raw[section][key] = value
 
 
@@ -224,14 +257,14 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ValueError as err:
                 errors.append(str(err))
-        raise ValueError(errors[0] if errors else f"{key}: bad value {value!r}")
+        raise ValueError(errors[0] if errors else f"{key}: bad value {quote(value)}")
     if origin is Literal:
         if value not in args:
-            raise ValueError(f"{key} must be one of {', '.join(map(repr, args))}, got {value!r}")
+            raise ValueError(f"{key} must be one of {', '.join(map(repr, args))}, got {quote(value)}")
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key} must be a list, got {value!r}")
+            raise ValueError(f"{key} must be a list, got {quote(value)}")
         return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
     if hint is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
@@ -240,21 +273,21 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key} must be a number, got {value!r}")
+            raise ValueError(f"{key} must be a number, got {quote(value)}")
         if not math.isfinite(value):  # nan slips through every range check; inf is never meant
-            raise ValueError(f"{key} must be a finite number, got {value!r}")
+            raise ValueError(f"{key} must be a finite number, got {quote(value)}")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key} must be an integer, got {value!r}")
+            raise ValueError(f"{key} must be an integer, got {quote(value)}")
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{key} must be true or false, got {value!r}")
+            raise ValueError(f"{key} must be true or false, got {quote(value)}")
         return value
     if hint is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ValueError(f"{key} must be a string, got {value!r}")
+            raise ValueError(f"{key} must be a string, got {quote(value)}")
         return str(value)
     raise TypeError(f"unsupported config type {hint!r} for {key}")
 
@@ -262,13 +295,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 def build_section(cls: type, raw: dict[str, Any], section: str) -> Any:
     """Instantiate dataclass ``cls`` from ``raw``; unknown keys and bad types are ``ValueError``s."""
     if not isinstance(raw, dict):
-        raise ValueError(f"config section {section!r} must be a mapping, got {raw!r}")
+        raise ValueError(f"config section {quote(section)} must be a mapping, got {quote(raw)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ValueError(
-            f"unknown config key {section}.{unknown[0]}; known keys: {', '.join(sorted(names))}"
+            f"unknown config key {section}.{shorten(str(unknown[0]))}; known keys: {', '.join(sorted(names))}"
         )
     values = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in raw.items()}
     obj = cls(**values)
@@ -282,12 +315,12 @@ def build_config(raw: dict[str, Any], model_sections: dict[str, type], name: str
     raw = dict(raw)
     unknown = sorted(set(raw) - {"data", "model", "train", "name", "description"})
     if unknown:
-        raise ValueError(f"unknown config section {unknown[0]!r}; sections are data, model, train")
+        raise ValueError(f"unknown config section {quote(unknown[0])}; sections are data, model, train")
     model_raw = dict(raw.get("model") or {})
     family = model_raw.pop("family", None)
     if family not in model_sections:
         raise ValueError(
-            f"model.family must be one of {', '.join(sorted(model_sections))}, got {family!r}"
+            f"model.family must be one of {', '.join(sorted(model_sections))}, got {quote(family)}"
         )
     return Config(
         data=build_section(DataConfig, raw.get("data") or {}, "data"),

@@ -1,5 +1,5 @@
 """Dependencies run one way (docs/architecture.md): cli → compare → api → train → models →
-layers / residual → core → data → config (viz beside config). A module may import its own
+layers / residual → core → data → config (viz and storage beside config). A module may import its own
 package and packages of a lower rank only, at module level or inside functions."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ PACKAGE = Path(invflow.__file__).parent
 
 # top-level module or package of invflow -> rank; a module may import only strictly lower ranks
 RANKS = {
-    "config": 0, "viz": 0, "configs": 0,
+    "config": 0, "viz": 0, "configs": 0, "storage": 0,
     "data": 1,
     "core": 2,
     "layers": 3, "residual": 3,

@@ -3,11 +3,10 @@ for the same seed; the run directory records versions and the full resolved conf
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
+from image_folders import random_image_folder
 
 import invflow
 from invflow.cli import main
@@ -27,12 +26,7 @@ IMAGES = {"data.dataset": "folder", "data.image_size": 8, "data.batch_size": 4, 
 
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
-    root = tmp_path / "images"
-    root.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(40):
-        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / f"{i:02d}.png")
-    return root
+    return random_image_folder(tmp_path / "images", 40)
 
 
 def configs(image_folder: Path) -> dict[str, Config]:

@@ -5,8 +5,9 @@ import torch
 from invflow.models import load_config
 from invflow.train import loop
 from invflow.train.batches import Batch, ToyBatches
-from invflow.train.checkpoint import (CheckpointError, latest_good_checkpoint, load_checkpoint_file,
-                                      save_checkpoint, step_checkpoints)
+from invflow.storage import DiskFullError
+from invflow.train.checkpoint import (CheckpointError, CheckpointFallbackWarning, latest_good_checkpoint,
+                                      load_checkpoint_file, save_checkpoint, step_checkpoints, write_run_checkpoint)
 from invflow.train.metrics import read_metrics
 
 SMALL = {"model.steps_per_level": 2, "model.hidden_channels": 8, "data.batch_size": 16, "train.steps": 12,
@@ -46,12 +47,27 @@ def test_keeps_last_k_and_falls_back_past_a_corrupt_checkpoint(tmp_path) -> None
     loop.train(load_config("glow-toy-rings", SMALL), tmp_path, progress=False)
     directory = tmp_path / "checkpoints"
     assert [p.name for p in step_checkpoints(directory)] == ["step-00000012.pt", "step-00000009.pt"]
-    newest = directory / "step-00000012.pt"
-    newest.write_bytes(newest.read_bytes()[:-100])  # truncate; last.pt is the same file (hard link)
+    newest, last = directory / "step-00000012.pt", directory / "last.pt"
+    assert newest.stat().st_ino != last.stat().st_ino  # an independent copy, not a hard link
+    newest.write_bytes(newest.read_bytes()[:-100])  # truncate the step file: last.pt still holds step 12
+    assert latest_good_checkpoint(directory).step == 12
+    last.write_bytes(last.read_bytes()[:-100])
     with pytest.raises(CheckpointError, match="checksum mismatch"):
-        load_checkpoint_file(directory / "last.pt")
-    state, path = latest_good_checkpoint(directory)
-    assert path.name == "step-00000009.pt" and state["step"] == 9
+        load_checkpoint_file(last)
+    with pytest.warns(CheckpointFallbackWarning) as caught:
+        found = latest_good_checkpoint(directory)
+    assert found.path.name == "step-00000009.pt" and found.state["step"] == 9
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2 and all("checksum mismatch" in m and "step-00000009.pt (step 9)" in m for m in messages)
+    assert "last.pt" in messages[0] and "step-00000012.pt" in messages[1]
+
+
+def test_a_kill_between_the_step_file_and_last_pt_resumes_from_the_newer_step_file(tmp_path) -> None:
+    directory = tmp_path / "checkpoints"
+    write_run_checkpoint({"step": 3}, directory, keep=2)
+    save_checkpoint({"step": 6}, directory / "step-00000006.pt")  # last.pt not yet replaced
+    found = latest_good_checkpoint(directory)
+    assert found.step == 6 and found.path.name == "step-00000006.pt" and not found.skipped
 
 
 def test_checkpoint_from_another_model_is_refused(tmp_path) -> None:
@@ -68,8 +84,8 @@ def test_checkpoint_write_is_atomic_when_the_disk_is_full(monkeypatch, tmp_path)
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("invflow.train.checkpoint.os.fsync", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr("invflow.storage.os.fsync", full_disk)
+    with pytest.raises(DiskFullError, match=r"no space left on device writing .*ckpt.pt \(.* free there\)"):
         save_checkpoint({"step": 2}, path)
     assert load_checkpoint_file(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]

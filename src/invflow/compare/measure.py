@@ -9,15 +9,17 @@ from typing import Any, Callable
 
 import torch
 
-from invflow.api import load_checkpoint
+from invflow.api import load_model
 from invflow.compare.memory import PeakTensorMemory
 from invflow.config import Config
 from invflow.core.model import FlowModel
 from invflow.core.nonfinite import NonFiniteSamples
 from invflow.data.registry import is_toy
 from invflow.train.batches import Batch, derived_generator
+from invflow.train.evaluate import data_provenance
 from invflow.train.distributed import select_device
 from invflow.train.metrics import read_metrics
+from invflow.train.run_dir import versions
 
 SAMPLES_TIMED = 64
 
@@ -118,18 +120,33 @@ def training_images_per_s(run_dir: Path) -> float | None:
 
 
 def measure_run(run_dir: Path, metric: str) -> dict[str, Any]:
-    """Everything the comparison table needs from one finished run directory."""
+    """Everything the comparison table needs from one finished run directory, with the provenance
+    of its test value and the unreadable checkpoints passed over (``checkpoint_warnings``)."""
     test = final_test_record(run_dir)
-    model, config = load_checkpoint(run_dir)  # EMA weights, as in evaluation
+    loaded = load_model(run_dir)  # EMA weights, as in evaluation
+    model, config = loaded.model, loaded.config
     device = select_device(config.train.device)
     model.to(device)
     sample_s, iterations = time_sampling(model, SAMPLES_TIMED, device, seed=config.train.seed)
-    raw, _ = load_checkpoint(run_dir, ema=False)
+    raw = load_model(run_dir, ema=False).model
     peak = peak_training_step_bytes(raw.to(device), config, device)
+    warnings = list(loaded.fallbacks)
+    if loaded.step != test["step"]:
+        warnings.append(f"{run_dir}: the test value is from step {test['step']}, the costs were measured on "
+                        f"{loaded.describe()}")
     return {
         "test": test[metric], "test_step": test["step"], "test_stderr": test.get(f"{metric}_stderr"),
         "estimator_stderr": test.get(f"{metric}_estimator_stderr"), "test_count": test.get("count"),
         "params": parameter_count(model), "images_per_s": training_images_per_s(run_dir),
         "sample_64_s": sample_s, "fixed_point_iterations": iterations, "peak_step_bytes": peak,
-        "device": str(device),
+        "device": str(device), "checkpoint_warnings": warnings,
+        "provenance": result_provenance(run_dir, config, test),
     }
+
+
+def result_provenance(run_dir: Path, config: Config, test: dict[str, Any]) -> dict[str, Any]:
+    """Where a run's test value comes from: the EMA weights of its checkpoint at the evaluated
+    step (written just before the final evaluation), the data and split, the image count, versions."""
+    checkpoint = Path(run_dir) / "checkpoints" / f"step-{test['step']:08d}.pt"
+    return {"checkpoint": str(checkpoint), "step": test["step"], "weights": "EMA",
+            **data_provenance(config, "test", config.data.data_dir, test.get("count")), **versions()}

@@ -1,6 +1,7 @@
 """Test metric against training step for every run of a comparison (one colour per preset)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -8,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from invflow.storage import write_atomic  # noqa: E402
 from invflow.train.metrics import read_metrics  # noqa: E402
 from invflow.viz.curves import curve  # noqa: E402
 
@@ -35,7 +37,7 @@ def plot_test_curves(run_dirs: list[Path], metric: str, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, dpi=120, format="png")
     plt.close(fig)
-    return path
+    return write_atomic(path, png.getvalue())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import statistics
@@ -12,6 +13,7 @@ from invflow.compare import stats
 from invflow.compare.plot import plot_test_curves
 from invflow.compare.runner import plan_runs, preset_label
 from invflow.compare.spec import CompareSpec
+from invflow.storage import write_atomic
 
 MIB = 2**20
 
@@ -89,6 +91,24 @@ def _legend(spec: CompareSpec, metric: str) -> str:
     )
 
 
+def provenance_section(markers: list[dict[str, Any]]) -> str:
+    """Where every number comes from: one row per run (checkpoint, step, weights, data, images,
+    versions), then every unreadable checkpoint passed over and every damaged run moved aside."""
+    lines = ["## Provenance\n", "| run | checkpoint | step | weights | data | split | images | invflow | torch |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m in markers:
+        p = m.get("provenance") or {}
+        lines.append("| " + " | ".join(str(v) for v in [
+            f"{preset_label(m['preset'])} seed {m['seed']}", p.get("checkpoint", "n/a"), p.get("step", "n/a"),
+            p.get("weights", "n/a"), f"{p.get('dataset', 'n/a')} from {p.get('data_dir') or 'generated in code'}",
+            p.get("split", "n/a"), p.get("count", "n/a"), p.get("invflow", "n/a"), p.get("torch", "n/a")]) + " |")
+    warnings = [f"- {preset_label(m['preset'])} seed {m['seed']}: {w}" for m in markers
+                for w in m.get("checkpoint_warnings", [])]
+    if warnings:
+        lines += ["", "## Checkpoint warnings", "", *warnings]
+    return "\n".join(lines) + "\n"
+
+
 def _finite(obj: Any) -> Any:
     """``obj`` with NaN/inf floats as ``None``, so the JSON is strict (no ``NaN`` tokens)."""
     if isinstance(obj, float):
@@ -113,13 +133,15 @@ def write_report(spec: CompareSpec, out: str | Path, markers: list[dict[str, Any
     add_differences(rows)
     title = f"# Comparison `{spec.name}`\n\n{spec.description}\n\n" if spec.description else f"# Comparison `{spec.name}`\n\n"
     paths = {"md": out / "summary.md", "csv": out / "summary.csv", "json": out / "summary.json"}
-    paths["md"].write_text(title + markdown_table(rows, metric) + "\n" + _legend(spec, metric))
-    with paths["csv"].open("w", newline="") as f:
-        columns = [k for k in rows[0] if k != "per_seed"]
-        writer = csv.DictWriter(f, columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
-    paths["json"].write_text(json.dumps(_finite({
+    write_atomic(paths["md"], title + markdown_table(rows, metric) + "\n" + _legend(spec, metric) + "\n"
+                 + provenance_section(markers))
+    table = io.StringIO(newline="")
+    columns = [k for k in rows[0] if k != "per_seed"]
+    writer = csv.DictWriter(table, columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+    write_atomic(paths["csv"], table.getvalue())
+    write_atomic(paths["json"], json.dumps(_finite({
         "spec": {"name": spec.name, "description": spec.description, "presets": list(spec.presets),
                  "seeds": spec.seeds, **spec.identity()},
         "metric": metric, "presets": rows, "runs": markers, "environment": _environment(markers, out),

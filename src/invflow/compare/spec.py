@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from invflow.config import Config
+from invflow.config import Config, quote, shorten
 from invflow.models import load_config
 
 SPEC_PACKAGE = "invflow.configs"
@@ -38,9 +38,9 @@ class Budget:
         if (self.steps is None) == (self.minutes is None):
             raise ValueError("a comparison needs exactly one budget: --steps S or --minutes M")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps <= 0):
-            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+            raise ValueError(f"steps must be a positive integer, got {quote(self.steps)}")
         if self.minutes is not None and not self.minutes > 0:
-            raise ValueError(f"minutes must be > 0, got {self.minutes!r}")
+            raise ValueError(f"minutes must be > 0, got {quote(self.minutes)}")
 
     def as_dict(self) -> dict[str, float]:
         return {"steps": self.steps} if self.steps is not None else {"minutes": self.minutes}
@@ -63,7 +63,7 @@ class CompareSpec:
         if len(set(self.presets)) != len(self.presets):
             raise ValueError(f"a preset is listed twice: {', '.join(self.presets)}")
         if not isinstance(self.seeds, int) or self.seeds < 1:
-            raise ValueError(f"seeds must be a positive integer, got {self.seeds!r}")
+            raise ValueError(f"seeds must be a positive integer, got {quote(self.seeds)}")
         for key in ("train.seed", "train.steps"):
             if key in self.overrides:
                 raise ValueError(f"compare sets {key} itself (use --seeds / --steps); drop --set {key}")
@@ -103,7 +103,7 @@ def load_spec(name_or_path: str) -> CompareSpec:
         path = Path(name_or_path)
         if not path.is_file():
             raise FileNotFoundError(
-                f"no comparison spec {name_or_path!r}: not a file, and not one of the shipped specs "
+                f"no comparison spec {quote(name_or_path)}: not a file, and not one of the shipped specs "
                 f"({', '.join(spec_names())})")
         text, source, name = path.read_text(), str(path), path.stem
     try:
@@ -114,7 +114,8 @@ def load_spec(name_or_path: str) -> CompareSpec:
         raise ValueError(f"{source}: a comparison spec must be a mapping")
     unknown = sorted(set(raw) - SPEC_KEYS)
     if unknown:
-        raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(SPEC_KEYS))}")
+        raise ValueError(f"{source}: unknown key(s) {shorten(', '.join(map(str, unknown)))}; "
+                         f"allowed: {', '.join(sorted(SPEC_KEYS))}")
     presets = raw.get("presets") or []
     overrides = raw.get("set") or {}
     if not isinstance(presets, list) or not isinstance(overrides, dict):

@@ -1,52 +1,60 @@
 """Checkpoints that cannot be lost or run code (docs/architecture.md section 6).
 
 A checkpoint file is a header line ``invflow-checkpoint <format> <sha256 of payload>`` followed
-by the payload written by ``torch.save``. It is written to a temporary file in the same
-directory, flushed and fsynced, then renamed into place, so a crash leaves either the old or
-the new file. Loading verifies the checksum and uses ``torch.load(weights_only=True)``, so a
-checkpoint holds only tensors and plain data and can never execute code.
+by the payload written by ``torch.save``. It is written atomically by :mod:`invflow.storage`
+(temporary file in the same directory, fsync, rename), so a crash or a full disk leaves either
+the old or the new file. Loading verifies the checksum and uses ``torch.load(weights_only=True)``,
+so a checkpoint holds only tensors and plain data and can never execute code.
+
+A run keeps its newest ``step-N.pt`` files and ``last.pt``, an independent copy of the newest
+one (its own file, not a link: one bad write or bit flip cannot take both). Every skip past an
+unreadable file is announced as a :class:`CheckpointFallbackWarning`.
 """
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-import tempfile
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
+from invflow.storage import RESUME_HINT, DiskFullError, stale_temporaries, write_atomic
 from invflow.train.faults import write_checkpoint_bytes
 
 MAGIC = b"invflow-checkpoint"
 FORMAT_VERSION = 1
 STEP_PATTERN = re.compile(r"^step-(\d+)\.pt$")
+LAST = "last.pt"
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that is missing, truncated, corrupt, or from another format/model."""
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` atomically to ``path`` (temp file + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+class CheckpointFallbackWarning(UserWarning):
+    """A checkpoint was unreadable and an older one is used instead."""
+
+
+def _encode(state: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The header line and the payload of a checkpoint file."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     payload = buffer.getvalue()
     header = b"%s %d %s\n" % (MAGIC, FORMAT_VERSION, hashlib.sha256(payload).hexdigest().encode())
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_checkpoint_bytes(f, header + payload)  # a no-op hook unless INVFLOW_FAULT is set
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return header, payload
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write ``state`` atomically to ``path`` (temp file + fsync + rename)."""
+    _write_file(path, *_encode(state))
+
+
+def _write_file(path: Path, header: bytes, payload: bytes) -> None:
+    """One atomic checkpoint file, through the fault-injection hook (a no-op unless INVFLOW_FAULT is set)."""
+    write_atomic(path, header + payload, write=write_checkpoint_bytes)
 
 
 def load_checkpoint_file(path: Path) -> dict[str, Any]:
@@ -89,40 +97,86 @@ def check_finite_weights(state: dict[str, Any], path: Path) -> None:
 
 
 def write_run_checkpoint(state: dict[str, Any], directory: Path, keep: int) -> Path:
-    """Save ``step-N.pt``, point ``last.pt`` at it (atomic hard link + rename), keep the newest ``keep``.
+    """Save ``step-N.pt``, keep the newest ``keep`` step files, then write ``last.pt`` as a second,
+    independent copy (own inode: damage to one file leaves the other).
 
-    Non-finite weights are refused (``CheckpointError``), so they can never replace a good checkpoint.
+    Non-finite weights are refused (``CheckpointError``), so they can never replace a good
+    checkpoint. A full disk raises ``DiskFullError`` saying which state is on disk.
     """
     directory = Path(directory)
     path = directory / f"step-{state['step']:08d}.pt"
     check_finite_weights(state, path)
-    save_checkpoint(state, path)
-    link = directory / ".last.pt.tmp"
-    link.unlink(missing_ok=True)
+    header, payload = _encode(state)
     try:
-        os.link(path, link)
-        os.replace(link, directory / "last.pt")
-    except OSError:  # file systems without hard links: a second atomic write
-        link.unlink(missing_ok=True)
-        save_checkpoint(state, directory / "last.pt")
-    for old in step_checkpoints(directory)[keep:]:
+        _write_file(path, header, payload)
+    except DiskFullError as err:
+        raise err.with_detail(
+            f"step {state['step']} was not saved, the older checkpoints are intact; {RESUME_HINT}") from None
+    for old in step_checkpoints(directory)[keep:]:  # before the copy: less space needed at once
         old.unlink(missing_ok=True)
-    for stale in directory.glob(".step-*.tmp"):  # left behind by a process killed mid-write
+    try:
+        _write_file(directory / LAST, header, payload)
+    except DiskFullError as err:
+        raise err.with_detail(f"the state of step {state['step']} is saved in {path.name}; {RESUME_HINT}") from None
+    for stale in stale_temporaries(directory):  # left behind by a process killed mid-write
         stale.unlink(missing_ok=True)
     return path
 
 
-def latest_good_checkpoint(directory: Path) -> tuple[dict[str, Any], Path] | None:
-    """The newest checkpoint in ``directory`` that verifies; skipped bad files are reported."""
-    candidates = [Path(directory) / "last.pt", *step_checkpoints(directory)]
-    errors = []
-    for path in candidates:
-        if not path.is_file():
-            continue
-        try:
-            return load_checkpoint_file(path), path
-        except CheckpointError as err:
-            errors.append(str(err))
-    if errors:
-        raise CheckpointError("no readable checkpoint: " + "; ".join(errors))
-    return None
+class FoundCheckpoint(NamedTuple):
+    """A verified checkpoint, its file, and the newer files skipped as unreadable ``(file, reason)``."""
+
+    state: dict[str, Any]
+    path: Path
+    skipped: tuple[tuple[Path, str], ...] = ()
+
+    @property
+    def step(self) -> int:
+        return int(self.state.get("step", 0))
+
+    def describe(self) -> str:
+        return f"{self.path} (step {self.step})"
+
+    def fallbacks(self) -> list[str]:
+        """One sentence per skipped file: the file, why, and what is used instead."""
+        return [f"skipped {reason}; using {self.describe()}" for _, reason in self.skipped]
+
+
+def _try_load(path: Path, skipped: list[tuple[Path, str]]) -> dict[str, Any] | None:
+    try:
+        return load_checkpoint_file(path)
+    except FileNotFoundError:
+        return None
+    except (CheckpointError, OSError, RuntimeError) as err:  # RuntimeError: torch.load of a bad payload
+        skipped.append((path, str(err) if str(err).startswith(str(path)) else f"{path}: {err}"))
+        return None
+
+
+def latest_good_checkpoint(directory: Path) -> FoundCheckpoint | None:
+    """The newest checkpoint in ``directory`` that verifies, or ``None`` if there is none at all.
+
+    ``last.pt`` is tried first; step files newer than it are tried before it is used (a kill
+    between the two writes leaves ``last.pt`` one checkpoint behind). Each unreadable file passed
+    over is announced with a :class:`CheckpointFallbackWarning`; if none is readable,
+    ``CheckpointError`` lists them all.
+    """
+    directory = Path(directory)
+    skipped: list[tuple[Path, str]] = []
+    last = _try_load(directory / LAST, skipped) if (directory / LAST).is_file() else None
+    found = None
+    for path in step_checkpoints(directory):
+        if last is not None and int(STEP_PATTERN.match(path.name).group(1)) <= last.get("step", 0):
+            break
+        state = _try_load(path, skipped)
+        if state is not None:
+            found = FoundCheckpoint(state, path, tuple(skipped))
+            break
+    if found is None and last is not None:
+        found = FoundCheckpoint(last, directory / LAST, tuple(skipped))
+    if found is None:
+        if skipped:
+            raise CheckpointError("no readable checkpoint: " + "; ".join(reason for _, reason in skipped))
+        return None
+    for message in found.fallbacks():
+        warnings.warn(message, CheckpointFallbackWarning, stacklevel=2)
+    return found

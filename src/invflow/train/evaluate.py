@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
-from typing import Iterator
+from pathlib import Path
+from typing import Any, Iterator
 
 import torch
 
 from invflow.config import Config
 from invflow.core.model import FlowModel
 from invflow.core.objectives import Objective
+from invflow.data.registry import is_toy
 from invflow.train.batches import Batch, derived_generator
 from invflow.train.distributed import DistContext, all_reduce_sum
 
@@ -19,7 +22,47 @@ def load_split(config: Config, split: str, data_dir: str | None = None):
     from invflow.data import load_image_split
 
     d = config.data
-    return load_image_split(d.dataset, split, data_dir or d.data_dir, d.image_size, d.n_bits)
+    data = load_image_split(d.dataset, split, data_dir or d.data_dir, d.image_size, d.n_bits)
+    check_labels(config, data)
+    return data
+
+
+def check_labels(config: Config, data) -> None:
+    """A model that learns p(y|x) (the hybrid classifier) needs labels its classifier can hold:
+    refuse unlabelled data (image folders; every label would be 0 and accuracy a meaningless 1.0).
+    A classifier's model section is the one that declares ``num_classes``."""
+    classes = getattr(config.model, "num_classes", None)
+    if classes is None:
+        return
+    if data.num_classes < 2:
+        raise ValueError(
+            f"{config.name}: the hybrid model (a classifier) needs class labels, but data.dataset "
+            f"{config.data.dataset!r} has none; use a labelled data set (mnist, cifar10, svhn, imagenet32, "
+            "imagenet64) or a preset that is not hybrid")
+    if data.num_classes > classes:
+        raise ValueError(
+            f"{config.name}: data.dataset {config.data.dataset!r} has {data.num_classes} classes but "
+            f"model.num_classes is {classes}; set --set model.num_classes={data.num_classes}")
+
+
+def data_provenance(config: Config, split: str, data_dir: str | None, evaluated: int | None,
+                    available: int | None = None) -> dict[str, Any]:
+    """Where an evaluation's samples come from: data set, split, directory (absolute) and counts."""
+    d = config.data
+    if is_toy(d):
+        return {"dataset": d.dataset, "split": f"held-out sample (seed {config.train.seed})", "data_dir": None,
+                "count": evaluated, "available": d.toy_samples}
+    where = data_dir or d.data_dir
+    where = str(Path(where).resolve()) if where else "the invflow cache ($INVFLOW_CACHE or ~/.cache/invflow)"
+    return {"dataset": d.dataset, "split": split, "data_dir": where, "count": evaluated, "available": available}
+
+
+def describe_provenance(p: dict[str, Any]) -> str:
+    """One line: ``mnist test split from /data/mnist, 10000 of 10000 images``."""
+    of = f" of {p['available']}" if p.get("available") is not None else ""
+    if p.get("data_dir") is None:
+        return f"{p['dataset']} {p['split']}, {p['count']}{of} points"
+    return f"{p['dataset']} {p['split']} split from {p['data_dir']}, {p['count']}{of} images"
 
 
 def held_out_batches(config: Config, images=None, limit: int | None = None,
@@ -39,6 +82,13 @@ def held_out_batches(config: Config, images=None, limit: int | None = None,
     for i in range(ctx.rank, n_batches if limit is None else min(limit, n_batches), ctx.world_size):
         sl = slice(i * batch_size, (i + 1) * batch_size)
         yield Batch(source[0][sl], source[1][sl])
+
+
+def format_estimate(mean: float, stderr: float) -> str:
+    """``mean ± stderr``, or the mean alone saying why when the standard error is undefined (one sample)."""
+    if math.isnan(stderr):
+        return f"{mean:.4f} (standard error undefined)"
+    return f"{mean:.4f} ± {stderr:.4f}"
 
 
 @dataclass
@@ -62,7 +112,8 @@ class EvalResult:
         return out
 
     def __str__(self) -> str:
-        text = f"{self.metric} {self.mean:.4f} ± {self.stderr:.4f} (standard error over {self.count} samples)"
+        text = f"{self.metric} {format_estimate(self.mean, self.stderr)} (standard error over {self.count} samples)" \
+            if self.count > 1 else f"{self.metric} {self.mean:.4f} (standard error undefined: only {self.count} sample)"
         if self.estimator_stderr is not None:
             text += f", estimator standard error {self.estimator_stderr:.4f} ({self.draws} draws per sample)"
         extras = "".join(f", {k} {v:.4f}" for k, v in self.extras.items())
@@ -106,6 +157,9 @@ def evaluate(model: FlowModel, objective: Objective, batches: Iterator[Batch], d
     if n == 0:
         raise ValueError("evaluation got no data")
     mean = total / n
+    if n < 2:
+        warnings.warn(f"evaluated on only {int(n)} sample: the split is too small for a standard error, and one "
+                      "sample says little about the model; evaluate on a larger split", RuntimeWarning, stacklevel=2)
     variance = (total_sq - n * mean**2) / (n - 1) if n > 1 else float("nan")
     stderr = math.sqrt(max(variance, 0.0) / n) if n > 1 else float("nan")
     estimator_stderr = math.sqrt(spread / draws) / n if draws > 1 else None

@@ -18,6 +18,8 @@ import os
 import signal
 from typing import BinaryIO
 
+import invflow.storage as storage
+
 ENV_VAR = "INVFLOW_FAULT"
 _writes = 0  # checkpoint files written by this process, for ``checkpoint-write:K:N``
 
@@ -57,13 +59,13 @@ def check_after_step(step: int) -> None:
 
 
 def write_checkpoint_bytes(f: BinaryIO, data: bytes) -> None:
-    """``f.write(data)``, or, for the write ``INVFLOW_FAULT=checkpoint-write:K:N`` names, write
+    """``storage.write_bytes(f, data)``, or, for the write ``INVFLOW_FAULT=checkpoint-write:K:N`` names, write
     ``min(N, len(data) - 1)`` bytes, flush and fsync them, and die."""
     global _writes
     _writes += 1
     spec = _spec()
     if spec is None or spec[0] != "checkpoint-write" or spec[1][0] != _writes:
-        f.write(data)
+        storage.write_bytes(f, data)  # the one write path of every run file (a full disk is simulated there)
         return
     f.write(data[:min(spec[1][1], len(data) - 1)])
     f.flush()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from invflow.config import Config
 from invflow.core.model import FlowModel
 from invflow.data.registry import input_shape, is_toy
 from invflow.models import build_model
+from invflow.storage import DiskFullError, disk_full_as_error
 from invflow.train import faults
 from invflow.train.batches import ImageBatches, Prefetcher, ToyBatches
 from invflow.train.checkpoint import latest_good_checkpoint
@@ -30,7 +32,7 @@ from invflow.train.evaluate import evaluate, held_out_batches, load_split
 from invflow.train.metrics import MetricsLog
 from invflow.train.run_dir import RunDir, check_same_model
 from invflow.train.run_lock import RunLock
-from invflow.train.sampling import write_samples
+from invflow.train.sampling import write_samples_or_warn
 from invflow.train.state import TrainingState
 from invflow.train.tensorboard import TensorBoardLog
 
@@ -55,6 +57,7 @@ class TrainResult:
     nonfinite: int
     seconds: float
     model: FlowModel = field(repr=False, default=None)
+    checkpoint_fallbacks: list[str] = field(default_factory=list)
 
 
 def _warmup(warmup_steps: int):
@@ -77,13 +80,22 @@ def _training_data(config: Config, data_dir: str | None, ctx: DistContext):
     return ImageBatches(train_data.images, train_data.labels, config.data, config.train.seed, ctx), test_data
 
 
+def _with_data_dir(config: Config, data_dir: str | None) -> Config:
+    """``config`` with its data directory made absolute, so ``invflow eval`` finds the data from anywhere."""
+    if not data_dir:
+        return config
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=str(Path(data_dir).resolve())))
+
+
 def train(config: Config, out: str | Path, resume: bool = False, data_dir: str | None = None,
           progress: bool | None = None) -> TrainResult:
     """Train ``config`` into run directory ``out``; with ``resume``, continue from its last checkpoint.
 
+
     The run directory has one writer (``RunLock``); SIGINT/SIGTERM finish the step, checkpoint and
     raise ``TrainingInterrupted``. A resumed run reuses the data directory its config recorded
-    unless ``config.data.data_dir`` or ``data_dir`` names another.
+    unless ``config.data.data_dir`` or ``data_dir`` names another; the one used is recorded in
+    the run's config as an absolute path.
     """
     ctx, device = init_distributed(config.train.device)
     run = RunDir(out)
@@ -98,6 +110,7 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
                 config = dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=recorded))
                 if ctx.is_main:
                     print(f"using the run's recorded data directory {recorded}")
+        config = _with_data_dir(config, data_dir or config.data.data_dir)
         with StopRequest() as stop:
             return _train(config, run, resume, data_dir, progress, ctx, device, stop)
     finally:
@@ -133,11 +146,10 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
     state = TrainingState(config, model, ema, optimizer, scheduler, scaler, ctx)
     found = latest_good_checkpoint(run.checkpoints) if resume else None
     if found is not None:
-        saved, path = found
-        check_same_model(saved["config"], config, path)
-        state.load(saved, path)
+        check_same_model(found.state["config"], config, found.path)
+        state.load(found.state, found.path)
         if ctx.is_main:
-            print(f"resuming {run.root} from {path.name} at step {state.step}")
+            print(f"resuming {run.root} from {found.path.name} at step {state.step}")
     faults.check_startup()
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if ctx.enabled else model
@@ -147,6 +159,9 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
     log = MetricsLog(run.metrics, resume_step=state.step if found is not None else 0) if ctx.is_main else None
     # Events past the resumed step are purged, so a resumed run never records a step twice.
     board = TensorBoardLog(run.tensorboard, purge_step=state.step + 1) if ctx.is_main and tc.tensorboard else None
+    fallbacks = found.fallbacks() if found is not None else []
+    if log is not None and fallbacks:
+        log.write({"step": state.step, "event": "checkpoint_fallback", "used": found.path.name, "skipped": fallbacks})
 
     def held_out():
         batches_ = held_out_batches(config, test_data, tc.eval_batches, ctx)
@@ -154,15 +169,24 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
 
     def write(record: dict) -> None:
         if log is not None:
-            log.write(record)
-        if board is not None:
-            board.scalars(record)
+            try:
+                log.write(record)
+                if board is not None:
+                    with disk_full_as_error(run.tensorboard):
+                        board.scalars(record)
+            except DiskFullError as err:
+                raise state.save_after_disk_full(run, err) from None
 
     def sample_grid(name: str) -> None:
-        path = write_samples(ema.module, config, run.samples / f"{name}.png", tc.n_samples_grid,
-                             tc.sample_temperature, seed=tc.seed, drop_nonfinite=True)
+        """A sample grid (and its TensorBoard image): a full disk costs the picture, not the run."""
+        path = write_samples_or_warn(ema.module, config, run.samples / f"{name}.png", tc.n_samples_grid,
+                                     tc.sample_temperature, seed=tc.seed)
         if board is not None and path is not None:
-            board.image("samples", state.step, path)
+            try:
+                with disk_full_as_error(run.tensorboard):
+                    board.image("samples", state.step, path)
+            except DiskFullError as err:
+                warnings.warn(f"{err}; the sample image is not in TensorBoard, training goes on", RuntimeWarning)
 
     started, window_start, window_images = time.perf_counter(), time.perf_counter(), 0
     last_save = _clock()
@@ -260,7 +284,7 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
         board.close()
     barrier(ctx)
     return TrainResult(run.root, state.step, objective.metric, train_value, result.mean, result.stderr,
-                       state.nonfinite, time.perf_counter() - started, model)
+                       state.nonfinite, time.perf_counter() - started, model, fallbacks)
 
 
 @torch.no_grad()

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
+
+from invflow.storage import append_text, write_atomic
 
 
 class MetricsLog:
@@ -14,13 +17,24 @@ class MetricsLog:
         self.path = Path(path)
         if resume_step is not None and self.path.exists():
             kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+                    if (record := _parse(line, self.path)) is not None and record.get("step", 0) <= resume_step]
+            write_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        with self.path.open("a") as f:
-            f.write(json.dumps(clean) + "\n")
+        append_text(self.path, json.dumps(clean) + "\n")
+
+
+def _parse(line: str, path: Path) -> dict[str, Any] | None:
+    """One record, or ``None`` for a blank line or a line cut short by a killed process (warned)."""
+    if not line.strip():
+        return None
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        warnings.warn(f"{path}: dropping a line cut short (a process killed while writing it): {line[:80]!r}",
+                      RuntimeWarning, stacklevel=3)
+        return None
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -14,7 +14,8 @@ import yaml
 
 from invflow.config import Config, dump_config
 from invflow.models import config_from_dict
-from invflow.train.checkpoint import CheckpointError, latest_good_checkpoint, load_checkpoint_file
+from invflow.storage import DiskFullError, is_disk_full, write_atomic
+from invflow.train.checkpoint import CheckpointError, FoundCheckpoint, latest_good_checkpoint, load_checkpoint_file
 
 
 class RunDir:
@@ -34,6 +35,8 @@ class RunDir:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
             self.samples.mkdir(parents=True, exist_ok=True)
         except OSError as err:
+            if is_disk_full(err):
+                raise DiskFullError(self.root) from None
             raise ValueError(f"cannot create run directory {self.root}: {err.strerror}") from None
         if not os.access(self.root, os.W_OK):
             raise ValueError(f"run directory {self.root} is not writable")
@@ -51,16 +54,17 @@ class RunDir:
         return data.get("data_dir") if isinstance(data, dict) else None
 
     def write_config(self, config: Config) -> None:
-        self.config.write_text(dump_config(config))
-        env = {"invflow": _version(), "torch": torch.__version__, "python": sys.version.split()[0],
-               "platform": platform.platform(), "threads": torch.get_num_threads(), "argv": sys.argv}
-        (self.root / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
+        write_atomic(self.config, dump_config(config))
+        env = {**versions(), "python": sys.version.split()[0], "platform": platform.platform(),
+               "threads": torch.get_num_threads(), "argv": sys.argv}
+        write_atomic(self.root / "environment.json", json.dumps(env, indent=2) + "\n")
 
 
-def _version() -> str:
+def versions() -> dict[str, str]:
+    """The invflow and torch versions, recorded beside every run and result."""
     from invflow import __version__
 
-    return __version__
+    return {"invflow": __version__, "torch": torch.__version__}
 
 
 def comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
@@ -81,15 +85,16 @@ def check_same_model(saved: dict[str, Any], config: Config, where: Path) -> None
                 )
 
 
-def resolve_checkpoint(path_or_run: str | Path) -> tuple[dict[str, Any], Path]:
-    """Load the checkpoint at a file path or the newest good one of a run directory."""
+def resolve_checkpoint(path_or_run: str | Path) -> FoundCheckpoint:
+    """Load the checkpoint at a file path or the newest good one of a run directory (each
+    unreadable file passed over is a ``CheckpointFallbackWarning``)."""
     path = Path(path_or_run)
     if path.is_dir():
         found = latest_good_checkpoint(RunDir(path).checkpoints)
         if found is None:
             raise FileNotFoundError(f"no checkpoint in run directory {path}")
         return found
-    return load_checkpoint_file(path), path
+    return FoundCheckpoint(load_checkpoint_file(path), path)
 
 
 def checkpoint_config(state: dict[str, Any], where: Path) -> Config:

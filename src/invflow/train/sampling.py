@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -10,8 +11,9 @@ from invflow.config import Config
 from invflow.core.model import FlowModel
 from invflow.core.nonfinite import NonFiniteSamples, nonfinite_rows
 from invflow.data.registry import is_toy
-from invflow.viz.density2d import plot_density_2d
-from invflow.viz.grids import save_image_grid
+from invflow.storage import DiskFullError, write_atomic
+from invflow.viz.density2d import density_2d_png
+from invflow.viz.grids import image_grid_png
 
 
 @torch.no_grad()
@@ -37,14 +39,16 @@ def write_samples(model: FlowModel, config: Config, path: Path, n: int, temperat
             torch.manual_seed(seed)
             if is_toy(config.data):
                 samples = _sample(model, max(n, 2000), temperature, path, drop_nonfinite)
-                return None if samples is None else plot_density_2d(model.log_prob, path, samples, title=config.name)
+                if samples is None:
+                    return None
+                return write_atomic(path, density_2d_png(model.log_prob, samples, title=config.name))
             images = _sample(model, n, temperature, path, drop_nonfinite)
             if images is None:
                 return None
             # Show samples at the data's bit depth, as the model was trained on.
             levels = 2**config.data.n_bits
             images = torch.floor(images.clamp(0, 1 - 1e-6) * levels) / (levels - 1)
-            return save_image_grid(images, path)
+            return write_atomic(path, image_grid_png(images))
     finally:
         model.train(was_training)
 
@@ -61,3 +65,14 @@ def _sample(model: FlowModel, n: int, temperature: float, path: Path, drop_nonfi
         if len(finite) == 0:
             return None
         return finite if len(model.input_shape) != 3 else finite.clamp(0.0, 1.0)
+
+
+def write_samples_or_warn(model: FlowModel, config: Config, path: Path, n: int, temperature: float = 1.0,
+                          seed: int = 0) -> Path | None:
+    """:func:`write_samples` during training (non-finite samples dropped with a warning): a full
+    disk costs the picture (a warning), not the run."""
+    try:
+        return write_samples(model, config, path, n, temperature, seed, drop_nonfinite=True)
+    except DiskFullError as err:
+        warnings.warn(f"{err}; samples skipped, training goes on", RuntimeWarning, stacklevel=2)
+        return None

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from invflow.config import Config
+from invflow.storage import RESUME_HINT, DiskFullError
 from invflow.train.checkpoint import CheckpointError, write_run_checkpoint
 from invflow.train.distributed import DistContext, all_gather_objects
 
@@ -45,6 +46,19 @@ class TrainingState:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rngs, "nonfinite": self.nonfinite,
         }, run.checkpoints, self.config.train.keep_checkpoints)
+
+    def save_after_disk_full(self, run, err: DiskFullError) -> DiskFullError:
+        """After a write failed for lack of space: checkpoint first if the disk takes it (one
+        process only: under DDP a lone rank cannot gather the others' states), and return the
+        error saying what is on disk."""
+        if self.ctx.enabled:
+            return err.with_detail(f"the newest checkpoint on disk is intact; {RESUME_HINT}")
+        try:
+            self.save(run)
+        except DiskFullError:
+            return err.with_detail(f"step {self.step} could not be checkpointed either, the older checkpoints "
+                                   f"are intact; {RESUME_HINT}")
+        return err.with_detail(f"the training state of step {self.step} was checkpointed first; {RESUME_HINT}")
 
     def load(self, saved: dict[str, Any], path: Path) -> None:
         """Restore from a verified checkpoint; this process takes its own RNG state."""

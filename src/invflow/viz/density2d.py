@@ -1,7 +1,7 @@
 """2D density plots (model density on a grid, beside samples) with matplotlib."""
 from __future__ import annotations
 
-from pathlib import Path
+import io
 from typing import Callable
 
 import matplotlib
@@ -22,11 +22,9 @@ def density_on_grid(log_prob: Callable[[Tensor], Tensor], bound: float = 4.0, re
     return xx, yy, values.exp().reshape(resolution, resolution)
 
 
-def plot_density_2d(log_prob: Callable[[Tensor], Tensor], path: str | Path, samples: Tensor | None = None,
-                    title: str = "", bound: float = 4.0, resolution: int = 200) -> Path:
-    """Save a PNG with the model density (left) and model samples (right)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def density_2d_png(log_prob: Callable[[Tensor], Tensor], samples: Tensor | None = None,
+                   title: str = "", bound: float = 4.0, resolution: int = 200) -> bytes:
+    """The bytes of a PNG with the model density (left) and model samples (right)."""
     xx, yy, density = density_on_grid(log_prob, bound, resolution)
     panels = 2 if samples is not None else 1
     fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 4), squeeze=False)
@@ -43,6 +41,7 @@ def plot_density_2d(log_prob: Callable[[Tensor], Tensor], path: str | Path, samp
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, dpi=100, format="png")
     plt.close(fig)
-    return path
+    return png.getvalue()

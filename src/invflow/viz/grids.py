@@ -1,8 +1,8 @@
-"""Image grids written as PNG with Pillow."""
+"""Image grids encoded as PNG with Pillow (the caller writes the bytes, e.g. through ``invflow.storage``)."""
 from __future__ import annotations
 
+import io
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,9 +27,8 @@ def image_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> np.
     return array[..., 0] if c == 1 else array
 
 
-def save_image_grid(images: Tensor, path: str | Path, nrow: int | None = None) -> Path:
-    """Write ``images`` (values in [0, 1]) as a PNG grid; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_grid(images, nrow)).save(path)
-    return path
+def image_grid_png(images: Tensor, nrow: int | None = None) -> bytes:
+    """``images`` (values in [0, 1]) as the bytes of a PNG grid."""
+    png = io.BytesIO()
+    Image.fromarray(image_grid(images, nrow)).save(png, format="PNG")
+    return png.getvalue()
