@@ -14,7 +14,8 @@ from torch import Tensor  # noqa: E402
 
 from invflow.core.model import FlowModel  # noqa: E402
 from invflow.latent.codec import decode, encode  # noqa: E402
-from invflow.viz.grids import save_image_grid  # noqa: E402
+from invflow.storage import write_atomic  # noqa: E402
+from invflow.viz.grids import image_grid_png  # noqa: E402
 
 
 @dataclass
@@ -46,7 +47,7 @@ def write_interpolation(result: Interpolation, path: Path, title: str = "") -> P
     pairs, steps = result.paths.shape[:2]
     if result.paths.dim() == 3:
         return _plot_paths(result, path, title)
-    return save_image_grid(result.paths.reshape(pairs * steps, *result.paths.shape[2:]), path, nrow=steps)
+    return write_atomic(path, image_grid_png(result.paths.reshape(pairs * steps, *result.paths.shape[2:]), nrow=steps))
 
 
 def _plot_paths(result: Interpolation, path: Path, title: str) -> Path:
