@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from invflow.core.flow import Flow, check_image
-from invflow.layers.coupling import ZeroConv2d
+from invflow.layers.conv_conditioner import ZeroConv2d
 
 
 class FactorOut(Flow):
