@@ -1,6 +1,7 @@
 """A folder of PNG/JPEG images (CelebA-HQ, LSUN exported as images), searched recursively.
 
-Each image is converted to RGB, center-cropped to a square and resized with Pillow's bilinear
+Each image is converted to 8-bit RGB (``image_modes.to_rgb8``: 16-bit images scaled, opaque alpha
+dropped, anything else refused by name), center-cropped to a square and resized with Pillow's bilinear
 filter (antialiased when downsampling). The split is deterministic and needs no hashing: the
 files sorted by relative path, the last tenth is ``test``, the rest ``train``. There are no
 labels (all zeros, one class).
@@ -14,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
+
+from invflow.data.image_modes import to_rgb8
 
 EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
 TEST_FRACTION_DENOMINATOR = 10  # the last 1/10 of the sorted files is the test split
@@ -35,9 +38,10 @@ def read_square_image(path: Path, size: int | None) -> np.ndarray:
     """``path`` as RGB, center-cropped to a square, resized to ``size`` if given: uint8 (3, s, s)."""
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
+            image.load()
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ValueError(f"cannot read image {path} ({err}); remove or replace it") from err
+    image = to_rgb8(image, path)
     width, height = image.size
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from invflow.train.distributed import DistContext, all_reduce_sum, barrier, init
 from invflow.train.ema import make_ema, update_ema
 from invflow.train.evaluate import evaluate, held_out_batches, load_split
 from invflow.train.metrics import MetricsLog
+from invflow.train.progress import progress_line, wants_lines
 from invflow.train.run_dir import RunDir, check_same_model
 from invflow.train.run_lock import RunLock
 from invflow.train.sampling import write_samples_or_warn
@@ -193,6 +195,8 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
     train_value = float("nan")
     bar = tqdm(total=tc.steps, initial=state.step, disable=True if not ctx.is_main else _no_bar(progress),
                dynamic_ncols=True, desc=config.name)
+    lines = ctx.is_main and wants_lines(progress)  # a log file, not a terminal: plain lines instead of the bar
+    window_step = state.step
 
     def save() -> Path | None:
         nonlocal last_save
@@ -258,7 +262,10 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
                        "grad_norm": float(grad_norm), "images_per_s": rate, "nonfinite": state.nonfinite,
                        **model.training_stats()})
                 bar.set_postfix({objective.metric: f"{train_value:.3f}", "img/s": f"{rate:.0f}"})
-                window_start, window_images = time.perf_counter(), 0
+                if lines:
+                    print(progress_line(config.name, state.step, tc.steps, objective.metric, train_value, rate,
+                                        elapsed / max(state.step - window_step, 1)), file=sys.stderr, flush=True)
+                window_start, window_images, window_step = time.perf_counter(), 0, state.step
         if stopping and state.step < tc.steps:
             stop_here()
         if bad or state.step >= tc.steps:
