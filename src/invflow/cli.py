@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from invflow.config import one_line, parse_override, presets
+from invflow.config import MAX_GRID_SAMPLES, one_line, parse_override, presets
 from invflow.core.arguments import check_number
 from invflow.core.nonfinite import NonFiniteSamples
 from invflow.models.registry import load_config
@@ -33,9 +33,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
-
-
-MAX_GRID_SAMPLES = 10_000  # one PNG grid of 100 x 100 tiles
 
 
 def _sample_count(text: str) -> int:

@@ -78,6 +78,9 @@ class DataConfig:
             positive(self, "image_size")
 
 
+MAX_GRID_SAMPLES = 10_000  # one PNG grid of 100 x 100 tiles
+
+
 @dataclass
 class TrainConfig:
     """The optimisation recipe; counts are optimizer steps."""
@@ -118,6 +121,8 @@ class TrainConfig:
             positive(self, "eval_batches")
         if self.checkpoint_minutes is not None:
             positive(self, "checkpoint_minutes")
+        if self.n_samples_grid > MAX_GRID_SAMPLES:
+            raise ValueError(f"train.n_samples_grid must be <= {MAX_GRID_SAMPLES} (one PNG grid), got {self.n_samples_grid}")
 
 
 @dataclass

@@ -32,6 +32,8 @@ def one_line_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
     ("data.dataset=imagenet16", "unknown data.dataset 'imagenet16'"),
     ("model.coeff=0.5", "unknown config key model.coeff"),  # glow has no coeff; resflow below
     ("modellevels=2", "must be section.key"),
+    ("train.n_samples_grid=20000", "train.n_samples_grid must be <= 10000 (one PNG grid), got 20000"),
+    ("train.checkpoint_minutes=0", "train.checkpoint_minutes must be > 0, got 0"),
 ])
 def test_invalid_set_values(setting: str, message: str, tmp_path: Path, capsys) -> None:
     err = one_line_error(["train", "glow-toy-rings", "--set", setting, "--out", str(tmp_path / "run")], capsys)
