@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -264,7 +263,7 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
                 bar.set_postfix({objective.metric: f"{train_value:.3f}", "img/s": f"{rate:.0f}"})
                 if lines:
                     print(progress_line(config.name, state.step, tc.steps, objective.metric, train_value, rate,
-                                        elapsed / max(state.step - window_step, 1)), file=sys.stderr, flush=True)
+                                        elapsed / max(state.step - window_step, 1)), flush=True)
                 window_start, window_images, window_step = time.perf_counter(), 0, state.step
         if stopping and state.step < tc.steps:
             stop_here()

@@ -1,8 +1,8 @@
 """Progress for logs that are not a terminal (a cluster job's output file).
 
 tqdm draws its bar only on a terminal; written to a file it would be either silent (the
-default) or a flood of carriage returns. There the loop prints one plain line every
-``train.log_every`` steps instead.
+default) or a flood of carriage returns. There the loop prints one plain line to stdout every
+``train.log_every`` steps instead (stderr stays for warnings and errors).
 """
 from __future__ import annotations
 
