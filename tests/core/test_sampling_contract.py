@@ -112,3 +112,15 @@ def test_cli_sample_refuses_to_write_non_finite_samples(tmp_path, capsys) -> Non
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "samples at temperature 1 are non-finite" in err and "ActNorm" in err
     assert not out.exists()
+
+
+def test_decoding_non_finite_latents_is_refused_with_the_layer() -> None:
+    from invflow.latent.codec import decode
+
+    model = tiny("glow-mnist-tiny")
+    name, layer = next((n, m) for n, m in model.named_modules() if isinstance(m, ActNorm))
+    with torch.no_grad():
+        layer.log_scale[0] = -200.0
+        z = model.flow(torch.rand(4, *model.input_shape))[0]
+    with pytest.raises(NonFiniteSamples, match=rf"of 4 decoded latents are non-finite .* layer {name} \(ActNorm\)"):
+        decode(model, z)

@@ -15,9 +15,10 @@ class NonFiniteSamples(RuntimeError):
     """``count`` of ``total`` samples are NaN or ±inf; ``samples`` holds all of them, ``layer`` the
     first layer (in the order the inverse runs) that produced a non-finite value from finite input."""
 
-    def __init__(self, count: int, total: int, layer: str, temperature: float, samples: Tensor) -> None:
+    def __init__(self, count: int, total: int, layer: str, temperature: float | None, samples: Tensor) -> None:
         self.count, self.total, self.layer, self.samples = count, total, layer, samples
-        super().__init__(f"{count} of {total} samples at temperature {temperature:g} are non-finite (NaN or inf); "
+        what = f"samples at temperature {temperature:g}" if temperature is not None else "decoded latents"
+        super().__init__(f"{count} of {total} {what} are non-finite (NaN or inf); "
                          f"the inverse first produced them in layer {layer}; a lower temperature, or more "
                          "training, may avoid it")
 

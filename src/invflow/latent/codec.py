@@ -6,6 +6,7 @@ from torch import Tensor
 
 from invflow.config import Config
 from invflow.core.model import FlowModel
+from invflow.core.nonfinite import NonFiniteSamples, first_nonfinite_layer, nonfinite_rows
 from invflow.data.registry import is_toy
 
 
@@ -36,8 +37,12 @@ def encode(model: FlowModel, x: Tensor) -> Tensor:
 @torch.no_grad()
 def decode(model: FlowModel, z: Tensor) -> tuple[Tensor, int | None]:
     """``x = f^{-1}(z)`` and, for residual flows, the fixed-point iterations the inverse took
-    (summed over blocks); ``None`` for flows with an analytic inverse."""
+    (summed over blocks); ``None`` for flows with an analytic inverse. Non-finite results raise
+    ``NonFiniteSamples`` naming the first layer that produced them, never reach a figure."""
     x = model.flow.inverse(z)
+    bad = nonfinite_rows(x)
+    if bool(bad.any()):
+        raise NonFiniteSamples(int(bad.sum()), x.shape[0], first_nonfinite_layer(model.flow, z[bad]), None, x)
     counts = model.inverse_iteration_counts()
     return x, (sum(counts) if counts else None)
 
