@@ -8,10 +8,14 @@
 The log-det series of a residual block backpropagates through the activation once per term
 (vector–Jacobian products) and then differentiates one of those products again (the Neumann
 surrogate). Autograd's own graph of ``x * sigmoid(beta * x) / 1.1`` replays five elementwise
-nodes per product; :class:`_LipSwishFunction` stores ``f'(x)`` once in the forward, so each
-product is one multiplication, and its backward is itself a differentiable function
-(:class:`_LipSwishBackward`) with the analytic second derivatives above, so double backward
-is exact (checked against the unfused expression by ``gradgradcheck`` in the tests).
+nodes per product; :class:`_LipSwishFunction` stores ``f'(x)`` and ``∂f/∂β`` once in the
+forward, so each product is one multiplication and β's gradient one more, and its backward is
+itself a differentiable function (:class:`_LipSwishBackward`) with the analytic second
+derivatives above, so double backward is exact (checked against the unfused expression by
+``gradgradcheck`` in the tests). On a CPU the cost of these elementwise passes is mostly fresh
+memory (page faults on every new hidden-sized tensor), so the forward and the double backward
+work in place on a few scratch tensors; zero gradients of the stored tensors are never
+materialised.
 """
 from __future__ import annotations
 
@@ -53,56 +57,70 @@ def _is_batched(t: Tensor) -> bool:
     return any(bool(check(t)) for check in checks if check is not None)
 
 
-def _derivatives(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(t, s, s(1−s), f'(x))`` by plain differentiable operations."""
-    t = beta * x
-    s = torch.sigmoid(t)
-    ss = s * (1 - s)
-    return t, s, ss, (s + t * ss) / SWISH_LIPSCHITZ_BOUND
-
-
-def _beta_derivative(x: Tensor, beta: Tensor) -> Tensor:
-    """``∂f/∂β = x²·s(1−s)/K`` elementwise."""
+def _derivatives(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+    """``(f'(x), ∂f/∂β)`` by plain differentiable operations."""
     s = torch.sigmoid(beta * x)
-    return x * x * s * (1 - s) / SWISH_LIPSCHITZ_BOUND
+    ss = s * (1 - s)
+    return (s + beta * x * ss) / SWISH_LIPSCHITZ_BOUND, x * x * ss / SWISH_LIPSCHITZ_BOUND
+
+
+def _layout_like(t: Tensor | None, like: Tensor) -> Tensor | None:
+    """``t`` in the memory format of ``like`` (channels-last or not): elementwise operations on
+    tensors of mixed layouts run strided and slow."""
+    if t is None or t.dim() != 4 or t.shape != like.shape:
+        return t
+    cl = torch.channels_last
+    if like.is_contiguous(memory_format=cl) and not like.is_contiguous() and not t.is_contiguous(memory_format=cl):
+        return t.contiguous(memory_format=cl)
+    return t
 
 
 class _LipSwishBackward(torch.autograd.Function):
     """``(grad·f'(x), Σ grad·∂f/∂β)``, the backward of LipSwish as a function of ``(grad, x, β)``
-    (``d = f'(x)`` and ``s = σ(βx)`` passed in from the forward; the β term only when
+    (``d = f'(x)`` and ``b = ∂f/∂β`` passed in from the forward; the β term only when
     ``with_beta``), with the analytic second derivatives; its own backward is made of plain
     operations, so every higher derivative is exact too."""
 
     @staticmethod
-    def forward(grad: Tensor, x: Tensor, beta: Tensor, d: Tensor, s: Tensor, with_beta: bool) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        grad_beta = (grad * x * x * s * (1 - s)).sum() / SWISH_LIPSCHITZ_BOUND if with_beta else beta.new_zeros(())
+    def forward(grad: Tensor, x: Tensor, beta: Tensor, d: Tensor, b: Tensor, with_beta: bool) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        grad_beta = torch.sum(grad * b) if with_beta else beta.new_zeros(())
         return grad * d, grad_beta
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
-        grad, x, beta, d, s, _ = inputs
+        grad, x, beta, d, b, _ = inputs
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(grad, x, beta, d, s)
+        ctx.save_for_backward(grad, x, beta, d, b)
 
     @staticmethod
     def backward(ctx, gg_x: Tensor | None, gg_beta: Tensor | None):  # type: ignore[override]
-        grad, x, beta, d, s = ctx.saved_tensors
+        grad, x, beta, d, b = ctx.saved_tensors
+        gg_x, gg_beta = _layout_like(gg_x, x), _layout_like(gg_beta, x)
         k = SWISH_LIPSCHITZ_BOUND
-        t = beta * x
-        ss = s * (1 - s)
-        one_m_2s = 1 - 2 * s
-        q = ss * (2 + t * one_m_2s)  # K·q: f'' = β·q/K, ∂f'/∂β = x·q/K
         g_grad = g_x = g_beta = None
         if gg_x is not None:
             g_grad = gg_x * d
-            ggq = grad * gg_x * q
-            g_x = ggq * (beta / k)
-            g_beta = (ggq * x).sum() / k
-        if gg_beta is not None:  # b = Σ grad·x²·s(1−s)/K
-            dss = ss * one_m_2s  # d s(1−s) / dt
-            b_grad = gg_beta * (x * x * ss / k)
+            if torch.is_grad_enabled():  # differentiated again: plain out-of-place operations
+                t = beta * x
+                s = torch.sigmoid(t)
+                q = s * (1 - s) * (2 + t * (1 - 2 * s))
+                g_x = grad * gg_x * q * (beta / k)
+                g_beta = torch.sum(g_x * x) / beta
+            else:  # the same values with three scratch tensors instead of a dozen
+                t = beta * x
+                s = torch.sigmoid(t)
+                q = torch.rsub(s, 1).mul_(s)  # s(1−s)
+                t.mul_(s.mul_(-2).add_(1)).add_(2)  # 2 + t(1−2s)
+                g_x = q.mul_(t).mul_(grad).mul_(gg_x).mul_(beta / k)
+                g_beta = torch.mul(g_x, x, out=t).sum() / beta
+        if gg_beta is not None:  # Σ grad·b, b = x²·s(1−s)/K
+            t = beta * x
+            s = torch.sigmoid(t)
+            ss = s * (1 - s)
+            dss = ss * (1 - 2 * s)  # d s(1−s) / dt
+            b_grad = gg_beta * b
             b_x = grad * gg_beta * (2 * x * ss + x * t * dss) / k
-            b_beta = (grad * gg_beta * x * x * x * dss).sum() / k
+            b_beta = torch.sum(grad * gg_beta * x * x * x * dss) / k
             g_grad = b_grad if g_grad is None else g_grad + b_grad
             g_x = b_x if g_x is None else g_x + b_x
             g_beta = b_beta if g_beta is None else g_beta + b_beta
@@ -110,35 +128,42 @@ class _LipSwishBackward(torch.autograd.Function):
 
 
 class _LipSwishFunction(torch.autograd.Function):
-    """``x·σ(βx)/K`` storing ``f'(x)`` and ``σ(βx)`` for its backward (non-differentiable outputs)."""
+    """``x·σ(βx)/K`` storing ``d = f'(x)`` and ``b = ∂f/∂β`` for its backward (non-differentiable
+    outputs, never materialised as zero gradients)."""
 
     @staticmethod
     def forward(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
+        # four allocations: t (freed on return), s (becomes d), the output, and s(1−s) (becomes b)
         t = beta * x
         s = torch.sigmoid(t)
-        d = torch.addcmul(s, t, s * (1 - s)).mul_(1 / SWISH_LIPSCHITZ_BOUND)
-        return (x * s).mul_(1 / SWISH_LIPSCHITZ_BOUND), d, s
+        out = torch.mul(x, s).mul_(1 / SWISH_LIPSCHITZ_BOUND)
+        ss = torch.rsub(s, 1).mul_(s)
+        d = s.addcmul_(t, ss).mul_(1 / SWISH_LIPSCHITZ_BOUND)
+        b = ss.mul_(x).mul_(x).mul_(1 / SWISH_LIPSCHITZ_BOUND)
+        return out, d, b
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
         x, beta = inputs
-        _, d, s = output
-        ctx.mark_non_differentiable(d, s)
-        ctx.save_for_backward(x, beta, d, s)
+        _, d, b = output
+        ctx.mark_non_differentiable(d, b)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, beta, d, b)
         ctx.beta_edge = torch.autograd.graph.get_gradient_edge(beta).node if ctx.needs_input_grad[1] else None
 
     @staticmethod
-    def backward(ctx, grad: Tensor, _grad_d: Tensor | None = None, _grad_s: Tensor | None = None):  # type: ignore[override]
-        x, beta, d, s = ctx.saved_tensors
+    def backward(ctx, grad: Tensor | None, _grad_d: Tensor | None = None, _grad_b: Tensor | None = None):  # type: ignore[override]
+        if grad is None:
+            return None, None
+        x, beta, d, b = ctx.saved_tensors
         with_beta = _beta_grad_needed(ctx.beta_edge)
         if torch.is_grad_enabled():  # create_graph: a differentiable backward
             if _is_batched(grad):  # vmap cannot nest autograd Functions here: plain operations
-                return grad * _derivatives(x, beta)[3], (grad * _beta_derivative(x, beta)).sum().reshape(beta.shape)
-            grad_x, grad_beta = _LipSwishBackward.apply(grad, x, beta, d, s, with_beta)
+                d_ref, b_ref = _derivatives(x, beta)
+                return grad * d_ref, torch.sum(grad * b_ref).reshape(beta.shape)
+            grad_x, grad_beta = _LipSwishBackward.apply(grad, x, beta, d, b, with_beta)
             return grad_x, grad_beta.reshape(beta.shape) if with_beta else None
-        grad_beta = None
-        if with_beta:
-            grad_beta = (grad * x * x * s * (1 - s)).sum().reshape(beta.shape) / SWISH_LIPSCHITZ_BOUND
+        grad_beta = torch.sum(grad * b).reshape(beta.shape) if with_beta else None
         return grad * d, grad_beta
 
 
