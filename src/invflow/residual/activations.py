@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from invflow.residual.engine import gradient_node, is_batched, will_execute
+
 # max_t d/dt [t·sigmoid(t)] = 1.0998… for every β (the derivative depends on βx only), so
 # dividing by 1.1 makes the map 1-Lipschitz elementwise, hence in every p-norm.
 SWISH_LIPSCHITZ_BOUND = 1.1
@@ -33,28 +35,6 @@ SWISH_LIPSCHITZ_BOUND = 1.1
 def lipswish_reference(x: Tensor, beta: Tensor) -> Tensor:
     """The unfused expression ``x·σ(βx)/1.1``, differentiated by autograd (tests compare against it)."""
     return x * torch.sigmoid(beta * x) / SWISH_LIPSCHITZ_BOUND
-
-
-def _beta_grad_needed(edge: object | None) -> bool:
-    """Whether the running backward pass will use the gradient of β (the series' vector–Jacobian
-    products ask for the gradient of ``x`` only, so β's reduction is skipped there)."""
-    if edge is None:
-        return False
-    will_execute = getattr(torch._C, "_will_engine_execute_node", None)
-    if will_execute is None:  # pragma: no cover - older torch: always compute
-        return True
-    try:
-        return bool(will_execute(edge))
-    except RuntimeError:  # pragma: no cover - not called from inside the engine
-        return True
-
-
-def _is_batched(t: Tensor) -> bool:
-    """Whether ``t`` is batched by ``vmap`` (``is_grads_batched`` backward passes use the legacy
-    batching), where an autograd Function cannot be nested in another's backward."""
-    functorch = getattr(torch._C, "_functorch", None)
-    checks = [getattr(functorch, n, None) for n in ("is_legacy_batchedtensor", "is_batchedtensor")]
-    return any(bool(check(t)) for check in checks if check is not None)
 
 
 def _derivatives(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
@@ -149,16 +129,16 @@ class _LipSwishFunction(torch.autograd.Function):
         ctx.mark_non_differentiable(d, b)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, beta, d, b)
-        ctx.beta_edge = torch.autograd.graph.get_gradient_edge(beta).node if ctx.needs_input_grad[1] else None
+        ctx.beta_node = gradient_node(beta)
 
     @staticmethod
     def backward(ctx, grad: Tensor | None, _grad_d: Tensor | None = None, _grad_b: Tensor | None = None):  # type: ignore[override]
         if grad is None:
             return None, None
         x, beta, d, b = ctx.saved_tensors
-        with_beta = _beta_grad_needed(ctx.beta_edge)
+        with_beta = will_execute(ctx.beta_node)
         if torch.is_grad_enabled():  # create_graph: a differentiable backward
-            if _is_batched(grad):  # vmap cannot nest autograd Functions here: plain operations
+            if is_batched(grad):  # vmap cannot nest autograd Functions here: plain operations
                 d_ref, b_ref = _derivatives(x, beta)
                 return grad * d_ref, torch.sum(grad * b_ref).reshape(beta.shape)
             grad_x, grad_beta = _LipSwishBackward.apply(grad, x, beta, d, b, with_beta)

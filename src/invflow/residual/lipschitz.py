@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invflow.core.hooks import UpdatesAfterOptimizerStep
+from invflow.residual.conv import conv2d
 from invflow.residual.induced_norm import (
     Order,
     closed_form_norm,
@@ -261,7 +262,7 @@ class SpectralNormConv2d(_InducedNormMixin, nn.Conv2d):
         if self.channels_last:
             x = x.to(memory_format=torch.channels_last)
             weight = weight.to(memory_format=torch.channels_last)
-        return F.conv2d(x, weight, self.bias, padding=self.padding)
+        return conv2d(x, weight, self.bias, self.padding[0])
 
 
 def update_lipschitz(module: nn.Module) -> None:
