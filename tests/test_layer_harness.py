@@ -15,9 +15,24 @@ def test_inverse_of_forward_is_identity(case: LayerCase) -> None:
     x = case.inputs()
     with torch.no_grad():
         z, _ = layer(x)
-        x_rec = layer.inverse(z)
+        x_rec, _ = layer.inverse(z)
     assert x_rec.shape == x.shape
     torch.testing.assert_close(x_rec, x, atol=case.inverse_atol, rtol=0)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_inverse_logdet_is_minus_forward_logdet_at_the_inverse_point(case: LayerCase) -> None:
+    # log|det ∂x/∂z| at z = -log|det ∂z/∂x| at x = f^{-1}(z), on latents the layer maps data to.
+    layer = case.build()
+    with torch.no_grad():
+        z, _ = layer(case.inputs())
+        x, inverse_logdet = layer.inverse(z)
+        _, forward_logdet = layer(x)
+        x_only = layer.inverse_without_logdet(z)
+    assert inverse_logdet.shape == (z.shape[0],)
+    assert inverse_logdet.dtype == torch.float64
+    torch.testing.assert_close(inverse_logdet, -forward_logdet, atol=case.logdet_atol, rtol=0)
+    torch.testing.assert_close(x_only, x, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)

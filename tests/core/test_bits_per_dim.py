@@ -18,8 +18,9 @@ class Probit(Flow):
         log_normal = -0.5 * z**2 - 0.5 * math.log(2 * math.pi)
         return z.reshape(x.shape[0], -1), -log_normal.reshape(x.shape[0], -1).sum(1)
 
-    def inverse(self, z: Tensor) -> Tensor:
-        return 0.5 * (1 + torch.erf(z.reshape(-1, 3, 2, 2) / math.sqrt(2)))
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        x = 0.5 * (1 + torch.erf(z.reshape(-1, 3, 2, 2) / math.sqrt(2)))
+        return x, -self(x)[1]
 
 
 def test_uniform_model_has_exactly_n_bits_per_dim() -> None:

@@ -1,6 +1,8 @@
 """The Flow contract (docs/architecture.md section 2) and its composition."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -9,7 +11,10 @@ class Flow(nn.Module):
     """An invertible map ``x -> z`` with the log-determinant of its Jacobian.
 
     ``forward(x)`` returns ``(z, logdet)`` where ``logdet = log|det dz/dx|`` per sample, shape
-    ``(batch,)`` in the dtype and on the device of ``x``. ``inverse(z)`` returns ``x``.
+    ``(batch,)`` in the dtype and on the device of ``x``. ``inverse(z)`` returns ``(x, logdet)``
+    with ``logdet = log|det dx/dz| = −log|det dz/dx|`` at ``x`` (the convention of nflows'
+    transforms). ``inverse_without_logdet(z)`` returns ``x`` alone; layers whose inverse log-det
+    costs an extra pass (residual blocks) override it, so sampling does not pay for it.
     ``layer_name`` is the layer's place in a model (``flow.flows.0.flows.3``), set by
     ``name_layers``, so errors and reports can say which layer they mean.
     """
@@ -23,8 +28,12 @@ class Flow(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def inverse(self, z: Tensor) -> Tensor:  # pragma: no cover - abstract
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def inverse_without_logdet(self, z: Tensor) -> Tensor:
+        """``x = f^{-1}(z)`` without its log-det: what sampling needs."""
+        return self.inverse(z)[0]
 
 
 def name_layers(root: nn.Module) -> None:
@@ -53,9 +62,16 @@ class SequentialFlow(Flow):
             logdet = logdet + ld
         return x, logdet
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        logdet = zero_logdet(z)
         for flow in reversed(self.flows):
-            z = flow.inverse(z)
+            z, ld = flow.inverse(z)
+            logdet = logdet + ld
+        return z, logdet
+
+    def inverse_without_logdet(self, z: Tensor) -> Tensor:
+        for flow in reversed(self.flows):
+            z = flow.inverse_without_logdet(z)
         return z
 
     def __len__(self) -> int:
@@ -66,19 +82,18 @@ class SequentialFlow(Flow):
 
 
 class InverseFlow(Flow):
-    """The inverse ``f^{-1}`` of a flow, with ``log|det J_{f^{-1}}(z)| = -log|det J_f(f^{-1}(z))|``."""
+    """The inverse ``f^{-1}`` of a flow, with ``log|det J_{f^{-1}}(z)| = -log|det J_f(f^{-1}(z))|``:
+    ``forward`` is ``f.inverse`` and ``inverse`` is ``f.forward``, one pass each."""
 
     def __init__(self, flow: Flow) -> None:
         super().__init__()
         self.flow = flow
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.flow.inverse(z)
-        _, logdet = self.flow(x)
-        return x, -logdet
+        return self.flow.inverse(z)
 
-    def inverse(self, x: Tensor) -> Tensor:
-        return self.flow(x)[0]
+    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.flow(x)
 
 
 class Flatten(Flow):
@@ -92,12 +107,9 @@ class Flatten(Flow):
         check_shape(x, self.shape, type(self).__name__)
         return x.reshape(x.shape[0], -1), zero_logdet(x)
 
-    def inverse(self, z: Tensor) -> Tensor:
-        numel = 1
-        for s in self.shape:
-            numel *= s
-        check_shape(z, (numel,), f"{type(self).__name__}.inverse")
-        return z.reshape(z.shape[0], *self.shape)
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        check_shape(z, (math.prod(self.shape),), f"{type(self).__name__}.inverse")
+        return z.reshape(z.shape[0], *self.shape), zero_logdet(z)
 
 
 def check_shape(x: Tensor, expected: tuple[int | None, ...], where: str) -> None:

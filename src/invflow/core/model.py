@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +28,22 @@ class FlowModel(nn.Module):
     A model family says what it supports through the hooks below, which have defaults; the
     training loop and evaluation read only these, never the family's name
     (docs/architecture.md, "Adding a model family").
+
+    As a distribution it follows ``torch.distributions``: ``log_prob(x)``, ``sample(sample_shape)``,
+    ``rsample`` (where ``has_rsample``), plus ``sample_and_log_prob`` (one pass). Where it differs:
+    a residual flow's ``log_prob`` is a stochastic unbiased estimate (Russian-roulette log-det,
+    fresh randomness each call, and ``model.train()``/``model.eval()`` choose the estimator);
+    ``sample`` takes a ``temperature`` and clamps images to [0, 1]; residual flows have no
+    ``rsample``.
+
+    >>> import torch
+    >>> from invflow import ActNorm, FlowModel, SequentialFlow, StandardNormal
+    >>> model = FlowModel(SequentialFlow(ActNorm(2, vector=True)), StandardNormal((2,)), input_shape=(2,))
+    >>> model.log_prob(torch.zeros(3, 2)).shape
+    torch.Size([3])
+    >>> x, log_p = model.sample_and_log_prob(4)
+    >>> torch.allclose(log_p, model.log_prob(x))
+    True
     """
 
     #: Why ``torch.compile`` cannot train this model; ``None`` when it can.
@@ -37,6 +54,8 @@ class FlowModel(nn.Module):
     eval_draws: int = 1
     #: One line saying which log-det evaluation reports.
     estimator: str = "exact log-det"
+    #: Why ``rsample`` cannot differentiate through this model's inverse; ``None`` when it can.
+    rsample_unsupported: str | None = None
 
     def __init__(self, flow: Flow, prior: StandardNormal, input_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -60,7 +79,8 @@ class FlowModel(nn.Module):
         return VectorBits() if len(self.input_shape) == 1 else ImageBitsPerDim(n_bits)
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """Per-sample log-density of ``x`` (shape ``(B, *input_shape)``), in nats."""
+        """Per-sample log-density of ``x`` (shape ``(B, *input_shape)``), in nats; for residual flows
+        an unbiased stochastic estimate (see the class docstring)."""
         check_shape(x, self.input_shape, "FlowModel.log_prob")
         if x.dtype != self.prior.dtype:
             # Integer pixels would otherwise be read as a point far outside [0, 1]: a silent wrong answer.
@@ -99,10 +119,53 @@ class FlowModel(nn.Module):
         empty for models whose inverse is closed-form."""
         return []
 
-    @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, raw: bool = False, chunk_size: int = SAMPLE_CHUNK) -> Tensor:
-        """``n`` samples ``x = f^{-1}(z)``, ``z ~ N(0, temperature^2 I)``, in the space of ``log_prob``.
+    @property
+    def has_rsample(self) -> bool:
+        """Whether ``rsample`` can differentiate through the inverse (as in ``torch.distributions``)."""
+        return self.rsample_unsupported is None
 
+    def _sample_count(self, sample_shape: int | Sequence[int]) -> tuple[int, tuple[int, ...], str]:
+        """``(n, shape, what)``: an ``int`` n is ``(n,)`` (the original form); a tuple / ``torch.Size``
+        is torch.distributions' ``sample_shape``, ``()`` one sample without a batch dimension."""
+        if isinstance(sample_shape, (tuple, list, torch.Size)):
+            shape = tuple(check_count(v, "every entry of sample_shape") for v in sample_shape)
+            return math.prod(shape), shape, f"sample({shape})"
+        n = check_count(sample_shape, "n")
+        return n, (n,), f"sample(n={n})"
+
+    def _draw(self, sample_shape: int | Sequence[int], temperature: float, chunk_size: int,
+              with_logdet: bool) -> tuple[Tensor, Tensor, Tensor | None, tuple[int, ...]]:
+        """``(x, z, log|det ∂x/∂z| or None, sample_shape)`` for ``z ~ N(0, T² I)``, ``x = f^{-1}(z)``
+        computed in chunks; non-finite samples raise ``NonFiniteSamples``."""
+        n, shape, what = self._sample_count(sample_shape)
+        chunk_size = check_count(chunk_size, "chunk_size")
+        temperature = check_number(temperature, "temperature", low=0.0)
+        check_fits_in_memory(n * self.dims * self.prior.dtype.itemsize, self.prior._anchor.device, what)
+        z = self.prior.sample(n, temperature)
+        parts = z.split(chunk_size)
+        if with_logdet:
+            xs, logdets = zip(*(self.flow.inverse(part) for part in parts))
+            x, logdet = torch.cat(xs), torch.cat(logdets)
+        else:
+            x, logdet = torch.cat([self.flow.inverse_without_logdet(part) for part in parts]), None
+        bad = nonfinite_rows(x)
+        if bool(bad.any()):
+            with torch.no_grad():
+                layer = first_nonfinite_layer(self.flow, z[bad])
+            raise NonFiniteSamples(int(bad.sum()), n, layer, temperature, x.detach())
+        return x, z, logdet, shape
+
+    def _finish(self, x: Tensor, shape: tuple[int, ...], raw: bool) -> Tensor:
+        x = x if raw or len(self.input_shape) != 3 else x.clamp(0.0, 1.0)
+        return x.reshape(*shape, *self.input_shape)
+
+    @torch.no_grad()
+    def sample(self, sample_shape: int | Sequence[int] = (), temperature: float = 1.0, raw: bool = False,
+               chunk_size: int = SAMPLE_CHUNK) -> Tensor:
+        """Samples ``x = f^{-1}(z)``, ``z ~ N(0, temperature^2 I)``, in the space of ``log_prob``.
+
+        ``sample(n)`` gives ``(n, *input_shape)``; a tuple ``sample_shape`` gives
+        ``(*sample_shape, *input_shape)`` as in ``torch.distributions`` (``sample()`` is one sample).
         Images come back in [0, 1], the space ``log_prob`` and ``bits_per_dim`` read: ``f^{-1}(z)``
         clamped, because a flow puts a little mass outside the data's range (a logit transform's
         inverse reaches ``−α/(1−2α)``, a Glow has no bound at all). ``raw=True`` returns the
@@ -110,18 +173,40 @@ class FlowModel(nn.Module):
         runs in chunks of ``chunk_size`` samples, so memory beyond the result stays bounded.
         Raises ``NonFiniteSamples`` (count, and the layer that produced them) rather than
         returning NaN or inf.
+
+        >>> import torch
+        >>> from invflow import FlowModel, SequentialFlow, StandardNormal
+        >>> model = FlowModel(SequentialFlow(), StandardNormal((2,)), input_shape=(2,))
+        >>> model.sample(5).shape, model.sample((3, 4)).shape, model.sample().shape
+        (torch.Size([5, 2]), torch.Size([3, 4, 2]), torch.Size([2]))
         """
-        n = check_count(n, "n")
-        chunk_size = check_count(chunk_size, "chunk_size")
-        temperature = check_number(temperature, "temperature", low=0.0)
-        check_fits_in_memory(n * self.dims * self.prior.dtype.itemsize, self.prior._anchor.device,
-                             f"sample(n={n})")
-        z = self.prior.sample(n, temperature)
-        x = torch.cat([self.flow.inverse(part) for part in z.split(chunk_size)])
-        bad = nonfinite_rows(x)
-        if bool(bad.any()):
-            raise NonFiniteSamples(int(bad.sum()), n, first_nonfinite_layer(self.flow, z[bad]), temperature, x)
-        return x if raw or len(self.input_shape) != 3 else x.clamp(0.0, 1.0)
+        x, _, _, shape = self._draw(sample_shape, temperature, chunk_size, with_logdet=False)
+        return self._finish(x, shape, raw)
+
+    def rsample(self, sample_shape: int | Sequence[int] = (), temperature: float = 1.0, raw: bool = False) -> Tensor:
+        """Like ``sample``, but differentiable: ``x = f^{-1}(T·ε)``, ``ε ~ N(0, I)`` (the
+        reparametrisation), with gradients to the model's parameters. Glow-family inverses are
+        closed-form or triangular solves, so autograd runs through them; a model whose inverse is
+        not differentiable refuses with its ``rsample_unsupported`` reason. Clamping images to
+        [0, 1] (``raw=False``) has zero gradient where it clamps.
+        """
+        if self.rsample_unsupported is not None:
+            raise NotImplementedError(f"{type(self).__name__}.rsample: {self.rsample_unsupported}")
+        x, _, _, shape = self._draw(sample_shape, temperature, SAMPLE_CHUNK, with_logdet=False)
+        return self._finish(x, shape, raw)
+
+    @torch.no_grad()
+    def sample_and_log_prob(self, sample_shape: int | Sequence[int] = (), temperature: float = 1.0,
+                            chunk_size: int = SAMPLE_CHUNK) -> tuple[Tensor, Tensor]:
+        """``(x, log p(x))`` in one pass: ``log p(x) = log p_Z(z) − log|det ∂x/∂z|`` from the
+        inverse's own log-det, no second forward. ``x`` is the raw ``f^{-1}(z)`` (not clamped), the
+        point whose density ``log p`` is; ``log p`` is the model's density at temperature 1 whatever
+        ``temperature`` draws ``z``. For residual flows the log-det, hence ``log p``, is the
+        blocks' stochastic unbiased estimate, as in ``log_prob``.
+        """
+        x, z, logdet, shape = self._draw(sample_shape, temperature, chunk_size, with_logdet=True)
+        log_prob = self.prior.log_prob(z) - logdet
+        return self._finish(x, shape, raw=True), log_prob.reshape(shape)
 
     def bits_per_dim(self, x_int: Tensor, n_bits: int) -> Tensor:
         """Per-sample bits/dim of integer images, docs/architecture.md section 3.

@@ -37,11 +37,11 @@ def first_nonfinite_layer(flow: Flow, z: Tensor) -> str:
     def watch(module: Flow):
         inverse = module.inverse
 
-        def watched_inverse(y: Tensor) -> Tensor:
-            x = inverse(y)
+        def watched_inverse(y: Tensor) -> tuple[Tensor, Tensor]:
+            x, logdet = inverse(y)
             if not culprits and isinstance(x, Tensor) and bool((nonfinite_rows(x) & ~nonfinite_rows(y)).any()):
                 culprits.append(module.describe())
-            return x
+            return x, logdet
 
         return watched_inverse
 

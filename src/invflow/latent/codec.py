@@ -39,7 +39,7 @@ def decode(model: FlowModel, z: Tensor) -> tuple[Tensor, int | None]:
     """``x = f^{-1}(z)`` and, for residual flows, the fixed-point iterations the inverse took
     (summed over blocks); ``None`` for flows with an analytic inverse. Non-finite results raise
     ``NonFiniteSamples`` naming the first layer that produced them, never reach a figure."""
-    x = model.flow.inverse(z)
+    x = model.flow.inverse_without_logdet(z)
     bad = nonfinite_rows(x)
     if bool(bad.any()):
         raise NonFiniteSamples(int(bad.sum()), x.shape[0], first_nonfinite_layer(model.flow, z[bad]), None, x)

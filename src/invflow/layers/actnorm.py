@@ -65,6 +65,6 @@ class ActNorm(Flow):
         y = (x + self._view(self.bias)) * torch.exp(self._view(self.log_scale))
         return y, self._logdet(x)
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         check_shape(z, self._expected(), "ActNorm.inverse")
-        return z * torch.exp(-self._view(self.log_scale)) - self._view(self.bias)
+        return z * torch.exp(-self._view(self.log_scale)) - self._view(self.bias), -self._logdet(z)

@@ -6,9 +6,13 @@ conditions the transform of ``x_b``:
 - affine:   ``y_b = (x_b + t(x_a)) * s(x_a)``, ``log s = bounded_log_scale(h)``, ``log|det| = Σ log s``;
 - additive: ``y_b = x_b + t(x_a)``, ``log|det| = 0``.
 
-Images are ``(B, C, H, W)`` with convolutional conditioners; vectors ``(B, D)`` with MLPs.
+Images are ``(B, C, H, W)`` with convolutional conditioners; vectors ``(B, D)`` with MLPs. A
+coupling builds its conditioner from ``hidden`` (Glow's network), or from a user's
+``conditioner(in_channels, out_channels)`` factory (like nflows' ``transform_net_create_fn``).
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -52,33 +56,48 @@ def mlp_coupling_net(in_features: int, out_features: int, hidden_features: int) 
     )
 
 
+#: ``conditioner(in_channels, out_channels) -> nn.Module``: a network mapping ``x_a``, shape
+#: ``(B, in_channels, *spatial)``, to the transform's parameters ``(B, out_channels, *spatial)``.
+ConditionerFactory = Callable[[int, int], nn.Module]
+
+
+def default_conditioner(shape: tuple[int, ...], hidden: int) -> ConditionerFactory:
+    """Glow's conditioner for images ``(C, H, W)``, an MLP for vectors ``(D,)``, ``hidden`` wide."""
+    if len(shape) == 1:
+        return lambda n_in, n_out: mlp_coupling_net(n_in, n_out, hidden)
+    return lambda n_in, n_out: ConvConditioner(n_in, n_out, hidden)
+
+
 class _Coupling(LowPrecisionConditioner, Flow):
     """Shared split/merge and input checks; subclasses define the transform of ``x_b``.
 
-    ``autocast_dtype`` (set by ``FlowModel.set_conditioner_precision``) runs only the conditioner
-    network in bf16/fp16; its output is cast back, so the transform and log-det stay in the
-    input's precision.
+    The conditioner network comes from ``conditioner(in_channels, out_channels)`` when given, else
+    from ``default_conditioner(shape, hidden)``; exactly one of ``hidden`` and ``conditioner`` is
+    set. ``autocast_dtype`` (set by ``FlowModel.set_conditioner_precision``) runs only the
+    conditioner network in bf16/fp16; its output is cast back, so the transform and log-det stay
+    in the input's precision.
     """
 
     params_per_dim = 1
 
-    def __init__(self, shape: tuple[int, ...], hidden: int, swap: bool = False) -> None:
+    def __init__(self, shape: tuple[int, ...], hidden: int | None = None, swap: bool = False,
+                 conditioner: ConditionerFactory | None = None) -> None:
         super().__init__()
+        name = type(self).__name__
         self.shape = tuple(shape)
+        if len(self.shape) not in (1, 3):
+            raise ValueError(f"{name}: shape must be (D,) or (C, H, W), got {shape}")
         channels = self.shape[0]
         if channels < 2:
-            raise ValueError(f"{type(self).__name__}: needs at least 2 channels, got {channels}")
+            raise ValueError(f"{name}: needs at least 2 channels, got {channels}")
+        if (hidden is None) == (conditioner is None):
+            raise ValueError(f"{name}: give either hidden (the default conditioner's width) or a conditioner "
+                             "factory, not both or neither")
         self.swap = swap
         self.split = channels // 2
         self.n_a = channels - self.split if swap else self.split
-        n_b = channels - self.n_a
-        out = self.params_per_dim * n_b
-        if len(self.shape) == 1:
-            self.net = mlp_coupling_net(self.n_a, out, hidden)
-        elif len(self.shape) == 3:
-            self.net = ConvConditioner(self.n_a, out, hidden)
-        else:
-            raise ValueError(f"{type(self).__name__}: shape must be (D,) or (C, H, W), got {shape}")
+        self.n_params = self.params_per_dim * (channels - self.n_a)
+        self.net = (conditioner or default_conditioner(self.shape, hidden))(self.n_a, self.n_params)
 
     def _check(self, x: Tensor, where: str) -> None:
         check_shape(x, (self.shape[0],) + (None,) * (len(self.shape) - 1), f"{type(self).__name__}.{where}")
@@ -92,9 +111,14 @@ class _Coupling(LowPrecisionConditioner, Flow):
 
     def _conditioner(self, a: Tensor) -> Tensor:
         if self.autocast_dtype is None:
-            return self.net(a)
-        with torch.autocast(a.device.type, dtype=self.autocast_dtype):
-            return self.net(a).to(a.dtype)
+            h = self.net(a)
+        else:
+            with torch.autocast(a.device.type, dtype=self.autocast_dtype):
+                h = self.net(a).to(a.dtype)
+        if h.shape != (a.shape[0], self.n_params, *a.shape[2:]):
+            raise ValueError(f"{self.describe()}: the conditioner must map {tuple(a.shape)} to "
+                             f"{(a.shape[0], self.n_params, *a.shape[2:])}, got {tuple(h.shape)}")
+        return h
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x, "forward")
@@ -102,10 +126,11 @@ class _Coupling(LowPrecisionConditioner, Flow):
         y_b, logdet = self._transform(b, self._conditioner(a))
         return self._merge(a, y_b), logdet
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         self._check(z, "inverse")
         a, y_b = self._split(z)
-        return self._merge(a, self._inverse_transform(y_b, self._conditioner(a)))
+        x_b, logdet = self._inverse_transform(y_b, self._conditioner(a))
+        return self._merge(a, x_b), logdet
 
 
 class AffineCoupling(_Coupling):
@@ -125,9 +150,9 @@ class AffineCoupling(_Coupling):
         y = (b + shift) * torch.exp(log_scale)
         return y, log_scale.reshape(b.shape[0], -1).sum(dim=1)
 
-    def _inverse_transform(self, y: Tensor, h: Tensor) -> Tensor:
+    def _inverse_transform(self, y: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         shift, log_scale = self._shift_scale(h)
-        return y * torch.exp(-log_scale) - shift
+        return y * torch.exp(-log_scale) - shift, -log_scale.reshape(y.shape[0], -1).sum(dim=1)
 
 
 class AdditiveCoupling(_Coupling):
@@ -136,5 +161,5 @@ class AdditiveCoupling(_Coupling):
     def _transform(self, b: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         return b + h, zero_logdet(b)
 
-    def _inverse_transform(self, y: Tensor, h: Tensor) -> Tensor:
-        return y - h
+    def _inverse_transform(self, y: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        return y - h, zero_logdet(y)

@@ -62,7 +62,8 @@ def causal_conv_inverse(y: Tensor, weight: Tensor) -> Tensor:
     x = y.new_zeros(b, c, h + 2 * p, w + 2 * p)
     for i in range(h):
         for j in range(w):
-            known = x[:, :, i : i + k, j : j + k].reshape(b, c * k * k) @ neighbours
+            # a copy of the window, so the in-place writes below leave the inverse differentiable
+            known = x[:, :, i : i + k, j : j + k].reshape(b, c * k * k).clone() @ neighbours
             rhs = (y[:, :, i, j] - known).T
             x[:, :, i + p, j + p] = torch.linalg.solve_triangular(centre, rhs, upper=False).T
     return x[:, :, p : p + h, p : p + w]
@@ -112,15 +113,18 @@ class EmergingConv(Flow):
         check_image(x, self.channels, type(self).__name__)
         k1, k2 = self.kernels()
         z = causal_conv(causal_conv(x, k1), flip_kernel(k2))
-        hw = x.shape[-2] * x.shape[-1]
-        return z, zero_logdet(x) + hw * (self.log_diag1.sum() + self.log_diag2.sum())
+        return z, self._logdet(x)
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def _logdet(self, x: Tensor) -> Tensor:
+        hw = x.shape[-2] * x.shape[-1]
+        return zero_logdet(x) + hw * (self.log_diag1.sum() + self.log_diag2.sum())
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         check_image(z, self.channels, f"{type(self).__name__}.inverse")
         k1, k2 = self.kernels()
         flip = (1, 2, 3)
         x1 = causal_conv_inverse(z.flip(flip), k2).flip(flip)
-        return causal_conv_inverse(x1, k1)
+        return causal_conv_inverse(x1, k1), -self._logdet(z)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, kernel_size={self.kernel_size}"

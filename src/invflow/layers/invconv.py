@@ -70,12 +70,14 @@ class InvConv1x1(Flow):
     def _expected(self) -> tuple[int | None, ...]:
         return (self.channels,) if self.vector else (self.channels, None, None)
 
+    def _logdet(self, x: Tensor) -> Tensor:
+        pixels = 1 if self.vector else x.shape[2] * x.shape[3]
+        return (pixels * self.log_abs_det()).to(x.dtype).expand(x.shape[0])
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         check_shape(x, self._expected(), "InvConv1x1.forward")
-        pixels = 1 if self.vector else x.shape[2] * x.shape[3]
-        logdet = (pixels * self.log_abs_det()).to(x.dtype).expand(x.shape[0])
-        return self._mix(x, self.matrix()), logdet
+        return self._mix(x, self.matrix()), self._logdet(x)
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         check_shape(z, self._expected(), "InvConv1x1.inverse")
-        return self._mix(z, self.inverse_matrix())
+        return self._mix(z, self.inverse_matrix()), -self._logdet(z)

@@ -34,10 +34,14 @@ class LogitTransform(Flow):
             )
         p = self.alpha + (1 - 2 * self.alpha) * x
         s = torch.log(p) - torch.log1p(-p)
-        # log p + log(1 - p) = -softplus(-s) - softplus(s), stable for p near 0 or 1.
-        elementwise = math.log(1 - 2 * self.alpha) + F.softplus(-s) + F.softplus(s)
-        return s, elementwise.reshape(x.shape[0], -1).sum(dim=1)
+        return s, -self._inverse_logdet(s)
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def _inverse_logdet(self, s: Tensor) -> Tensor:
+        """``log|det dx/ds|`` at the logit ``s``: ``Σ log σ(s)(1 − σ(s)) − log(1 − 2α)``, written as
+        ``−softplus(−s) − softplus(s)`` so it stays finite for ``p`` near 0 or 1."""
+        elementwise = -math.log(1 - 2 * self.alpha) - F.softplus(-s) - F.softplus(s)
+        return elementwise.reshape(s.shape[0], -1).sum(dim=1)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         check_shape(z, self.shape, "LogitTransform.inverse")
-        return (torch.sigmoid(z) - self.alpha) / (1 - 2 * self.alpha)
+        return (torch.sigmoid(z) - self.alpha) / (1 - 2 * self.alpha), self._inverse_logdet(z)

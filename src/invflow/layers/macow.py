@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invflow.core.flow import Flow, SequentialFlow, check_image
+from invflow.core.flow import Flow, SequentialFlow, check_image, zero_logdet
 from invflow.layers.coupling import bounded_log_scale
 
 DIRECTIONS = ("down", "up", "right", "left")
@@ -95,18 +95,21 @@ class MaskedConvCoupling(Flow):
         y = (rows + shift) * log_scale.exp()
         return self._from_rows(y), log_scale.reshape(x.shape[0], -1).sum(dim=1)
 
-    def inverse(self, z: Tensor) -> Tensor:
-        """Row-by-row solve ``x_i = y_i / s_i(x_{<i}) − t_i(x_{<i})``, one whole row per step."""
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Row-by-row solve ``x_i = y_i / s_i(x_{<i}) − t_i(x_{<i})``, one whole row per step; the
+        log-det is ``−Σ log s`` of the scales the solve used."""
         check_image(z, self.channels, f"{type(self).__name__}.inverse")
         rows = self._to_rows(z)
         k_h = self.kernel_size[0]
         # Start from k_h zero rows, the padding the forward pass sees; rows are collected in a
         # list rather than written in place so the inverse stays differentiable.
         solved = [torch.zeros_like(rows[:, :, :1])] * k_h
+        logdet = zero_logdet(z)
         for i in range(rows.shape[-2]):
             shift, log_scale = self._shift_log_scale(torch.cat(solved[-k_h:], dim=2))
             solved.append(rows[:, :, i : i + 1] * (-log_scale).exp() - shift)
-        return self._from_rows(torch.cat(solved[k_h:], dim=2))
+            logdet = logdet - log_scale.reshape(z.shape[0], -1).sum(dim=1)
+        return self._from_rows(torch.cat(solved[k_h:], dim=2)), logdet
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, kernel_size={self.kernel_size}, direction={self.direction!r}"
@@ -128,6 +131,6 @@ class MaCowUnit(SequentialFlow):
         check_image(x, self.channels, f"{type(self).__name__}.forward")
         return super().forward(x)
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         check_image(z, self.channels, f"{type(self).__name__}.inverse")
         return super().inverse(z)

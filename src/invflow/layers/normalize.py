@@ -19,11 +19,14 @@ class Standardize(Flow):
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
 
+    def _logdet(self, x: Tensor) -> Tensor:
+        logdet = -self.shape[1] * self.shape[2] * torch.log(self.std).sum()
+        return logdet.to(x.dtype).expand(x.shape[0])
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         check_shape(x, self.shape, "Standardize.forward")
-        logdet = -self.shape[1] * self.shape[2] * torch.log(self.std).sum()
-        return (x - self.mean) / self.std, logdet.to(x.dtype).expand(x.shape[0])
+        return (x - self.mean) / self.std, self._logdet(x)
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         check_shape(z, self.shape, "Standardize.inverse")
-        return z * self.std + self.mean
+        return z * self.std + self.mean, -self._logdet(z)

@@ -97,9 +97,10 @@ class PeriodicConv(Flow):
         spectrum = self.spectrum()
         return periodic_conv(x, spectrum), zero_logdet(x) + periodic_logdet(spectrum, self.shape[2])
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         check_shape(z, self.shape, f"{type(self).__name__}.inverse")
-        return periodic_conv_inverse(z, self.spectrum())
+        spectrum = self.spectrum()
+        return periodic_conv_inverse(z, spectrum), zero_logdet(z) - periodic_logdet(spectrum, self.shape[2])
 
     def extra_repr(self) -> str:
         return f"shape={self.shape}, kernel_size={self.kernel_size}"

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from invflow.layers.coupling import _Coupling
+from invflow.layers.coupling import ConditionerFactory, _Coupling
 
 
 def bin_knots(unnormalized: Tensor, tail_bound: float, min_size: float) -> Tensor:
@@ -143,13 +143,14 @@ class SplineCoupling(_Coupling):
     def __init__(
         self,
         shape: tuple[int, ...],
-        hidden: int,
+        hidden: int | None = None,
         swap: bool = False,
         bins: int = 4,
         tail_bound: float = 3.0,
         min_bin_width: float = 1e-3,
         min_bin_height: float = 1e-3,
         min_derivative: float = 1e-3,
+        conditioner: ConditionerFactory | None = None,
     ) -> None:
         if bins < 1:
             raise ValueError(f"SplineCoupling: bins must be >= 1, got {bins}")
@@ -162,7 +163,7 @@ class SplineCoupling(_Coupling):
             raise ValueError(f"SplineCoupling: min_derivative must lie in [0, 1), got {min_derivative}")
         # The base class sizes the conditioner from params_per_dim, so set it before building.
         self.params_per_dim = 3 * bins - 1
-        super().__init__(shape, hidden, swap)
+        super().__init__(shape, hidden, swap, conditioner)
         self.bins = bins
         self.tail_bound = tail_bound
         self.min_bin_width = min_bin_width
@@ -184,8 +185,9 @@ class SplineCoupling(_Coupling):
         y, logabsdet = self._spline(b, h, inverse=False)
         return y, logabsdet.reshape(b.shape[0], -1).sum(dim=1)
 
-    def _inverse_transform(self, y: Tensor, h: Tensor) -> Tensor:
-        return self._spline(y, h, inverse=True)[0]
+    def _inverse_transform(self, y: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        x, logabsdet = self._spline(y, h, inverse=True)
+        return x, logabsdet.reshape(y.shape[0], -1).sum(dim=1)
 
     def extra_repr(self) -> str:
         return f"shape={self.shape}, bins={self.bins}, tail_bound={self.tail_bound}, swap={self.swap}"

@@ -52,15 +52,26 @@ class FactorOut(Flow):
         logdet = logdet - log_std.reshape(x.shape[0], -1).sum(dim=1)
         return torch.cat([eps.reshape(x.shape[0], -1), z_inner], dim=1), logdet
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        eps, x1, logdet = self._split_latents(z, self.inner.inverse)
+        mean, log_std = self._mean_log_std(x1)
+        logdet = logdet + log_std.reshape(z.shape[0], -1).sum(dim=1)
+        return torch.cat([x1, mean + torch.exp(log_std) * eps], dim=1), logdet
+
+    def inverse_without_logdet(self, z: Tensor) -> Tensor:
+        eps, x1, _ = self._split_latents(z, lambda part: (self.inner.inverse_without_logdet(part), None))
+        mean, log_std = self._mean_log_std(x1)
+        return torch.cat([x1, mean + torch.exp(log_std) * eps], dim=1)
+
+    def _split_latents(self, z: Tensor, invert_inner) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(ε_2, x_1, inner log-det)``: the factored latents as an image, and ``x_1`` from the inner flow."""
         if z.dim() != 2 or z.shape[1] != self.n_factored + self.inner_dims:
             raise ValueError(
                 f"FactorOut.inverse: expected flat latents (B, {self.n_factored + self.inner_dims}), got {tuple(z.shape)}"
             )
         eps = z[:, : self.n_factored].reshape(z.shape[0], self.factored, *self.shape[1:])
-        x1 = self.inner.inverse(z[:, self.n_factored :])
-        mean, log_std = self._mean_log_std(x1)
-        return torch.cat([x1, mean + torch.exp(log_std) * eps], dim=1)
+        x1, logdet = invert_inner(z[:, self.n_factored :])
+        return eps, x1, logdet
 
     @property
     def inner_dims(self) -> int:

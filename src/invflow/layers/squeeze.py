@@ -23,9 +23,9 @@ class Squeeze(Flow):
         y = x.reshape(b, c, h // f, f, w // f, f).permute(0, 1, 3, 5, 2, 4)
         return y.reshape(b, c * f * f, h // f, w // f), zero_logdet(x)
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         f = self.factor
         check_image(z, self.channels * f * f, "Squeeze.inverse")
         b, _, h, w = z.shape
         x = z.reshape(b, self.channels, f, f, h, w).permute(0, 1, 4, 2, 5, 3)
-        return x.reshape(b, self.channels, h * f, w * f)
+        return x.reshape(b, self.channels, h * f, w * f), zero_logdet(z)

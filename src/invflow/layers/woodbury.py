@@ -56,9 +56,9 @@ class _AxisWoodbury(Flow):
         check_shape(x, self.shape, type(self).__name__)
         return self._mix(x, inverse=False), zero_logdet(x) + self.repeats * sylvester_logdet(self.U, self.V)
 
-    def inverse(self, z: Tensor) -> Tensor:
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
         check_shape(z, self.shape, f"{type(self).__name__}.inverse")
-        return self._mix(z, inverse=True)
+        return self._mix(z, inverse=True), zero_logdet(z) - self.repeats * sylvester_logdet(self.U, self.V)
 
     def extra_repr(self) -> str:
         return f"shape={self.shape}, latent_dim={self.U.shape[1]}"

@@ -23,6 +23,7 @@ from invflow.layers.logit import LogitTransform
 from invflow.layers.split import FactorOut
 from invflow.layers.squeeze import Squeeze
 from invflow.residual import InvertibleResidualBlock, LearnedNormOrder, conv_residual_net, mlp_residual_net
+from invflow.residual.iresblock import ESTIMATOR
 from invflow.residual.logdet import check_roulette_param
 from invflow.residual.nets import parse_norm_orders
 
@@ -40,14 +41,15 @@ class ResFlowConfig:
     actnorm: bool = True
     logit_alpha: float | None = 1e-5
     coeff: float = 0.98
-    logdet: Literal["exact", "unbiased"] = "unbiased"
-    gradient: Literal["backprop", "neumann"] = "neumann"
-    n_dist: Literal["geometric", "poisson"] = "poisson"
+    # the estimator's defaults live in one place, invflow.residual.EstimatorDefaults
+    logdet: Literal["exact", "unbiased"] = ESTIMATOR.logdet
+    gradient: Literal["backprop", "neumann"] = ESTIMATOR.gradient
+    n_dist: Literal["geometric", "poisson"] = ESTIMATOR.n_dist
     n_dist_param: float | None = None
-    n_exact_terms: int = 2
-    n_samples: int = 1
-    hutchinson: Literal["gaussian", "rademacher"] = "gaussian"
-    eval_terms: int = 20
+    n_exact_terms: int = ESTIMATOR.n_exact_terms
+    n_samples: int = ESTIMATOR.n_samples
+    hutchinson: Literal["gaussian", "rademacher"] = ESTIMATOR.hutchinson
+    eval_terms: int = ESTIMATOR.eval_terms
     eval_draws: int = 4
     norm_orders: str | None = None
     learn_norm_orders: bool = False
@@ -87,6 +89,8 @@ class ResFlowModel(FlowModel):
                            "(double backward), which torch.compile's aot_autograd cannot do")
     low_precision_unsupported = ("residual blocks' power series and fixed-point inverse rely on Lip(g) < 1, "
                                  "which low-precision rounding breaks")
+    rsample_unsupported = ("a residual block's inverse is a fixed-point iteration run without autograd "
+                           "(differentiating it would need implicit differentiation); use sample()")
 
     def __init__(self, flow: Flow, prior: StandardNormal, input_shape: tuple[int, ...], config: ResFlowConfig) -> None:
         super().__init__(flow, prior, input_shape)

@@ -1,6 +1,6 @@
 """Residual flows (Chen et al. 2019): Lipschitz layers, log-det estimators, invertible blocks."""
 from invflow.residual.activations import LipSwish
-from invflow.residual.iresblock import InvertibleResidualBlock, fixed_point_inverse
+from invflow.residual.iresblock import ESTIMATOR, EstimatorDefaults, InvertibleResidualBlock, fixed_point_inverse
 from invflow.residual.lipschitz import (
     LearnedNormOrder,
     SpectralNormConv2d,
@@ -10,6 +10,8 @@ from invflow.residual.lipschitz import (
 from invflow.residual.nets import conv_residual_net, mlp_residual_net, parse_norm_orders
 
 __all__ = [
+    "ESTIMATOR",
+    "EstimatorDefaults",
     "InvertibleResidualBlock",
     "LearnedNormOrder",
     "LipSwish",

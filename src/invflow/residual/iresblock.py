@@ -3,6 +3,7 @@ Chen et al. 2019), and its fixed-point inverse."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -22,6 +23,25 @@ from invflow.residual.logdet import (
 )
 
 DEFAULT_N_DIST_PARAM = {"geometric": 0.5, "poisson": 2.0, "fixed": 0.0}
+
+
+@dataclass(frozen=True)
+class EstimatorDefaults:
+    """The log-det estimator's defaults, the one source for ``InvertibleResidualBlock``'s arguments
+    and ``ResFlowConfig``'s fields: Chen et al. 2019's choice (sec. 3.1-3.2, appendix E): a
+    Poisson-length Russian roulette with 2 exact terms, one Gaussian probe, the Neumann gradient,
+    20 terms always computed in eval."""
+
+    logdet: str = "unbiased"
+    gradient: str = "neumann"
+    n_dist: str = "poisson"
+    n_exact_terms: int = 2
+    n_samples: int = 1
+    hutchinson: str = "gaussian"
+    eval_terms: int = 20
+
+
+ESTIMATOR = EstimatorDefaults()
 
 
 def fixed_point_inverse(
@@ -71,8 +91,8 @@ class InvertibleResidualBlock(Flow):
 
     - ``"exact"``: full Jacobian and ``slogdet``, in training and eval (small inputs only);
     - ``"unbiased"``: Russian-roulette power series (Theorem 1): ``n_exact_terms`` terms always,
-      then ``N ~ n_dist`` more (``geometric`` with ``p = n_dist_param`` (default 0.5),
-      ``poisson`` with rate ``n_dist_param`` (default 2), or ``fixed``: no tail, a *biased*
+      then ``N ~ n_dist`` more (``poisson`` with rate ``n_dist_param`` (default 2), ``geometric``
+      with ``p = n_dist_param`` (default 0.5), or ``fixed``: no tail, a *biased*
       truncation for ablations and benchmarks), averaged over ``n_samples`` Hutchinson probes
       (``gaussian`` or ``rademacher``).
 
@@ -81,6 +101,7 @@ class InvertibleResidualBlock(Flow):
     ``backward_in_forward`` (default) the Neumann gradient is computed inside the forward and
     applied in backward, which requires the loss to weight samples' log-densities equally. In
     every case the returned value is the estimate itself, an unbiased estimate of the log-det.
+    Defaults: ``EstimatorDefaults`` (shared with ``ResFlowConfig``).
 
     Eval mode (``model.eval()``): ``exact`` stays exact; ``unbiased`` keeps the Russian roulette
     (still unbiased) but always computes ``max(n_exact_terms, eval_terms)`` terms, lowering the
@@ -94,14 +115,14 @@ class InvertibleResidualBlock(Flow):
         self,
         g: nn.Module,
         shape: tuple[int, ...],
-        logdet: str = "unbiased",
-        gradient: str = "backprop",
-        n_dist: str = "geometric",
+        logdet: str = ESTIMATOR.logdet,
+        gradient: str = ESTIMATOR.gradient,
+        n_dist: str = ESTIMATOR.n_dist,
         n_dist_param: float | None = None,
-        n_exact_terms: int = 2,
-        n_samples: int = 1,
-        hutchinson: str = "gaussian",
-        eval_terms: int = 20,
+        n_exact_terms: int = ESTIMATOR.n_exact_terms,
+        n_samples: int = ESTIMATOR.n_samples,
+        hutchinson: str = ESTIMATOR.hutchinson,
+        eval_terms: int = ESTIMATOR.eval_terms,
         backward_in_forward: bool = True,
         inverse_atol: float | None = None,
         inverse_rtol: float | None = None,
@@ -198,7 +219,15 @@ class InvertibleResidualBlock(Flow):
         return dict(self._stats)
 
     @torch.no_grad()
-    def inverse(self, z: Tensor) -> Tensor:
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``(x, −log|det(I + J_g(x))|)`` with ``x + g(x) = z``: the fixed-point inverse, then the
+        block's log-det estimate at ``x`` (one forward pass; stochastic for ``unbiased``).
+        Neither is differentiable."""
+        x = self.inverse_without_logdet(z)
+        return x, -self(x)[1]
+
+    @torch.no_grad()
+    def inverse_without_logdet(self, z: Tensor) -> Tensor:
         """``x`` with ``x + g(x) = z`` by fixed-point iteration (not differentiable)."""
         self._check(z, "inverse")
         x, iterations = fixed_point_inverse(
