@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark scripts: tensor-memory accounting (from invflow), environment header, JSON output."""
+"""Shared pieces of the benchmark scripts: tensor-memory accounting (from invflow), environment
+header, JSON output."""
 from __future__ import annotations
 
 import json
@@ -17,9 +18,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def environment(device: torch.device | str = "cpu", **extra: Any) -> dict[str, Any]:
     """What a result depends on: torch version, device, threads, and the command to reproduce it."""
     device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    return {"torch": torch.__version__, "device": f"{device.type} ({name})", "threads": torch.get_num_threads(),
-            **extra, "command": "python " + " ".join(sys.argv)}
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
+    return {
+        "torch": torch.__version__,
+        "device": f"{device.type} ({name})",
+        "threads": torch.get_num_threads(),
+        **extra,
+        "command": "python " + " ".join(sys.argv),
+    }
 
 
 def print_environment(meta: dict[str, Any]) -> None:

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from invflow.residual import InvertibleResidualBlock, conv_residual_net, update_lipschitz
 from invflow.core.flow import SequentialFlow
+from invflow.residual import InvertibleResidualBlock, conv_residual_net, update_lipschitz
 
 SHAPES = {"28x28": (1, 28, 28), "32x32": (3, 32, 32)}
 TRUNCATIONS = (2, 5, 10, 20)
@@ -34,7 +34,9 @@ MODES = ("backprop", "neumann")
 RESULTS = Path(__file__).resolve().parent / "results" / "logdet_memory.json"
 
 
-def build(shape: tuple[int, ...], n_terms: int, mode: str, hidden: int, blocks: int, device: torch.device) -> SequentialFlow:
+def build(
+    shape: tuple[int, ...], n_terms: int, mode: str, hidden: int, blocks: int, device: torch.device
+) -> SequentialFlow:
     torch.manual_seed(0)
     flow = SequentialFlow(*[
         InvertibleResidualBlock(
@@ -102,7 +104,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    method = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "torch.profiler CPU allocator events"
+    method = (
+        "torch.cuda.max_memory_allocated" if device.type == "cuda" else "torch.profiler CPU allocator events"
+    )
     rows = []
     for name, shape in SHAPES.items():
         x = torch.rand(args.batch, *shape, device=device)
@@ -115,9 +119,15 @@ def main(argv: list[str] | None = None) -> dict:
                              "seconds": round(seconds(flow, x, args.repeats), 4)})
     command = "python benchmarks/logdet_memory.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     result = {
-        "torch": torch.__version__, "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(), "batch": args.batch, "hidden": args.hidden, "blocks": args.blocks,
-        "memory_method": method, "command": command.strip(), "rows": rows,
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "hidden": args.hidden,
+        "blocks": args.blocks,
+        "memory_method": method,
+        "command": command.strip(),
+        "rows": rows,
     }
     print(f"torch {result['torch']} | device {device} ({result['device']}) | threads {result['threads']} | "
           f"batch {args.batch}, {args.blocks} blocks, hidden {args.hidden} | memory: {method}")
@@ -125,8 +135,13 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{'input':>6} {'n':>3} | {'backprop MiB':>12} {'s':>7} | {'neumann MiB':>11} {'s':>7}")
     for name in SHAPES:
         for n in TRUNCATIONS:
-            b, m = (next(r for r in rows if (r["input"], r["n"], r["gradient"]) == (name, n, g)) for g in MODES)
-            print(f"{name:>6} {n:>3} | {b['peak_mib']:>12.1f} {b['seconds']:>7.3f} | {m['peak_mib']:>11.1f} {m['seconds']:>7.3f}")
+            b, m = (
+                next(r for r in rows if (r["input"], r["n"], r["gradient"]) == (name, n, g)) for g in MODES
+            )
+            print(
+                f"{name:>6} {n:>3} | {b['peak_mib']:>12.1f} {b['seconds']:>7.3f} | "
+                f"{m['peak_mib']:>11.1f} {m['seconds']:>7.3f}"
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

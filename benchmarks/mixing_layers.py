@@ -18,8 +18,8 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from common import RESULTS, PeakTensorMemory, environment, print_environment, write_results
@@ -103,7 +103,11 @@ def run(args: argparse.Namespace) -> list[dict]:
                             over_budget.add(pass_name)
                     layer.zero_grad(set_to_none=True)
                     rows.append(row)
-                    shown = f"{row['time_s'] * 1e3:10.2f} ms {row['peak_mb']:9.1f} MB" if row["time_s"] else row["status"]
+                    shown = (
+                        f"{row['time_s'] * 1e3:10.2f} ms {row['peak_mb']:9.1f} MB"
+                        if row["time_s"]
+                        else row["status"]
+                    )
                     print(f"{name:13s} c={c:<3d} {size:4d}² {pass_name:17s} {shown}", flush=True)
     return rows
 
@@ -126,11 +130,15 @@ def growth_exponents(rows: list[dict]) -> dict[str, float]:
 def print_table(rows: list[dict]) -> None:
     """Time in ms per size (peak MB of the largest measured size last), one line per layer, c, pass."""
     sizes = sorted({r["size"] for r in rows})
-    print(f"{'layer':13s} {'c':>3s} {'pass':17s}" + "".join(f"{f'{s}² ms':>11s}" for s in sizes) + "   peak MB")
+    print(
+        f"{'layer':13s} {'c':>3s} {'pass':17s}" + "".join(f"{f'{s}² ms':>11s}" for s in sizes) + "   peak MB"
+    )
     for key in dict.fromkeys((r["layer"], r["channels"], r["pass"]) for r in rows):
         cells = {r["size"]: r for r in rows if (r["layer"], r["channels"], r["pass"]) == key}
-        times = "".join(f"{cells[s]['time_s'] * 1e3:11.2f}" if cells.get(s, {}).get("time_s") else f"{'skipped':>11s}"
-                        for s in sizes)
+        times = "".join(
+            f"{cells[s]['time_s'] * 1e3:11.2f}" if cells.get(s, {}).get("time_s") else f"{'skipped':>11s}"
+            for s in sizes
+        )
         peak = [cells[s]["peak_mb"] for s in sizes if cells.get(s, {}).get("time_s")]
         print(f"{key[0]:13s} {key[1]:3d} {key[2]:17s}{times}  {peak[-1] if peak else float('nan'):8.1f}")
 
@@ -147,8 +155,11 @@ def plot(rows: list[dict], channels: list[int], path: Path) -> None:
         for j, pass_name in enumerate(passes):
             ax = axes[i][j]
             for k, layer in enumerate(dict.fromkeys(r["layer"] for r in rows)):
-                pts = [(r["hw"], r["time_s"]) for r in rows
-                       if r["layer"] == layer and r["channels"] == c and r["pass"] == pass_name and r["time_s"]]
+                pts = [
+                    (r["hw"], r["time_s"])
+                    for r in rows
+                    if r["layer"] == layer and r["channels"] == c and r["pass"] == pass_name and r["time_s"]
+                ]
                 if not pts:
                     continue
                 colour = f"C{k}"
@@ -163,7 +174,9 @@ def plot(rows: list[dict], channels: list[int], path: Path) -> None:
             ax.set_ylabel("time (s)")
             ax.grid(True, which="both", alpha=0.3)
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=5, fontsize=8)
-    fig.suptitle("Mixing layers: measured time (solid) vs Table 1 growth anchored at the smallest size (dashed)")
+    fig.suptitle(
+        "Mixing layers: measured time (solid) vs Table 1 growth anchored at the smallest size (dashed)"
+    )
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
 
@@ -178,13 +191,19 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=10.0, help="seconds allowed for one warm-up pass")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS / "mixing_layers.json")
-    parser.add_argument("--from-json", action="store_true", help="re-print the table and re-draw the plot of --out")
+    parser.add_argument(
+        "--from-json", action="store_true", help="re-print the table and re-draw the plot of --out"
+    )
     args = parser.parse_args()
     if args.from_json:
         saved = json.loads(args.out.read_text())
         print(" | ".join(f"{k}: {v}" for k, v in saved["meta"].items() if k != "growth_exponent_time_vs_hw"))
         print_table(saved["results"])
-        plot(saved["results"], list(dict.fromkeys(r["channels"] for r in saved["results"])), args.out.with_suffix(".png"))
+        plot(
+            saved["results"],
+            list(dict.fromkeys(r["channels"] for r in saved["results"])),
+            args.out.with_suffix(".png"),
+        )
         return
     if args.quick:
         args.sizes, args.repeats = [s for s in args.sizes if s <= 32], 1

@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -82,8 +82,14 @@ def invflow_resflow(size: ResFlowSize) -> Contender:
 
 def invflow_glow(size: GlowSize) -> Contender:
     """invflow's Glow: ``levels`` x ``steps`` of ActNorm, LU 1x1 convolution, affine coupling."""
-    config = invflow.load_config("glow-mnist", {
-        "model.levels": size.levels, "model.steps_per_level": size.steps, "model.hidden_channels": size.hidden})
+    config = invflow.load_config(
+        "glow-mnist",
+        {
+            "model.levels": size.levels,
+            "model.steps_per_level": size.steps,
+            "model.hidden_channels": size.hidden,
+        },
+    )
     model = invflow.build_model(config)
     return Contender("invflow", model, model.log_prob)
 
@@ -91,8 +97,10 @@ def invflow_glow(size: GlowSize) -> Contender:
 # ----------------------------------------------------------------------- rtqichen/residual-flows
 def _import_resflows(ref: str | Path | None):
     if ref is None:
-        raise MissingReference("the residual-flow reference is missing: pass --resflow-ref PATH to a checkout "
-                               "of https://github.com/rtqichen/residual-flows")
+        raise MissingReference(
+            "the residual-flow reference is missing: pass --resflow-ref PATH to a checkout "
+            "of https://github.com/rtqichen/residual-flows"
+        )
     root = Path(ref).expanduser().resolve()
     if not (root / "resflows" / "resflow.py").is_file():
         raise MissingReference(f"--resflow-ref {ref}: no resflows/resflow.py there; pass a checkout of "

@@ -63,8 +63,15 @@ def main() -> None:
                 model.log_prob(torch.rand(16, *model.input_shape) * 0.9 + 0.05)  # ActNorm init
         row = {"model": name, "source": source, **measure(model, args.n, args.repeats)}
         rows.append(row)
-        iters = "" if row["fixed_point_iterations_per_block"] is None else f"{row['fixed_point_iterations_per_block']:.1f}"
-        print(f"{name:32s} {source:34s} {row['sample_s']:8.3f} {row['images_per_s']:9.1f} {iters:>19s}", flush=True)
+        iters = (
+            ""
+            if row["fixed_point_iterations_per_block"] is None
+            else f"{row['fixed_point_iterations_per_block']:.1f}"
+        )
+        print(
+            f"{name:32s} {source:34s} {row['sample_s']:8.3f} {row['images_per_s']:9.1f} {iters:>19s}",
+            flush=True,
+        )
     print(f"wrote {write_results(args.out, meta, rows)}")
 
 

@@ -25,10 +25,33 @@ from invflow.train.metrics import read_metrics
 
 def throughput(preset: str, processes: int, steps: int, extra: list[str]) -> float:
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
-                   "-m", "invflow", "train", preset, "--out", out, "--set", f"train.steps={steps}",
-                   "--set", "train.log_every=10", "--set", "train.eval_batches=1", "--set", "train.eval_every=100000",
-                   "--set", "train.sample_every=100000", "--set", "train.checkpoint_every=100000", *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(processes),
+            "-m",
+            "invflow",
+            "train",
+            preset,
+            "--out",
+            out,
+            "--set",
+            f"train.steps={steps}",
+            "--set",
+            "train.log_every=10",
+            "--set",
+            "train.eval_batches=1",
+            "--set",
+            "train.eval_every=100000",
+            "--set",
+            "train.sample_every=100000",
+            "--set",
+            "train.checkpoint_every=100000",
+            *extra,
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:

@@ -46,9 +46,17 @@ def measure(preset: str, steps: int, device: torch.device, compiled: bool) -> di
     # On the CPU compiled kernels allocate outside the dispatcher, which the accounting sees.
     peak = float("nan") if compiled and device.type == "cpu" else peak_step_bytes(step, device)
     seconds = statistics.median(times)
-    return {"preset": preset, "mode": "compiled" if compiled else "eager", "status": "ok",
-            "first_step_s": warmup, "batch": config.data.batch_size, "params": sum(p.numel() for p in model.parameters()),
-            "step_s": seconds, "images_per_s": config.data.batch_size / seconds, "peak_mb": peak / 2**20}
+    return {
+        "preset": preset,
+        "mode": "compiled" if compiled else "eager",
+        "status": "ok",
+        "first_step_s": warmup,
+        "batch": config.data.batch_size,
+        "params": sum(p.numel() for p in model.parameters()),
+        "step_s": seconds,
+        "images_per_s": config.data.batch_size / seconds,
+        "peak_mb": peak / 2**20,
+    }
 
 
 def main() -> None:
@@ -63,9 +71,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    meta = environment(device, steps=args.steps,
-                       memory="peak tensor bytes allocated in one step" +
-                              (" (CUDA allocator)" if device.type == "cuda" else " (dispatch-mode accounting)"))
+    meta = environment(
+        device,
+        steps=args.steps,
+        memory="peak tensor bytes allocated in one step"
+        + (" (CUDA allocator)" if device.type == "cuda" else " (dispatch-mode accounting)"),
+    )
     print_environment(meta)
     rows = []
     print(f"{'preset':32s} {'mode':9s} {'batch':>5s} {'params':>10s} {'1st step s':>10s} {'step ms':>9s} "
@@ -77,8 +88,12 @@ def main() -> None:
             if row["status"] != "ok":
                 print(f"{preset:32s} {row['mode']:9s} {row['status']}", flush=True)
                 continue
-            print(f"{preset:32s} {row['mode']:9s} {row['batch']:5d} {row['params']:10d} {row['first_step_s']:10.1f} "
-                  f"{row['step_s'] * 1e3:9.1f} {row['images_per_s']:9.1f} {row['peak_mb']:9.1f}", flush=True)
+            print(
+                f"{preset:32s} {row['mode']:9s} {row['batch']:5d} {row['params']:10d} "
+                f"{row['first_step_s']:10.1f} "
+                f"{row['step_s'] * 1e3:9.1f} {row['images_per_s']:9.1f} {row['peak_mb']:9.1f}",
+                flush=True,
+            )
     print(f"wrote {write_results(Path(args.out), meta, rows)}")
 
 

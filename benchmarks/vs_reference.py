@@ -23,12 +23,21 @@ import statistics
 import sys
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from common import RESULTS, PeakTensorMemory, environment, print_environment, write_results
-from reference_models import (GLOW_SIZES, MNIST_SHAPE, RESFLOW_SIZES, Contender, MissingReference,
-                              invflow_glow, invflow_resflow, reference_glow, reference_resflow)
+from reference_models import (
+    GLOW_SIZES,
+    MNIST_SHAPE,
+    RESFLOW_SIZES,
+    Contender,
+    MissingReference,
+    invflow_glow,
+    invflow_resflow,
+    reference_glow,
+    reference_resflow,
+)
 
 CASES = ("resflow", "glow", "resflow-eval", "resflow-sample", "resflow-memory", "resflow-full", "glow-full")
 LR = 1e-3
@@ -123,8 +132,11 @@ def measure_case(case: str, args: argparse.Namespace) -> dict:
             with PeakTensorMemory() as mem:
                 step()
             peaks[c.name] = mem.peak
-        return row | {"invflow_peak_mb": peaks["invflow"] / 2**20, "reference_peak_mb": peaks[theirs.name] / 2**20,
-                      "speedup": peaks[theirs.name] / peaks["invflow"]}
+        return row | {
+            "invflow_peak_mb": peaks["invflow"] / 2**20,
+            "reference_peak_mb": peaks[theirs.name] / 2**20,
+            "speedup": peaks[theirs.name] / peaks["invflow"],
+        }
     if case in ("resflow-eval", "resflow-sample"):
         for c in (ours, theirs):
             c.model.eval()
@@ -136,11 +148,17 @@ def measure_case(case: str, args: argparse.Namespace) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'case':16} {'batch':>5} {'invflow':>11} {'reference':>11} {'speedup':>8}  (median of per-round ratios)")
+    print(
+        f"{'case':16} {'batch':>5} {'invflow':>11} {'reference':>11} {'speedup':>8}"
+        "  (median of per-round ratios)"
+    )
     for r in rows:
         if "invflow_peak_mb" in r:
-            print(f"{r['case']:16} {r['batch']:5d} {r['invflow_peak_mb']:9.1f}MB {r['reference_peak_mb']:9.1f}MB "
-                  f"{r['speedup']:7.2f}x  (peak memory, reference / invflow)")
+            print(
+                f"{r['case']:16} {r['batch']:5d} {r['invflow_peak_mb']:9.1f}MB "
+                f"{r['reference_peak_mb']:9.1f}MB "
+                f"{r['speedup']:7.2f}x  (peak memory, reference / invflow)"
+            )
         else:
             print(f"{r['case']:16} {r['batch']:5d} {r['invflow_s']:10.3f}s {r['reference_s']:10.3f}s "
                   f"{r['speedup']:7.2f}x  [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}] vs {r['reference']}")
@@ -160,8 +178,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="--learning: which pairs to train")
     parser.add_argument("--glow-steps", type=int, default=600)
     parser.add_argument("--resflow-steps", type=int, default=300)
-    parser.add_argument("--loss", choices=("bpd", "nats"), default="bpd", help="--learning: the loss minimised")
-    parser.add_argument("--out", help="result file stem in benchmarks/results (default vs_reference[_learning])")
+    parser.add_argument(
+        "--loss", choices=("bpd", "nats"), default="bpd", help="--learning: the loss minimised"
+    )
+    parser.add_argument(
+        "--out", help="result file stem in benchmarks/results (default vs_reference[_learning])"
+    )
     args = parser.parse_args(argv)
     if args.rounds < 12 and not args.learning:
         print(f"vs_reference: --rounds must be >= 12 for a paired median, got {args.rounds}", file=sys.stderr)

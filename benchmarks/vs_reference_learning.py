@@ -11,8 +11,16 @@ import time
 
 import torch
 from common import RESULTS, environment, print_environment, write_results
-from reference_models import (GLOW_SIZES, MNIST_SHAPE, RESFLOW_SIZES, Contender, invflow_glow, invflow_resflow,
-                              reference_glow, reference_resflow)
+from reference_models import (
+    GLOW_SIZES,
+    MNIST_SHAPE,
+    RESFLOW_SIZES,
+    Contender,
+    invflow_glow,
+    invflow_resflow,
+    reference_glow,
+    reference_resflow,
+)
 
 from invflow.data import load_image_split
 
@@ -65,7 +73,10 @@ def train_pair(pair: tuple[Contender, Contender], steps: int, loss_kind: str, da
         if step in checkpoints:
             for c in pair:
                 curves[c.name].append({"step": step, "test_bpd": evaluate(c, x_test)})
-            print(f"step {step}: " + ", ".join(f"{n} {v[-1]['test_bpd']:.3f} bpd" for n, v in curves.items()), flush=True)
+            print(
+                f"step {step}: " + ", ".join(f"{n} {v[-1]['test_bpd']:.3f} bpd" for n, v in curves.items()),
+                flush=True,
+            )
     return {"curves": curves, "grad_norm_first": {n: v[0] for n, v in grad_norms.items()},
             "grad_norm_median": {n: sorted(v)[len(v) // 2] for n, v in grad_norms.items()},
             "train_seconds": seconds}
@@ -94,7 +105,9 @@ def run_learning(args: argparse.Namespace) -> int:
     test = load_image_split("mnist", "test", args.data_dir).images[:TEST_IMAGES]
     gen = torch.Generator().manual_seed(12345)
     x_test = (test.float() + torch.rand(test.shape, generator=gen)) / 256
-    meta = environment("cpu", loss=args.loss, lr=LR, warmup=WARMUP, clip=CLIP, batch=BATCH, test_images=TEST_IMAGES)
+    meta = environment(
+        "cpu", loss=args.loss, lr=LR, warmup=WARMUP, clip=CLIP, batch=BATCH, test_images=TEST_IMAGES
+    )
     print_environment(meta)
     rows = []
     for model in args.models:
@@ -103,7 +116,10 @@ def run_learning(args: argparse.Namespace) -> int:
             pair = (invflow_glow(GLOW_SIZES["small"]), reference_glow(GLOW_SIZES["small"]))
             steps = args.glow_steps
         else:
-            pair = (invflow_resflow(RESFLOW_SIZES["small"]), reference_resflow(args.resflow_ref, RESFLOW_SIZES["small"], BATCH))
+            pair = (
+                invflow_resflow(RESFLOW_SIZES["small"]),
+                reference_resflow(args.resflow_ref, RESFLOW_SIZES["small"], BATCH),
+            )
             steps = args.resflow_steps
         checkpoints = sorted({s for s in (steps // 4, steps // 2, steps) if s > 0})
         result = train_pair(pair, steps, args.loss, data, x_test, checkpoints, seed=7)
@@ -114,6 +130,9 @@ def run_learning(args: argparse.Namespace) -> int:
     plot(rows, RESULTS / f"{stem}.png")
     for row in rows:
         final = {n: c[-1]["test_bpd"] for n, c in row["curves"].items()}
-        print(f"{row['model']} after {row['steps']} steps: " + ", ".join(f"{n} {v:.3f}" for n, v in final.items()))
+        print(
+            f"{row['model']} after {row['steps']} steps: "
+            + ", ".join(f"{n} {v:.3f}" for n, v in final.items())
+        )
     print(f"written {path} and {path.with_suffix('.png')}")
     return 0

@@ -39,7 +39,12 @@ import torch
 
 from invflow.config import dump_config
 from invflow.models import load_config
-from invflow.train.checkpoint import CheckpointError, latest_good_checkpoint, load_checkpoint_file, step_checkpoints
+from invflow.train.checkpoint import (
+    CheckpointError,
+    latest_good_checkpoint,
+    load_checkpoint_file,
+    step_checkpoints,
+)
 from invflow.train.faults import ENV_VAR as FAULT_VAR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +57,11 @@ OVERRIDES = {
     "train.n_samples_grid": 4, "train.warmup_steps": 10, "train.device": "cpu",
 }
 # One thread, so that the arithmetic (and hence the parameters) cannot depend on scheduling.
-ENV = {**{k: v for k, v in os.environ.items() if k != FAULT_VAR}, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+ENV = {
+    **{k: v for k, v in os.environ.items() if k != FAULT_VAR},
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 MODES = ("startup", "random", "write")
 
 
@@ -94,13 +103,18 @@ def fault_for(mode: str, resume_step: int, rng: random.Random) -> str:
 
 
 def kill_once(config: Path, run: Path, mode: str, rng: random.Random) -> dict:
-    """Launch (or resume) the run with a fault that SIGKILLs it according to ``mode``; report what happened."""
+    """Launch (or resume) the run with a fault that SIGKILLs it according to ``mode``; report what
+    happened."""
     checkpoints = run / "checkpoints"
     before_tmp, before_step = temp_files(checkpoints), newest_step(checkpoints)
     fault = fault_for(mode, max(before_step, 0), rng)
     started = time.monotonic()
-    proc = subprocess.run(train_command(config, run), env={**ENV, FAULT_VAR: fault}, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+    proc = subprocess.run(
+        train_command(config, run),
+        env={**ENV, FAULT_VAR: fault},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     killed = proc.returncode == -signal.SIGKILL
     try:
         found, error = latest_good_checkpoint(checkpoints), None
@@ -146,14 +160,18 @@ def kill_loop(kills: int, seed: int, steps: int, workdir: Path) -> dict:
         if event["error"] or (step is None and newest_step(run / "checkpoints") >= 0):
             problems.append(f"kill {len(events)}: no readable checkpoint: {event['error']}")
         if step is not None and step < last_step:
-            problems.append(f"kill {len(events)}: newest readable checkpoint went back from {last_step} to {step}")
+            problems.append(
+                f"kill {len(events)}: newest readable checkpoint went back from {last_step} to {step}"
+            )
         last_step = max(last_step, step if step is not None else -1)
         if step == steps:
             break  # the run finished its steps before it could be killed again
     finish(config, run)
     differing = differing_tensors(reference, run)
     problems += [f"{name} differs from the uninterrupted run" for name in differing]
-    problems += [f"stale temp file {name} left after the final run" for name, _ in temp_files(run / "checkpoints")]
+    problems += [
+        f"stale temp file {name} left after the final run" for name, _ in temp_files(run / "checkpoints")
+    ]
     killed = [e for e in events if e["killed"]]
     return {
         "preset": PRESET, "overrides": {**OVERRIDES, "train.steps": steps}, "seed": seed,

@@ -4,8 +4,8 @@ import torch
 
 import invflow
 from invflow.config import parse_override
-from invflow.models import load_config
 from invflow.data.registry import IMAGE_DATASETS
+from invflow.models import load_config
 
 
 def test_presets_list_names_and_descriptions() -> None:

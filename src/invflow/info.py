@@ -47,9 +47,14 @@ def _data_rows() -> list[tuple[str, str]]:
     root = cache_dir("")
     cached = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     source = f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else f"default; set ${CACHE_ENV} to move it"
-    return [("cache directory", f"{root} ({source}; {'exists' if root.is_dir() else 'not created yet'})"),
-            ("data sets in the cache", ", ".join(cached) or "none"),
-            ("download mirror", os.environ.get(MIRROR_ENV) or f"the official sites (set ${MIRROR_ENV} to override)")]
+    return [
+        ("cache directory", f"{root} ({source}; {'exists' if root.is_dir() else 'not created yet'})"),
+        ("data sets in the cache", ", ".join(cached) or "none"),
+        (
+            "download mirror",
+            os.environ.get(MIRROR_ENV) or f"the official sites (set ${MIRROR_ENV} to override)",
+        ),
+    ]
 
 
 def environment_rows() -> list[tuple[str, str]]:
@@ -62,11 +67,15 @@ def environment_rows() -> list[tuple[str, str]]:
     if mps is not None and mps.is_available():
         rows.append(("MPS available", "yes"))
     rows += _distributed_rows()
-    rows += [("CPU cores", str(os.cpu_count())),
-             ("torch threads", f"{torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} inter-op"),
-             ("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "unset"))]
+    rows += [
+        ("CPU cores", str(os.cpu_count())),
+        ("torch threads", f"{torch.get_num_threads()} intra-op, {torch.get_num_interop_threads()} inter-op"),
+        ("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "unset")),
+    ]
     rows += _data_rows()
-    rows += [(name, _package_version(name)) for name in ("numpy", "scipy", "matplotlib", "pillow", "tensorboard")]
+    rows += [
+        (name, _package_version(name)) for name in ("numpy", "scipy", "matplotlib", "pillow", "tensorboard")
+    ]
     return rows
 
 

@@ -73,14 +73,20 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from invflow.models import build_model\nimport invflow.train.loop as l\n"
                       "from invflow import __version__, load_checkpoint\n")
-    assert sorted(imported_modules(source)) == [(2, "invflow.models"), (3, "invflow.train.loop"), (4, "invflow.api")]
+    assert sorted(imported_modules(source)) == [
+        (2, "invflow.models"),
+        (3, "invflow.train.loop"),
+        (4, "invflow.api"),
+    ]
 
 
 @pytest.mark.parametrize("module", ["invflow.config", "invflow.data", "invflow.core.model"])
 def test_lower_modules_load_no_model_code(module: str) -> None:
     """``import invflow.config`` (and data, core) in a fresh interpreter loads no module above it."""
     code = f"import sys, {module}; print(' '.join(m for m in sys.modules if m.startswith('invflow')))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     rank = RANKS[top_level(module)]
     above = [m for m in loaded if m != "invflow" and RANKS[top_level(m)] > rank]
     assert module in loaded and not above, f"import {module} loaded {above}"

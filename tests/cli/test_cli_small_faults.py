@@ -7,11 +7,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from image_folders import random_image_folder
 
+from image_folders import random_image_folder
 from invflow.cli import main
 from invflow.train.checkpoint import step_checkpoints
 
@@ -28,11 +27,26 @@ def one_line_error(argv: list[str], capsys) -> str:
 
 def test_a_hybrid_classifier_refuses_an_unlabelled_image_folder(tmp_path, capsys) -> None:
     folder = random_image_folder(tmp_path / "images", 20)
-    err = one_line_error(["train", "resflow-hybrid-mnist-tiny", "--set", "data.dataset=folder", "--set",
-                          "data.image_size=8", "--data-dir", str(folder), "--out", str(tmp_path / "run")], capsys)
+    err = one_line_error(
+        [
+            "train",
+            "resflow-hybrid-mnist-tiny",
+            "--set",
+            "data.dataset=folder",
+            "--set",
+            "data.image_size=8",
+            "--data-dir",
+            str(folder),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capsys,
+    )
     assert ("resflow-hybrid-mnist-tiny: the hybrid model (a classifier) needs class labels, but data.dataset "
             "'folder' has none") in err
-    assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any(
+        (tmp_path / "run" / "checkpoints").iterdir()
+    )
 
 
 def test_a_closed_pipe_ends_quietly() -> None:
@@ -63,8 +77,16 @@ def test_a_long_set_value_is_cut_in_the_error(tmp_path, capsys) -> None:
 
 def test_a_one_image_test_split_says_the_standard_error_is_undefined(tmp_path, capsys) -> None:
     folder = random_image_folder(tmp_path / "images", 10)  # the last tenth, one image, is the test split
-    sets = {"data.dataset": "folder", "data.image_size": 8, "data.batch_size": 4, "model.levels": 2,
-            "model.steps_per_level": 1, "model.hidden_channels": 4, "train.steps": 2, "train.n_samples_grid": 4}
+    sets = {
+        "data.dataset": "folder",
+        "data.image_size": 8,
+        "data.batch_size": 4,
+        "model.levels": 2,
+        "model.steps_per_level": 1,
+        "model.hidden_channels": 4,
+        "train.steps": 2,
+        "train.n_samples_grid": 4,
+    }
     argv = ["train", "glow-mnist-tiny", "--data-dir", str(folder), "--out", str(tmp_path / "run")]
     for key, value in sets.items():
         argv += ["--set", f"{key}={value}"]
@@ -84,9 +106,17 @@ def test_sigterm_to_compare_names_the_interrupted_run_and_a_rerun_resumes_it(tmp
     run = out / "runs" / "glow-toy-rings" / "seed-0"
     argv = [sys.executable, "-m", "invflow", "compare", "glow-toy-rings", "--seeds", "1", "--steps", "400",
             "--out", str(out)]
-    for key, value in {"model.steps_per_level": 1, "model.hidden_channels": 4, "data.batch_size": 8,
-                       "data.toy_samples": 32, "train.checkpoint_every": 5, "train.eval_batches": 1,
-                       "train.n_samples_grid": 4, "train.eval_every": 1000, "train.sample_every": 1000}.items():
+    for key, value in {
+        "model.steps_per_level": 1,
+        "model.hidden_channels": 4,
+        "data.batch_size": 8,
+        "data.toy_samples": 32,
+        "train.checkpoint_every": 5,
+        "train.eval_batches": 1,
+        "train.n_samples_grid": 4,
+        "train.eval_every": 1000,
+        "train.sample_every": 1000,
+    }.items():
         argv += ["--set", f"{key}={value}"]
     proc = subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -106,9 +136,31 @@ def test_sigterm_to_compare_names_the_interrupted_run_and_a_rerun_resumes_it(tmp
 @pytest.mark.parametrize("command", ["eval", "sample"])
 def test_loading_commands_name_the_checkpoint(command: str, tmp_path, capsys) -> None:
     run = tmp_path / "run"
-    assert main(["train", "glow-toy-rings", "--set", "train.steps=3", "--set", "model.hidden_channels=4",
-                 "--set", "data.toy_samples=32", "--set", "train.eval_batches=1", "--set", "data.batch_size=8",
-                 "--set", "model.steps_per_level=1", "--set", "train.n_samples_grid=4", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "glow-toy-rings",
+                "--set",
+                "train.steps=3",
+                "--set",
+                "model.hidden_channels=4",
+                "--set",
+                "data.toy_samples=32",
+                "--set",
+                "train.eval_batches=1",
+                "--set",
+                "data.batch_size=8",
+                "--set",
+                "model.steps_per_level=1",
+                "--set",
+                "train.n_samples_grid=4",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main([command, str(run)]) == 0
     assert f"checkpoint: {run / 'checkpoints' / 'last.pt'} (step 3, EMA weights)" in capsys.readouterr().out

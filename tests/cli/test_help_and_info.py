@@ -30,14 +30,20 @@ def help_text(argv: list[str], capsys) -> str:
 def test_every_subcommand_help_shows_defaults_and_an_example(command: str, capsys) -> None:
     text = help_text([command], capsys)
     assert "default" in text and "examples:" in text and f"invflow {command}" in text
-    assert not re.search(r"DESIGN|STYLE|\.md\b|appendix", text), "help mentions a document the user does not have"
+    assert not re.search(r"DESIGN|STYLE|\.md\b|appendix", text), (
+        "help mentions a document the user does not have"
+    )
 
 
 def test_every_option_says_its_default() -> None:
     """Options that take a value show or describe their default (flags default to off)."""
     for name, parser in subcommands().items():
         for action in parser._actions:
-            if action.option_strings and action.default is not False and action.default is not argparse.SUPPRESS:
+            if (
+                action.option_strings
+                and action.default is not False
+                and action.default is not argparse.SUPPRESS
+            ):
                 formatted = parser._get_formatter()._get_help_string(action) % {"default": action.default}
                 assert "default" in formatted, (name, action.option_strings, formatted)
 
@@ -66,7 +72,9 @@ def test_readme_synopsis_lists_every_command_with_the_cli_defaults() -> None:
         options = {o: a for a in parsers[command]._actions for o in a.option_strings}
         for option, value in re.findall(r"\[(-{1,2}[\w-]+) ([a-z0-9.]+)\]", line.split("#")[0]):
             default = options[option].default
-            assert value in (str(default), repr(default)), f"README shows {option} {value}, the CLI's default is {default}"
+            assert value in (str(default), repr(default)), (
+                f"README shows {option} {value}, the CLI's default is {default}"
+            )
     assert listed == set(parsers), f"README synopsis lacks {sorted(set(parsers) - listed)}"
 
 
@@ -83,7 +91,9 @@ def test_version(capsys) -> None:
     assert capsys.readouterr().out.strip() == f"invflow {invflow.__version__} (torch {torch.__version__})"
 
 
-def test_info_reports_what_a_bug_report_needs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+def test_info_reports_what_a_bug_report_needs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
     monkeypatch.setenv("INVFLOW_CACHE", str(tmp_path))
     (tmp_path / "mnist").mkdir()
     assert main(["info"]) == 0

@@ -14,16 +14,45 @@ TINY = ["--set", "train.steps=6", "--set", "data.batch_size=8", "--set", "train.
 IMAGE = ["--set", "data.dataset=folder", "--set", "data.image_size=8"]
 # (preset, extra settings, bound on the reconstruction's max pixel error on the [0, 1] scale)
 RUNS = {
-    "glow": ("glow-cifar10-tiny", [*IMAGE, "--set", "model.steps_per_level=2", "--set", "model.hidden_channels=8"],
-             1e-4),
-    "woodbury": ("woodbury-glow-cifar10-tiny", [*IMAGE, "--set", "model.steps_per_level=1",
-                                                "--set", "model.hidden_channels=8"], 1e-4),
-    "resflow": ("resflow-cifar10-tiny", [*IMAGE, "--set", "model.blocks_per_scale=1",
-                                         "--set", "model.hidden_channels=8"], 1e-3),
-    "glow-toy": ("glow-toy-rings", ["--set", "data.toy_samples=64", "--set", "model.steps_per_level=2",
-                                    "--set", "model.hidden_channels=8"], 1e-4),
-    "resflow-toy": ("resflow-toy-rings", ["--set", "data.toy_samples=64", "--set", "model.blocks_per_scale=2",
-                                          "--set", "model.hidden_channels=8"], 1e-3),
+    "glow": (
+        "glow-cifar10-tiny",
+        [*IMAGE, "--set", "model.steps_per_level=2", "--set", "model.hidden_channels=8"],
+        1e-4,
+    ),
+    "woodbury": (
+        "woodbury-glow-cifar10-tiny",
+        [*IMAGE, "--set", "model.steps_per_level=1", "--set", "model.hidden_channels=8"],
+        1e-4,
+    ),
+    "resflow": (
+        "resflow-cifar10-tiny",
+        [*IMAGE, "--set", "model.blocks_per_scale=1", "--set", "model.hidden_channels=8"],
+        1e-3,
+    ),
+    "glow-toy": (
+        "glow-toy-rings",
+        [
+            "--set",
+            "data.toy_samples=64",
+            "--set",
+            "model.steps_per_level=2",
+            "--set",
+            "model.hidden_channels=8",
+        ],
+        1e-4,
+    ),
+    "resflow-toy": (
+        "resflow-toy-rings",
+        [
+            "--set",
+            "data.toy_samples=64",
+            "--set",
+            "model.blocks_per_scale=2",
+            "--set",
+            "model.hidden_channels=8",
+        ],
+        1e-3,
+    ),
 }
 
 
@@ -36,7 +65,9 @@ def image_folder(tmp_path_factory) -> Path:
     for i in range(40):
         cy, cx = rng.uniform(0, 1, 2)
         blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.1)
-        channels = [blob * rng.uniform(0.5, 1) + (xx if c == 0 else yy) * rng.uniform(0, 0.4) for c in range(3)]
+        channels = [
+            blob * rng.uniform(0.5, 1) + (xx if c == 0 else yy) * rng.uniform(0, 0.4) for c in range(3)
+        ]
         pixels = np.clip(np.stack(channels, axis=-1) * 255, 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(folder / f"{i:03d}.png")
     return folder
@@ -51,7 +82,10 @@ def trained(tmp_path_factory, image_folder):
         if name not in runs:
             preset, extra, _ = RUNS[name]
             run = tmp_path_factory.mktemp("runs") / name
-            assert main(["train", preset, *TINY, *extra, "--data-dir", str(image_folder), "--out", str(run)]) == 0
+            assert (
+                main(["train", preset, *TINY, *extra, "--data-dir", str(image_folder), "--out", str(run)])
+                == 0
+            )
             runs[name] = run
         return runs[name]
 
@@ -98,7 +132,9 @@ def test_interpolation_ends_are_the_examples(trained, image_folder) -> None:
     x = held_out_examples(config, 4, str(image_folder))
     result = interpolate(model, x[:2], x[2:], steps=3)
     assert result.paths.shape == (2, 3, 3, 8, 8)
-    assert (result.paths[:, 0] - x[:2]).abs().max() < 1e-4 and (result.paths[:, -1] - x[2:]).abs().max() < 1e-4
+    assert (result.paths[:, 0] - x[:2]).abs().max() < 1e-4 and (
+        result.paths[:, -1] - x[2:]
+    ).abs().max() < 1e-4
     assert (result.paths[:, 1] - x[:2]).abs().max() > 1e-3
 
 
@@ -115,7 +151,12 @@ def test_outputs_are_not_overwritten_without_force(trained, tmp_path: Path, caps
     run = trained("glow-toy")
     out = tmp_path / "figure.png"
     out.write_bytes(b"keep me")
-    for command in (["sample", str(run)], ["reconstruct", str(run)], ["interpolate", str(run)], ["plot", str(run)]):
+    for command in (
+        ["sample", str(run)],
+        ["reconstruct", str(run)],
+        ["interpolate", str(run)],
+        ["plot", str(run)],
+    ):
         assert main([*command, "-o", str(out)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"{out} exists; pass --force to overwrite it" in err

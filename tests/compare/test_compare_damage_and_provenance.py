@@ -7,13 +7,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from image_folders import random_image_folder
 
+from image_folders import random_image_folder
 from invflow.cli import main
 from invflow.train.checkpoint import load_checkpoint_file
 
-TOY = {"model.steps_per_level": 1, "model.hidden_channels": 4, "data.batch_size": 8, "data.toy_samples": 32,
-       "train.checkpoint_every": 3, "train.eval_batches": 1, "train.n_samples_grid": 4, "train.keep_checkpoints": 1}
+TOY = {
+    "model.steps_per_level": 1,
+    "model.hidden_channels": 4,
+    "data.batch_size": 8,
+    "data.toy_samples": 32,
+    "train.checkpoint_every": 3,
+    "train.eval_batches": 1,
+    "train.n_samples_grid": 4,
+    "train.keep_checkpoints": 1,
+}
 IMAGES = {"data.dataset": "folder", "data.image_size": 8, "data.batch_size": 4, "model.levels": 2,
           "model.steps_per_level": 1, "model.hidden_channels": 4, "train.checkpoint_every": 3,
           "train.eval_batches": 1, "train.n_samples_grid": 4}
@@ -24,7 +32,18 @@ def sets(overrides: dict) -> list[str]:
 
 
 def compare_toy(out: Path, *extra: str) -> list[str]:
-    return ["compare", "glow-toy-rings", "--seeds", "1", "--steps", "6", "--out", str(out), *sets(TOY), *extra]
+    return [
+        "compare",
+        "glow-toy-rings",
+        "--seeds",
+        "1",
+        "--steps",
+        "6",
+        "--out",
+        str(out),
+        *sets(TOY),
+        *extra,
+    ]
 
 
 def damage_every_checkpoint(run: Path) -> None:
@@ -45,7 +64,9 @@ def test_compare_moves_a_run_with_no_readable_checkpoint_aside_and_trains_it_aga
     capsys.readouterr()
     assert main(compare_toy(out, "--no-retrain-damaged")) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"run glow-toy-rings seed 0 in {run} has no readable checkpoint" in err
+    assert (
+        len(err.splitlines()) == 1 and f"run glow-toy-rings seed 0 in {run} has no readable checkpoint" in err
+    )
 
     assert main(compare_toy(out)) == 0
     stdout = capsys.readouterr().out
@@ -72,11 +93,16 @@ def test_compare_runs_record_their_data_directory_and_the_summary_its_provenance
     assert main(argv) == 0
     run = out / "runs" / "glow-mnist-tiny" / "seed-0"
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["data_dir"] == str(image_folder)
-    assert load_checkpoint_file(run / "checkpoints" / "last.pt")["config"]["data"]["data_dir"] == str(image_folder)
+    assert load_checkpoint_file(run / "checkpoints" / "last.pt")["config"]["data"]["data_dir"] == str(
+        image_folder
+    )
 
     summary = (out / "summary.md").read_text()
     row = next(line for line in summary.splitlines() if line.startswith("| glow-mnist-tiny seed 0 |"))
-    assert f"{run / 'checkpoints' / 'step-00000003.pt'} | 3 | EMA | folder from {image_folder} | test | 2 |" in row
+    assert (
+        f"{run / 'checkpoints' / 'step-00000003.pt'} | 3 | EMA | folder from {image_folder} | test | 2 |"
+        in row
+    )
     provenance = json.loads((out / "summary.json").read_text())["runs"][0]["provenance"]
     assert provenance["data_dir"] == str(image_folder) and provenance["torch"] and provenance["invflow"]
 

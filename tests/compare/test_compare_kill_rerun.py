@@ -27,7 +27,9 @@ def finished(run_dir) -> bool:
 def test_rerun_after_kill_finishes_only_missing_runs(mnist_dir, tmp_path) -> None:
     out = tmp_path / "cmp"
     first, second = (out / "runs" / "glow-mnist-tiny" / f"seed-{k}" for k in (0, 1))
-    proc = subprocess.Popen(compare(mnist_dir, out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        compare(mnist_dir, out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 180
     # Kill once the first run is finished and the second has a checkpoint to resume from.
     while time.time() < deadline and not (finished(first) and step_checkpoints(second / "checkpoints")):

@@ -8,7 +8,9 @@ SMALL = {"model.steps_per_level": 1, "model.hidden_channels": 8, "data.image_siz
 
 
 def test_float64_model_gives_float64_logdet() -> None:
-    model = invflow.build_model("glow-mnist-tiny", **{k.replace(".", "__"): v for k, v in SMALL.items()}).double()
+    model = invflow.build_model(
+        "glow-mnist-tiny", **{k.replace(".", "__"): v for k, v in SMALL.items()}
+    ).double()
     x = torch.rand(3, 1, 8, 8, dtype=torch.float64)
     z, logdet = model.flow(x)
     assert z.dtype == logdet.dtype == torch.float64 and logdet.shape == (3,)

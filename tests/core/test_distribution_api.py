@@ -4,13 +4,12 @@ import pytest
 import torch
 from torch import nn
 
+from core.test_sampling_contract import FAMILIES, tiny
 from invflow.core.distributions import StandardNormal
 from invflow.core.flow import InverseFlow, SequentialFlow
 from invflow.core.model import FlowModel
 from invflow.layers.actnorm import ActNorm
 from invflow.layers.coupling import AffineCoupling
-
-from core.test_sampling_contract import FAMILIES, tiny
 
 GLOW_FAMILIES = [name for name in FAMILIES if not name.startswith("resflow")]
 RESIDUAL_FAMILIES = [name for name in FAMILIES if name.startswith("resflow")]
@@ -24,7 +23,9 @@ def small(name: str, **overrides) -> FlowModel:
 
 def toy_model() -> FlowModel:
     torch.manual_seed(0)
-    flow = SequentialFlow(ActNorm(2, vector=True), AffineCoupling((2,), 8), AffineCoupling((2,), 8, swap=True))
+    flow = SequentialFlow(
+        ActNorm(2, vector=True), AffineCoupling((2,), 8), AffineCoupling((2,), 8, swap=True)
+    )
     return FlowModel(flow, StandardNormal((2,)), (2,)).double().eval()
 
 
@@ -85,7 +86,9 @@ def test_rsample_is_differentiable_for_glow_families(name: str) -> None:
 def test_rsample_of_a_residual_flow_is_refused_saying_why(name: str) -> None:
     model = small(name)
     assert not model.has_rsample
-    with pytest.raises(NotImplementedError, match=r"rsample: a residual block's inverse is a fixed-point iteration"):
+    with pytest.raises(
+        NotImplementedError, match=r"rsample: a residual block's inverse is a fixed-point iteration"
+    ):
         model.rsample(2)
 
 
@@ -116,11 +119,15 @@ class TanhMLP(nn.Module):
 def test_coupling_takes_a_conditioner_factory() -> None:
     coupling = AffineCoupling((3,), conditioner=TanhMLP)
     assert isinstance(coupling.net, TanhMLP)
-    assert coupling.net.net[0].in_features == 1 and coupling.net.net[-1].out_features == 4  # (shift, scale) x 2
+    assert (
+        coupling.net.net[0].in_features == 1 and coupling.net.net[-1].out_features == 4
+    )  # (shift, scale) x 2
 
 
 def test_coupling_needs_exactly_one_of_hidden_and_conditioner() -> None:
-    with pytest.raises(ValueError, match="give either hidden .* or a conditioner factory, not both or neither"):
+    with pytest.raises(
+        ValueError, match="give either hidden .* or a conditioner factory, not both or neither"
+    ):
         AffineCoupling((4,))
     with pytest.raises(ValueError, match="not both or neither"):
         AffineCoupling((4,), 8, conditioner=TanhMLP)
@@ -128,5 +135,7 @@ def test_coupling_needs_exactly_one_of_hidden_and_conditioner() -> None:
 
 def test_conditioner_with_the_wrong_output_is_refused_by_shape() -> None:
     coupling = AffineCoupling((4,), conditioner=lambda n_in, n_out: nn.Linear(n_in, n_out + 1))
-    with pytest.raises(ValueError, match=r"AffineCoupling: the conditioner must map \(3, 2\) to \(3, 4\), got \(3, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"AffineCoupling: the conditioner must map \(3, 2\) to \(3, 4\), got \(3, 5\)"
+    ):
         coupling(torch.randn(3, 4))

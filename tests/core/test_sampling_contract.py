@@ -98,9 +98,33 @@ def test_non_finite_samples_are_refused_with_count_and_first_layer() -> None:
 
 def test_cli_sample_refuses_to_write_non_finite_samples(tmp_path, capsys) -> None:
     run = tmp_path / "run"
-    assert main(["train", "glow-mnist-tiny", "--out", str(run), "--set", "train.steps=1", "--set", "data.dataset=rings",
-                 "--set", "model.hidden_channels=4", "--set", "model.steps_per_level=1", "--set", "train.eval_batches=1",
-                 "--set", "data.batch_size=8", "--set", "data.toy_samples=64", "--set", "train.n_samples_grid=4"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "glow-mnist-tiny",
+                "--out",
+                str(run),
+                "--set",
+                "train.steps=1",
+                "--set",
+                "data.dataset=rings",
+                "--set",
+                "model.hidden_channels=4",
+                "--set",
+                "model.steps_per_level=1",
+                "--set",
+                "train.eval_batches=1",
+                "--set",
+                "data.batch_size=8",
+                "--set",
+                "data.toy_samples=64",
+                "--set",
+                "train.n_samples_grid=4",
+            ]
+        )
+        == 0
+    )
     from invflow.train.checkpoint import load_checkpoint_file, save_checkpoint
     path = run / "checkpoints" / "last.pt"
     state = load_checkpoint_file(path)
@@ -110,7 +134,9 @@ def test_cli_sample_refuses_to_write_non_finite_samples(tmp_path, capsys) -> Non
     out = tmp_path / "grid.png"
     assert main(["sample", str(run), "-n", "8", "-o", str(out)]) == 1
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "samples at temperature 1 are non-finite" in err and "ActNorm" in err
+    assert (
+        len(err.splitlines()) == 1 and "samples at temperature 1 are non-finite" in err and "ActNorm" in err
+    )
     assert not out.exists()
 
 
@@ -122,5 +148,7 @@ def test_decoding_non_finite_latents_is_refused_with_the_layer() -> None:
     with torch.no_grad():
         layer.log_scale[0] = -200.0
         z = model.flow(torch.rand(4, *model.input_shape))[0]
-    with pytest.raises(NonFiniteSamples, match=rf"of 4 decoded latents are non-finite .* layer {name} \(ActNorm\)"):
+    with pytest.raises(
+        NonFiniteSamples, match=rf"of 4 decoded latents are non-finite .* layer {name} \(ActNorm\)"
+    ):
         decode(model, z)

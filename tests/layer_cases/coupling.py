@@ -2,10 +2,9 @@
 a user's own (a conditioner factory, issue 14 item 6)."""
 from torch import nn
 
+from harness import LayerCase
 from invflow.layers.coupling import AdditiveCoupling, AffineCoupling
 from invflow.layers.spline import SplineCoupling
-
-from harness import LayerCase
 
 
 def tanh_mlp(n_in: int, n_out: int) -> nn.Module:
@@ -20,12 +19,17 @@ def gelu_conv(n_in: int, n_out: int) -> nn.Module:
 
 CASES = [
     LayerCase("affine-coupling-image", lambda: AffineCoupling((4, 4, 6), hidden=8), (4, 4, 6)),
-    LayerCase("affine-coupling-odd-channels", lambda: AffineCoupling((3, 4, 4), hidden=8, swap=True), (3, 4, 4)),
+    LayerCase(
+        "affine-coupling-odd-channels", lambda: AffineCoupling((3, 4, 4), hidden=8, swap=True), (3, 4, 4)
+    ),
     LayerCase("additive-coupling-image", lambda: AdditiveCoupling((4, 6, 4), hidden=8), (4, 6, 4)),
     LayerCase("affine-coupling-vector", lambda: AffineCoupling((2,), hidden=16), (2,)),
     LayerCase("additive-coupling-vector", lambda: AdditiveCoupling((3,), hidden=16, swap=True), (3,)),
     LayerCase("affine-coupling-custom-mlp", lambda: AffineCoupling((3,), conditioner=tanh_mlp), (3,)),
-    LayerCase("affine-coupling-custom-conv", lambda: AffineCoupling((3, 4, 4), swap=True, conditioner=gelu_conv),
-              (3, 4, 4)),
+    LayerCase(
+        "affine-coupling-custom-conv",
+        lambda: AffineCoupling((3, 4, 4), swap=True, conditioner=gelu_conv),
+        (3, 4, 4),
+    ),
     LayerCase("spline-coupling-custom-mlp", lambda: SplineCoupling((4,), bins=3, conditioner=tanh_mlp), (4,)),
 ]

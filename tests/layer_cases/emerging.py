@@ -1,7 +1,6 @@
 """Emerging convolutions (Hoogeboom et al. 2019) on square and non-square images."""
-from invflow.layers.emerging import EmergingConv
-
 from harness import LayerCase
+from invflow.layers.emerging import EmergingConv
 
 CASES = [
     LayerCase("emerging-3x3-6x10", lambda: EmergingConv(3), (3, 6, 10)),

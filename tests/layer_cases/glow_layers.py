@@ -1,12 +1,11 @@
 """The Glow building blocks: ActNorm, Squeeze, LogitTransform, 1x1 convolutions, factor-out."""
+from harness import LayerCase, unit_interval_sampler
 from invflow.core.flow import Flatten, SequentialFlow
 from invflow.layers.actnorm import ActNorm
 from invflow.layers.invconv import InvConv1x1
 from invflow.layers.logit import LogitTransform
 from invflow.layers.split import FactorOut
 from invflow.layers.squeeze import Squeeze
-
-from harness import LayerCase, unit_interval_sampler
 
 
 def factor_out() -> FactorOut:
@@ -17,8 +16,15 @@ CASES = [
     LayerCase("actnorm-image", lambda: ActNorm(3), (3, 4, 5)),
     LayerCase("actnorm-vector", lambda: ActNorm(2, vector=True), (2,)),
     LayerCase("squeeze", lambda: Squeeze(3), (3, 4, 6), divisible_by=2),
-    LayerCase("logit", lambda: LogitTransform((2, 3, 3), alpha=0.05), (2, 3, 3), sampler=unit_interval_sampler),
-    LayerCase("logit-small-alpha", lambda: LogitTransform((1, 4, 4), alpha=1e-5), (1, 4, 4), sampler=unit_interval_sampler),
+    LayerCase(
+        "logit", lambda: LogitTransform((2, 3, 3), alpha=0.05), (2, 3, 3), sampler=unit_interval_sampler
+    ),
+    LayerCase(
+        "logit-small-alpha",
+        lambda: LogitTransform((1, 4, 4), alpha=1e-5),
+        (1, 4, 4),
+        sampler=unit_interval_sampler,
+    ),
     LayerCase("invconv-plain", lambda: InvConv1x1(4, lu=False), (4, 3, 5)),
     LayerCase("invconv-lu", lambda: InvConv1x1(4, lu=True), (4, 6, 10)),
     LayerCase("invconv-lu-vector", lambda: InvConv1x1(3, lu=True, vector=True), (3,)),

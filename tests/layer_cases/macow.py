@@ -5,9 +5,8 @@ its initial (pure scaling) map when the harness checks it.
 """
 import torch
 
-from invflow.layers.macow import MaCowUnit
-
 from harness import LayerCase
+from invflow.layers.macow import MaCowUnit
 
 
 def _macow(*args, **kwargs) -> MaCowUnit:
@@ -23,5 +22,7 @@ def _macow(*args, **kwargs) -> MaCowUnit:
 CASES = [
     LayerCase("macow-unit-6x10", lambda: _macow(3, hidden=8), (3, 6, 10)),
     LayerCase("macow-unit-wide-kernel", lambda: _macow(2, hidden=6, kernel_size=(3, 5)), (2, 5, 4)),
-    LayerCase("macow-unit-one-channel-even-kernel", lambda: _macow(1, hidden=6, kernel_size=(1, 2)), (1, 4, 7)),
+    LayerCase(
+        "macow-unit-one-channel-even-kernel", lambda: _macow(1, hidden=6, kernel_size=(1, 2)), (1, 4, 7)
+    ),
 ]

@@ -1,7 +1,6 @@
 """Periodic (Fourier) convolutions (Hoogeboom et al. 2019): even and odd widths, non-square."""
-from invflow.layers.periodic import PeriodicConv
-
 from harness import LayerCase
+from invflow.layers.periodic import PeriodicConv
 
 CASES = [
     LayerCase("periodic-3x3-6x10", lambda: PeriodicConv(3, 6, 10), (3, 6, 10),

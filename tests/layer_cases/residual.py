@@ -1,7 +1,6 @@
 """Invertible residual blocks (exact log-det) on images and vectors, with several norm orders."""
-from invflow.residual import InvertibleResidualBlock, conv_residual_net, mlp_residual_net
-
 from harness import LayerCase
+from invflow.residual import InvertibleResidualBlock, conv_residual_net, mlp_residual_net
 
 
 def _conv_block(**net_kwargs: object) -> InvertibleResidualBlock:

@@ -5,9 +5,8 @@ run on visibly non-identity splines (the harness only perturbs zero parameters s
 """
 import torch
 
-from invflow.layers.spline import SplineCoupling
-
 from harness import LayerCase
+from invflow.layers.spline import SplineCoupling
 
 
 def _spline(*args, **kwargs) -> SplineCoupling:

@@ -8,7 +8,12 @@ from invflow.layers.actnorm import ActNorm
 
 
 def actnorm_state(model) -> list[torch.Tensor]:
-    return [t.clone() for m in model.modules() if isinstance(m, ActNorm) for t in (m.bias, m.log_scale, m.initialized)]
+    return [
+        t.clone()
+        for m in model.modules()
+        if isinstance(m, ActNorm)
+        for t in (m.bias, m.log_scale, m.initialized)
+    ]
 
 
 def test_eval_no_grad_log_prob_with_a_nan_pixel_touches_no_other_sample_and_no_parameter() -> None:

@@ -42,7 +42,9 @@ def test_second_derivatives():
     weights = tuple(net.parameters())
 
     def fn(x, *params):
-        return torch.func.functional_call(net, dict(zip([n for n, _ in net.named_parameters()], params)), (x,))
+        return torch.func.functional_call(
+            net, dict(zip([n for n, _ in net.named_parameters()], params)), (x,)
+        )
 
     assert torch.autograd.gradcheck(fn, (x, *weights))
     assert torch.autograd.gradgradcheck(fn, (x, *weights))

@@ -15,7 +15,9 @@ from invflow.layers.emerging import (
 
 def _causal_kernel(c: int, k: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
-    weight = 0.3 * torch.randn(c, c, k, k, generator=gen, dtype=torch.float64) * autoregressive_mask(c, k).double()
+    weight = (
+        0.3 * torch.randn(c, c, k, k, generator=gen, dtype=torch.float64) * autoregressive_mask(c, k).double()
+    )
     diag = 0.5 + torch.rand(c, generator=gen, dtype=torch.float64)
     weight[:, :, k // 2, k // 2] += torch.diag(diag)
     return weight
@@ -52,7 +54,9 @@ def test_flip_kernel_is_conv_of_flipped_input() -> None:
     weight = _causal_kernel(4, 3, seed=1)
     x = torch.randn(2, 4, 6, 10, dtype=torch.float64)
     flip = (1, 2, 3)
-    torch.testing.assert_close(causal_conv(x, flip_kernel(weight)), causal_conv(x.flip(flip), weight).flip(flip))
+    torch.testing.assert_close(
+        causal_conv(x, flip_kernel(weight)), causal_conv(x.flip(flip), weight).flip(flip)
+    )
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
@@ -89,7 +93,9 @@ def test_init_is_near_but_not_at_identity() -> None:
     assert torch.equal(logdet, torch.zeros(2))
 
 
-@pytest.mark.parametrize("kwargs", [{"channels": 0}, {"channels": 3, "kernel_size": 2}, {"channels": 3, "kernel_size": 0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"channels": 0}, {"channels": 3, "kernel_size": 2}, {"channels": 3, "kernel_size": 0}]
+)
 def test_bad_arguments_are_rejected(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         EmergingConv(**kwargs)

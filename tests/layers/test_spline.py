@@ -11,7 +11,9 @@ from invflow.layers.spline import SplineCoupling, bin_knots, knot_derivatives, r
 BOUND = 3.0
 
 
-def random_params(n: int, bins: int, seed: int, scale: float = 2.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def random_params(
+    n: int, bins: int, seed: int, scale: float = 2.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
 
     def draw(k: int) -> torch.Tensor:
@@ -34,7 +36,9 @@ def test_spline_is_monotone_increasing(seed: int, bins: int) -> None:
     n = 400
     x = torch.linspace(-2 * BOUND, 2 * BOUND, n, dtype=torch.float64)
     w, h, d = random_params(1, bins, seed)
-    y, logabsdet = rational_quadratic_spline(x, w.expand(n, -1), h.expand(n, -1), d.expand(n, -1), tail_bound=BOUND)
+    y, logabsdet = rational_quadratic_spline(
+        x, w.expand(n, -1), h.expand(n, -1), d.expand(n, -1), tail_bound=BOUND
+    )
     assert torch.all(y[1:] > y[:-1])
     assert torch.all(torch.isfinite(logabsdet))
 
@@ -69,7 +73,9 @@ def test_identity_at_zero_parameters() -> None:
     x = inputs_across_bound(n, seed=3)
     zeros = torch.zeros(n, bins, dtype=torch.float64)
     for inverse in (False, True):
-        y, logabsdet = rational_quadratic_spline(x, zeros, zeros, zeros[:, :-1], inverse=inverse, tail_bound=BOUND)
+        y, logabsdet = rational_quadratic_spline(
+            x, zeros, zeros, zeros[:, :-1], inverse=inverse, tail_bound=BOUND
+        )
         torch.testing.assert_close(y, x, atol=1e-12, rtol=0)
         torch.testing.assert_close(logabsdet, torch.zeros_like(x), atol=1e-12, rtol=0)
 
@@ -80,7 +86,9 @@ def test_value_and_derivative_are_continuous_at_knots_and_tail_bound() -> None:
     knots = bin_knots(w, BOUND, 1e-3)[0]  # includes ±B
     x = torch.cat([knots - eps, knots + eps])
     n = x.shape[0]
-    y, logabsdet = rational_quadratic_spline(x, w.expand(n, -1), h.expand(n, -1), d.expand(n, -1), tail_bound=BOUND)
+    y, logabsdet = rational_quadratic_spline(
+        x, w.expand(n, -1), h.expand(n, -1), d.expand(n, -1), tail_bound=BOUND
+    )
     below, above = y.chunk(2)
     torch.testing.assert_close(above - below, torch.zeros_like(below), atol=1e-9, rtol=0)
     ld_below, ld_above = logabsdet.chunk(2)  # C¹: the derivative has no jump either

@@ -7,9 +7,22 @@ from invflow.cli import main
 from invflow.config import preset_names
 from invflow.train.checkpoint import save_checkpoint
 
-TINY = ["--set", "train.steps=3", "--set", "data.batch_size=8", "--set", "data.toy_samples=32",
-        "--set", "train.eval_batches=1", "--set", "model.steps_per_level=1", "--set", "model.hidden_channels=4",
-        "--set", "train.n_samples_grid=4"]
+TINY = [
+    "--set",
+    "train.steps=3",
+    "--set",
+    "data.batch_size=8",
+    "--set",
+    "data.toy_samples=32",
+    "--set",
+    "train.eval_batches=1",
+    "--set",
+    "model.steps_per_level=1",
+    "--set",
+    "model.hidden_channels=4",
+    "--set",
+    "train.n_samples_grid=4",
+]
 
 
 def one_line_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
@@ -36,7 +49,9 @@ def one_line_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
     ("train.checkpoint_minutes=0", "train.checkpoint_minutes must be > 0, got 0"),
 ])
 def test_invalid_set_values(setting: str, message: str, tmp_path: Path, capsys) -> None:
-    err = one_line_error(["train", "glow-toy-rings", "--set", setting, "--out", str(tmp_path / "run")], capsys)
+    err = one_line_error(
+        ["train", "glow-toy-rings", "--set", setting, "--out", str(tmp_path / "run")], capsys
+    )
     assert message in err
 
 
@@ -57,7 +72,9 @@ def test_resflow_poisson_rate_must_be_positive(setting: str, tmp_path: Path, cap
 
 def test_out_under_a_regular_file(tmp_path: Path, capsys) -> None:
     (tmp_path / "somefile").write_text("not a directory")
-    err = one_line_error(["train", "glow-toy-rings", *TINY, "--out", str(tmp_path / "somefile" / "run")], capsys)
+    err = one_line_error(
+        ["train", "glow-toy-rings", *TINY, "--out", str(tmp_path / "somefile" / "run")], capsys
+    )
     assert "cannot create run directory" in err and "Not a directory" in err
 
 
@@ -142,20 +159,42 @@ def test_corrupt_data_file_is_named(tmp_path: Path, capsys) -> None:
     folder.mkdir()
     for i in range(12):
         (folder / f"{i:02d}.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    err = one_line_error(["train", "glow-mnist-tiny", "--set", "data.dataset=folder", "--set", "data.image_size=8",
-                          "--data-dir", str(folder), "--out", str(tmp_path / "run")], capsys)
+    err = one_line_error(
+        [
+            "train",
+            "glow-mnist-tiny",
+            "--set",
+            "data.dataset=folder",
+            "--set",
+            "data.image_size=8",
+            "--data-dir",
+            str(folder),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capsys,
+    )
     assert "cannot read image" in err and "00.png" in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["sample", "RUN", "-n", "0"], "argument -n: must be >= 1, got 0"),
-    (["sample", "RUN", "-n", "20000"], "argument -n: must be <= 10000 (one PNG grid), got 20000"),
-    (["sample", "RUN", "--temperature", "nan"], "argument --temperature: must be a finite number, got nan"),
-    (["sample", "RUN", "--temperature", "-1"], "argument --temperature: must be >= 0, got -1"),
-    (["compare", "glow-toy-rings", "--minutes", "nan"], "argument --minutes: must be a finite number, got nan"),
-    (["compare", "glow-toy-rings", "--steps", "0"], "argument --steps: must be >= 1, got 0"),
-    (["compare", "glow-toy-rings", "--seeds", "0"], "argument --seeds: must be >= 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sample", "RUN", "-n", "0"], "argument -n: must be >= 1, got 0"),
+        (["sample", "RUN", "-n", "20000"], "argument -n: must be <= 10000 (one PNG grid), got 20000"),
+        (
+            ["sample", "RUN", "--temperature", "nan"],
+            "argument --temperature: must be a finite number, got nan",
+        ),
+        (["sample", "RUN", "--temperature", "-1"], "argument --temperature: must be >= 0, got -1"),
+        (
+            ["compare", "glow-toy-rings", "--minutes", "nan"],
+            "argument --minutes: must be a finite number, got nan",
+        ),
+        (["compare", "glow-toy-rings", "--steps", "0"], "argument --steps: must be >= 1, got 0"),
+        (["compare", "glow-toy-rings", "--seeds", "0"], "argument --seeds: must be >= 1, got 0"),
+    ],
+)
 def test_bad_numeric_cli_arguments(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main([a.replace("RUN", str(tmp_path)) for a in argv])

@@ -57,7 +57,9 @@ def test_resflow_log_prob_wrong_shape() -> None:
 
 def test_integer_images_passed_to_log_prob(glow) -> None:
     x_int = torch.randint(0, 256, (2, 1, 28, 28))
-    with pytest.raises(ValueError, match=r"expected torch.float32 input .*got torch.int64; use model.bits_per_dim"):
+    with pytest.raises(
+        ValueError, match=r"expected torch.float32 input .*got torch.int64; use model.bits_per_dim"
+    ):
         glow.log_prob(x_int)
     with pytest.raises(ValueError, match="got torch.uint8"):
         glow.log_prob(x_int.to(torch.uint8))
@@ -73,15 +75,30 @@ def test_empty_batch(glow) -> None:
         glow.log_prob(torch.rand(0, 1, 28, 28))
 
 
-@pytest.mark.parametrize("x_int, n_bits, message", [
-    (torch.full((2, 1, 28, 28), 256), 8, r"must lie in \[0, 256\) for n_bits=8, got values in \[256, 256\]"),
-    (torch.full((2, 1, 28, 28), -1), 8, r"\[0, 256\) .*got values in \[-1, -1\]"),
-    (torch.full((2, 1, 28, 28), 32), 5, r"must lie in \[0, 32\) for n_bits=5"),
-    (torch.rand(2, 1, 28, 28), 8, "expected integer images .*got dtype torch.float32; pass the raw integer pixels"),
-    (torch.full((2, 1, 28, 28), 3.0), 8, "got dtype torch.float32"),
-    (torch.zeros(2, 1, 28, 28, dtype=torch.long), 0, r"n_bits must be an integer in \[1, 16\], got 0"),
-    (torch.zeros(2, 28, 28, dtype=torch.long), 8, r"expected a tensor of shape \(B, 1, 28, 28\), got rank 3"),
-])
+@pytest.mark.parametrize(
+    "x_int, n_bits, message",
+    [
+        (
+            torch.full((2, 1, 28, 28), 256),
+            8,
+            r"must lie in \[0, 256\) for n_bits=8, got values in \[256, 256\]",
+        ),
+        (torch.full((2, 1, 28, 28), -1), 8, r"\[0, 256\) .*got values in \[-1, -1\]"),
+        (torch.full((2, 1, 28, 28), 32), 5, r"must lie in \[0, 32\) for n_bits=5"),
+        (
+            torch.rand(2, 1, 28, 28),
+            8,
+            "expected integer images .*got dtype torch.float32; pass the raw integer pixels",
+        ),
+        (torch.full((2, 1, 28, 28), 3.0), 8, "got dtype torch.float32"),
+        (torch.zeros(2, 1, 28, 28, dtype=torch.long), 0, r"n_bits must be an integer in \[1, 16\], got 0"),
+        (
+            torch.zeros(2, 28, 28, dtype=torch.long),
+            8,
+            r"expected a tensor of shape \(B, 1, 28, 28\), got rank 3",
+        ),
+    ],
+)
 def test_bits_per_dim_bad_images(glow, x_int: torch.Tensor, n_bits: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         glow.bits_per_dim(x_int, n_bits)
@@ -98,13 +115,19 @@ def test_image_size_not_divisible_by_the_squeezes_fails_at_build(overrides: dict
         build_model(GLOW, model__hidden_channels=8, model__steps_per_level=1, **overrides)
 
 
-@pytest.mark.parametrize("n, temperature, message", [
-    (0, 1.0, "n must be >= 1, got 0"), (2, -0.5, "temperature must be >= 0, got -0.5"),
-    (2.5, 1.0, "n must be a positive integer, got 2.5"), (True, 1.0, "n must be a positive integer, got True"),
-    ("4", 1.0, "n must be a positive integer, got '4'"), (2, float("nan"), "temperature must be a finite number, got nan"),
-    (2, float("inf"), "temperature must be a finite number, got inf"),
-    (10**12, 1.0, r"sample\(n=1000000000000\) needs .* GiB for the result alone"),
-])
+@pytest.mark.parametrize(
+    "n, temperature, message",
+    [
+        (0, 1.0, "n must be >= 1, got 0"),
+        (2, -0.5, "temperature must be >= 0, got -0.5"),
+        (2.5, 1.0, "n must be a positive integer, got 2.5"),
+        (True, 1.0, "n must be a positive integer, got True"),
+        ("4", 1.0, "n must be a positive integer, got '4'"),
+        (2, float("nan"), "temperature must be a finite number, got nan"),
+        (2, float("inf"), "temperature must be a finite number, got inf"),
+        (10**12, 1.0, r"sample\(n=1000000000000\) needs .* GiB for the result alone"),
+    ],
+)
 def test_sample_bad_arguments(toy, n: int, temperature: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         toy.sample(n, temperature)

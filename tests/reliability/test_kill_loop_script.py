@@ -15,9 +15,25 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "kill_loop.py"
 
 def run_kill_loop(tmp_path: Path, kills: int, steps: int) -> dict:
     report = tmp_path / "kill_loop.json"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--kills", str(kills), "--seed", "0", "--steps", str(steps),
-                           "--workdir", str(tmp_path / "runs"), "--json", str(report)],
-                          capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--kills",
+            str(kills),
+            "--seed",
+            "0",
+            "--steps",
+            str(steps),
+            "--workdir",
+            str(tmp_path / "runs"),
+            "--json",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(report.read_text())
 

@@ -1,19 +1,31 @@
 """Property-based invertibility (hypothesis): every layer of the shared registry, over drawn channel
 counts, spatial sizes, batch sizes and seeds, gives ``inverse(forward(x)) ≈ x`` and a finite log-det
 of shape ``(B,)`` in float64. Bounded: few examples, derandomized, no example database."""
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness import LayerCase, all_cases, default_sampler, unit_interval_sampler
 from invflow.core.flow import Flow
-from invflow.layers import (ActNorm, AdditiveCoupling, AffineCoupling, ChannelWoodbury, EmergingConv, InvConv1x1,
-                            LogitTransform, MaCowUnit, MEWoodbury, PeriodicConv, SpatialWoodbury, SplineCoupling,
-                            Squeeze, WoodburyMixing)
+from invflow.layers import (
+    ActNorm,
+    AdditiveCoupling,
+    AffineCoupling,
+    ChannelWoodbury,
+    EmergingConv,
+    InvConv1x1,
+    LogitTransform,
+    MaCowUnit,
+    MEWoodbury,
+    PeriodicConv,
+    SpatialWoodbury,
+    SplineCoupling,
+    Squeeze,
+    WoodburyMixing,
+)
 from invflow.residual import InvertibleResidualBlock, conv_residual_net
-
-from harness import LayerCase, all_cases, default_sampler, randomize_parameters, unit_interval_sampler
 
 BOUNDED = settings(max_examples=40, deadline=None, derandomize=True, database=None)
 Shape = tuple[int, int, int]
@@ -35,7 +47,10 @@ FACTORIES: dict[str, Callable[[Shape], tuple[Flow, Shape]]] = {
     "WoodburyMixing": lambda s: (WoodburyMixing(*s, latent_channel=2, latent_spatial=3), s),
     "MEWoodbury": lambda s: (MEWoodbury(*s, latent_channel=2, latent_height=2, latent_width=2), s),
     # The exact log-det needs the full Jacobian (seconds at 5x5x5); its value is the harness's job.
-    "InvertibleResidualBlock": lambda s: (InvertibleResidualBlock(conv_residual_net(s[0], 6), s, "unbiased"), s),
+    "InvertibleResidualBlock": lambda s: (
+        InvertibleResidualBlock(conv_residual_net(s[0], 6), s, "unbiased"),
+        s,
+    ),
 }
 # Registry layers whose construction is tied to one nested structure: checked over seeds and batches only.
 STRUCTURE_ONLY = {"FactorOut"}

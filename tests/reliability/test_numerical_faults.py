@@ -6,15 +6,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness import randomize_parameters
 from invflow.config import preset_names
-from invflow.models import load_config
 from invflow.core.model import FlowModel
-from invflow.models import build_model
+from invflow.models import build_model, load_config
 from invflow.residual import InvertibleResidualBlock, mlp_residual_net
 from invflow.train import loop
-from invflow.train.checkpoint import write_run_checkpoint, CheckpointError, load_checkpoint_file, step_checkpoints
-
-from harness import randomize_parameters
+from invflow.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint_file,
+    step_checkpoints,
+    write_run_checkpoint,
+)
 
 TOY = {"model.steps_per_level": 2, "model.hidden_channels": 8, "data.batch_size": 16, "train.steps": 12,
        "train.checkpoint_every": 1, "train.eval_batches": 1, "train.log_every": 1, "data.toy_samples": 64,
@@ -27,7 +30,9 @@ def assert_every_checkpoint_finite(run: Path) -> None:
         state = load_checkpoint_file(path)
         for section in ("model", "ema"):
             for key, value in state[section].items():
-                assert not value.is_floating_point() or torch.isfinite(value).all(), f"{path.name}: {section}.{key}"
+                assert not value.is_floating_point() or torch.isfinite(value).all(), (
+                    f"{path.name}: {section}.{key}"
+                )
 
 
 @pytest.mark.parametrize("lr", [1e6, 1e30])
@@ -65,12 +70,16 @@ def test_nonfinite_weights_are_never_checkpointed(monkeypatch: pytest.MonkeyPatc
 
 def test_checkpoint_writer_refuses_nonfinite_weights(tmp_path: Path) -> None:
     state = {"step": 3, "model": {"w": torch.tensor([1.0, float("nan")])}, "ema": {}}
-    with pytest.raises(CheckpointError, match=r"step-00000003.pt: refusing .* non-finite .*model.w.*train.lr"):
+    with pytest.raises(
+        CheckpointError, match=r"step-00000003.pt: refusing .* non-finite .*model.w.*train.lr"
+    ):
         write_run_checkpoint(state, tmp_path, keep=2)
     assert not any(tmp_path.iterdir())
 
 
-def test_update_that_makes_weights_nonfinite_stops_the_loop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_update_that_makes_weights_nonfinite_stops_the_loop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     poison_weights_after_step(monkeypatch, bad_step=5)
     config = load_config("glow-toy-rings", {**TOY, "train.checkpoint_every": 100})
     with pytest.raises(loop.TrainingDiverged, match="non-finite"):

@@ -6,22 +6,42 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from image_folders import random_image_folder
 
 import invflow
+from image_folders import random_image_folder
 from invflow.cli import main
 from invflow.config import Config
 from invflow.models import config_from_dict, load_config
 from invflow.train import loop
 from invflow.train.checkpoint import load_checkpoint_file
 
-TOY = {"model.steps_per_level": 2, "model.hidden_channels": 8, "data.batch_size": 16, "train.steps": 8,
-       "train.checkpoint_every": 4, "train.eval_batches": 1, "data.toy_samples": 64, "train.n_samples_grid": 4,
-       "train.deterministic": True, "train.device": "cpu"}
+TOY = {
+    "model.steps_per_level": 2,
+    "model.hidden_channels": 8,
+    "data.batch_size": 16,
+    "train.steps": 8,
+    "train.checkpoint_every": 4,
+    "train.eval_batches": 1,
+    "data.toy_samples": 64,
+    "train.n_samples_grid": 4,
+    "train.deterministic": True,
+    "train.device": "cpu",
+}
 # Image data (uniform dequantization draws noise every step) from a folder of generated 8x8 PNGs.
-IMAGES = {"data.dataset": "folder", "data.image_size": 8, "data.batch_size": 4, "model.levels": 2,
-          "model.steps_per_level": 1, "model.hidden_channels": 8, "train.steps": 6, "train.checkpoint_every": 3,
-          "train.eval_batches": 1, "train.n_samples_grid": 4, "train.deterministic": True, "train.device": "cpu"}
+IMAGES = {
+    "data.dataset": "folder",
+    "data.image_size": 8,
+    "data.batch_size": 4,
+    "model.levels": 2,
+    "model.steps_per_level": 1,
+    "model.hidden_channels": 8,
+    "train.steps": 6,
+    "train.checkpoint_every": 3,
+    "train.eval_batches": 1,
+    "train.n_samples_grid": 4,
+    "train.deterministic": True,
+    "train.device": "cpu",
+}
 
 
 @pytest.fixture
@@ -48,7 +68,9 @@ def test_same_seed_gives_bit_identical_parameters(kind: str, image_folder: Path,
             assert torch.equal(second[section][key], value), f"{section}.{key} differs between two runs"
     config.train.seed = 1
     other = final_state(config, tmp_path / "c")
-    assert any(not torch.equal(other["model"][k], v) for k, v in first["model"].items()), "the seed is ignored"
+    assert any(not torch.equal(other["model"][k], v) for k, v in first["model"].items()), (
+        "the seed is ignored"
+    )
 
 
 def eval_line(argv: list[str], capsys: pytest.CaptureFixture) -> str:

@@ -38,7 +38,9 @@ def old_run_with_a_hard_linked_last_pt(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("command", ["eval", "sample"])
-def test_eval_and_sample_announce_the_fallback_and_the_step_used(command: str, tmp_path: Path, capsys) -> None:
+def test_eval_and_sample_announce_the_fallback_and_the_step_used(
+    command: str, tmp_path: Path, capsys
+) -> None:
     run = old_run_with_a_hard_linked_last_pt(tmp_path)
     capsys.readouterr()
     assert main([command, str(run)]) == 0
@@ -112,9 +114,13 @@ def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_resume_works_once
     assert main(["train", "glow-toy-rings", *CLI_SMALL, "--out", str(run)]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
-    assert f"invflow: error: no space left on device writing {run / 'checkpoints' / 'step-00000006.pt'} (" in err
+    assert (
+        f"invflow: error: no space left on device writing {run / 'checkpoints' / 'step-00000006.pt'} (" in err
+    )
     assert "step 6 was not saved, the older checkpoints are intact; free some space" in err
-    assert leftovers(run) == [] and [p.name for p in step_checkpoints(run / "checkpoints")] == ["step-00000003.pt"]
+    assert leftovers(run) == [] and [p.name for p in step_checkpoints(run / "checkpoints")] == [
+        "step-00000003.pt"
+    ]
     assert load_checkpoint_file(run / "checkpoints" / "last.pt")["step"] == 3
 
     full_disk(monkeypatch, "*")  # still full: --resume is one line too, and changes nothing

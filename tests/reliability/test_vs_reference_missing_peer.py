@@ -17,7 +17,9 @@ def vs_reference(monkeypatch: pytest.MonkeyPatch):
     return vs_reference
 
 
-def test_missing_resflow_checkout_exits_2(vs_reference, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_missing_resflow_checkout_exits_2(
+    vs_reference, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert vs_reference.main(["--cases", "resflow", "--resflow-ref", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no resflows/resflow.py there" in err and "rtqichen/residual-flows" in err
@@ -25,7 +27,9 @@ def test_missing_resflow_checkout_exits_2(vs_reference, tmp_path: Path, capsys: 
     assert "pass --resflow-ref PATH" in capsys.readouterr().err
 
 
-def test_missing_normflows_exits_2(vs_reference, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_missing_normflows_exits_2(
+    vs_reference, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.setitem(sys.modules, "normflows", None)  # import normflows -> ImportError
     assert vs_reference.main(["--cases", "glow"]) == 2
     assert "pip install normflows==1.7.3" in capsys.readouterr().err

@@ -76,7 +76,9 @@ def test_conv_operator_l1_and_linf_norms(p: float) -> None:
     assert COEFF - TOL <= true <= COEFF + TOL
 
 
-@pytest.mark.parametrize(("p", "q"), [(2.0, 2.0), (1.0, 1.0), (math.inf, math.inf), (1.0, 2.0), (1.0, math.inf)])
+@pytest.mark.parametrize(
+    ("p", "q"), [(2.0, 2.0), (1.0, 1.0), (math.inf, math.inf), (1.0, 2.0), (1.0, math.inf)]
+)
 def test_linear_induced_norm_brute_force(p: float, q: float) -> None:
     torch.manual_seed(3)
     layer = _scaled(SpectralNormLinear(7, 5, coeff=COEFF, domain=p, codomain=q))
@@ -114,7 +116,9 @@ def test_learned_orders_start_at_two_and_stay_in_range() -> None:
         order.s.fill_(50.0)
     assert 1.5 < float(order().detach()) <= 2.5
     torch.manual_seed(5)
-    layer = _scaled(SpectralNormLinear(6, 4, coeff=COEFF, domain=LearnedNormOrder(), codomain=LearnedNormOrder()))
+    layer = _scaled(
+        SpectralNormLinear(6, 4, coeff=COEFF, domain=LearnedNormOrder(), codomain=LearnedNormOrder())
+    )
     sigma = float(torch.linalg.matrix_norm(explicit_matrix(layer, (6,)), ord=2))
     assert COEFF - TOL <= sigma <= COEFF + TOL
     y = layer(torch.randn(3, 6, dtype=torch.float64)).sum()

@@ -76,7 +76,11 @@ def test_block_exact_logdet_and_gradient_match_unfused_brute_force(monkeypatch: 
     expected = []
     for xi in x:
         jac = torch.autograd.functional.jacobian(lambda v: g(v.unsqueeze(0))[0], xi, create_graph=True)
-        expected.append(torch.linalg.slogdet(torch.eye(xi.numel(), dtype=xi.dtype) + jac.reshape(xi.numel(), -1)).logabsdet)
+        expected.append(
+            torch.linalg.slogdet(
+                torch.eye(xi.numel(), dtype=xi.dtype) + jac.reshape(xi.numel(), -1)
+            ).logabsdet
+        )
     expected = torch.stack(expected)
     want = torch.autograd.grad(expected.sum(), params, materialize_grads=True)
     torch.testing.assert_close(logdet, expected, atol=1e-10, rtol=0)

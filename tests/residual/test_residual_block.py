@@ -49,7 +49,9 @@ def test_inverse_of_forward_with_lipschitz_exactly_098() -> None:
     block = InvertibleResidualBlock(g, (3,), logdet="exact", inverse_atol=1e-10, inverse_max_iter=5000)
     x = torch.randn(4, 3, dtype=torch.float64)
     block(x)
-    assert float(torch.linalg.matrix_norm(g.normalized_weight(x).detach(), ord=2)) == pytest.approx(0.98, abs=1e-6)
+    assert float(torch.linalg.matrix_norm(g.normalized_weight(x).detach(), ord=2)) == pytest.approx(
+        0.98, abs=1e-6
+    )
     with torch.no_grad():
         x_rec, _ = block.eval().inverse(block(x)[0])
     torch.testing.assert_close(x_rec, x, atol=1e-6, rtol=0)

@@ -2,14 +2,13 @@
 unbiasedness of the ``unbiased`` value and of the Neumann gradient (float64, fixed seeds)."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from scipy import special, stats
 from torch import Tensor
 
 from invflow.residual import InvertibleResidualBlock, mlp_residual_net
-import numpy as np
-from scipy import special, stats
-
 from invflow.residual.logdet import (
     neumann_logdet,
     power_series_logdet,
@@ -100,8 +99,17 @@ def test_poisson_tail_is_exact_for_any_rate(lam: float) -> None:
     assert roulette_survival("poisson", lam, 5) == pytest.approx(float(special.gammainc(5, lam)), rel=1e-14)
 
 
-@pytest.mark.parametrize(("n_dist", "param"), [("poisson", 0.0), ("poisson", -1.0), ("poisson", float("inf")),
-                                               ("poisson", float("nan")), ("geometric", 0.0), ("geometric", 1.5)])
+@pytest.mark.parametrize(
+    ("n_dist", "param"),
+    [
+        ("poisson", 0.0),
+        ("poisson", -1.0),
+        ("poisson", float("inf")),
+        ("poisson", float("nan")),
+        ("geometric", 0.0),
+        ("geometric", 1.5),
+    ],
+)
 def test_roulette_refuses_improper_parameters(n_dist: str, param: float) -> None:
     with pytest.raises(ValueError, match="n_dist_param"):
         roulette_survival(n_dist, param, 1)
@@ -109,8 +117,11 @@ def test_roulette_refuses_improper_parameters(n_dist: str, param: float) -> None
         InvertibleResidualBlock(torch.nn.Identity(), (2,), n_dist=n_dist, n_dist_param=param)
 
 
-ROULETTE_CASES = [(d, p, e) for d, p in [("geometric", 0.5), ("geometric", 0.2), ("poisson", 2.0), ("poisson", 10.0)]
-                  for e in (0, 2)]
+ROULETTE_CASES = [
+    (d, p, e)
+    for d, p in [("geometric", 0.5), ("geometric", 0.2), ("poisson", 2.0), ("poisson", 10.0)]
+    for e in (0, 2)
+]
 
 
 def _pmf(n_dist: str, param: float, n: np.ndarray) -> np.ndarray:
@@ -167,7 +178,9 @@ def test_unbiased_estimate_mean_matches_exact(n_dist: str, hutchinson: str, n_ex
     g = make_g()
     points = torch.tensor([[0.3, -1.2], [1.5, 0.7]], dtype=torch.float64)
     exact = torch.stack([brute_force_logdet(g, p) for p in points]).detach()
-    block = InvertibleResidualBlock(g, (2,), n_dist=n_dist, n_exact_terms=n_exact_terms, hutchinson=hutchinson)
+    block = InvertibleResidualBlock(
+        g, (2,), n_dist=n_dist, n_exact_terms=n_exact_terms, hutchinson=hutchinson
+    )
     x = points.repeat_interleave(REPLICAS, dim=0)
     torch.manual_seed(SEED)
     with torch.no_grad():
@@ -186,7 +199,9 @@ def test_neumann_gradient_is_unbiased() -> None:
     x0 = torch.tensor([0.4, -0.8], dtype=torch.float64, requires_grad=True)
     exact_grads = torch.autograd.grad(brute_force_logdet(g, x0), params + [x0], materialize_grads=True)
     exact = torch.cat([e.reshape(-1) for e in exact_grads])
-    directions = torch.randn(3, exact.numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    directions = torch.randn(
+        3, exact.numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
     block = InvertibleResidualBlock(g, (2,), gradient="neumann", n_dist="geometric", n_exact_terms=1)
     block.train()
     torch.manual_seed(SEED)

@@ -52,14 +52,24 @@ def test_bf16_conditioners_keep_logdet_in_float32_and_train(tmp_path) -> None:
     _, logdet32 = model.flow(x)
     torch.testing.assert_close(logdet, logdet32, rtol=1e-2, atol=1.0)  # bf16 conditioners: close, not equal
 
-    config = load_config("glow-toy-rings", {"train.precision": "bf16", "train.steps": 20, "model.steps_per_level": 2,
-                                            "train.eval_batches": 1, "train.log_every": 5})
+    config = load_config(
+        "glow-toy-rings",
+        {
+            "train.precision": "bf16",
+            "train.steps": 20,
+            "model.steps_per_level": 2,
+            "train.eval_batches": 1,
+            "train.log_every": 5,
+        },
+    )
     result = train(config, tmp_path, progress=False)
     assert result.nonfinite == 0 and torch.isfinite(torch.tensor(result.test_value))
 
 
 def test_training_loop_runs_compiled(tmp_path) -> None:
-    config = load_config("glow-toy-rings", {"train.compile": True, "train.steps": 3, "model.steps_per_level": 1,
-                                            "train.eval_batches": 1})
+    config = load_config(
+        "glow-toy-rings",
+        {"train.compile": True, "train.steps": 3, "model.steps_per_level": 1, "train.eval_batches": 1},
+    )
     result = train(config, tmp_path, progress=False)
     assert result.step == 3 and torch.isfinite(torch.tensor(result.test_value))

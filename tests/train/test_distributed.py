@@ -6,12 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
+from tbevents import event_accumulator, scalar_steps
 
 from invflow.train.checkpoint import load_checkpoint_file, step_checkpoints
 from invflow.train.metrics import read_metrics
-from tbevents import event_accumulator, scalar_steps
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -44,9 +43,24 @@ def test_two_ranks_stay_identical_and_only_rank0_writes(mnist_dir, tmp_path) -> 
 
 
 def test_distributed_resume_is_bit_identical(tmp_path) -> None:
-    common = ["-m", "invflow", "train", "glow-toy-rings", "--set", "model.steps_per_level=2",
-              "--set", "model.hidden_channels=8", "--set", "data.batch_size=16", "--set", "train.eval_batches=1",
-              "--set", "train.checkpoint_every=3", "--set", "train.deterministic=true"]
+    common = [
+        "-m",
+        "invflow",
+        "train",
+        "glow-toy-rings",
+        "--set",
+        "model.steps_per_level=2",
+        "--set",
+        "model.hidden_channels=8",
+        "--set",
+        "data.batch_size=16",
+        "--set",
+        "train.eval_batches=1",
+        "--set",
+        "train.checkpoint_every=3",
+        "--set",
+        "train.deterministic=true",
+    ]
     straight = torchrun(*common, "--set", "train.steps=8", "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr[-3000:]
     first = torchrun(*common, "--set", "train.steps=4", "--out", str(tmp_path / "resumed"))
@@ -65,6 +79,10 @@ def test_resume_with_another_process_count_is_refused(tmp_path) -> None:
             "model.hidden_channels=8", "--set", "train.steps=2", "--set", "train.eval_batches=1",
             "--out", str(tmp_path)]
     assert torchrun(*args).returncode == 0
-    single = subprocess.run([sys.executable, *args[:-2], "--set", "train.steps=4", "--out", str(tmp_path), "--resume"],
-                            env=ENV, capture_output=True, text=True)
+    single = subprocess.run(
+        [sys.executable, *args[:-2], "--set", "train.steps=4", "--out", str(tmp_path), "--resume"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert single.returncode == 2 and "written by 2 process(es), resumed with 1" in single.stderr

@@ -21,7 +21,9 @@ def test_unset_is_a_plain_write(monkeypatch: pytest.MonkeyPatch) -> None:
     assert buffer.getvalue() == b"abc"
 
 
-@pytest.mark.parametrize("value", ["boom", "after-step", "after-step:x", "checkpoint-write:1", "after-step:-1"])
+@pytest.mark.parametrize(
+    "value", ["boom", "after-step", "after-step:x", "checkpoint-write:1", "after-step:-1"]
+)
 def test_malformed_value_is_named(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv(faults.ENV_VAR, value)
     with pytest.raises(ValueError, match="INVFLOW_FAULT"):
@@ -29,8 +31,11 @@ def test_malformed_value_is_named(monkeypatch: pytest.MonkeyPatch, value: str) -
 
 
 def test_checkpoint_write_dies_after_n_bytes_of_the_kth_write(tmp_path: Path) -> None:
-    code = (f"import torch; from pathlib import Path; from invflow.train.checkpoint import save_checkpoint\n"
-            f"for k in range(3): save_checkpoint({{'w': torch.zeros(1000)}}, Path({str(tmp_path)!r}) / f'c{{k}}.pt')")
+    code = (
+        f"import torch; from pathlib import Path; from invflow.train.checkpoint import save_checkpoint\n"
+        f"for k in range(3): save_checkpoint({{'w': torch.zeros(1000)}}, "
+        f"Path({str(tmp_path)!r}) / f'c{{k}}.pt')"
+    )
     env = {**os.environ, faults.ENV_VAR: "checkpoint-write:2:100"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
     assert done.returncode == -signal.SIGKILL

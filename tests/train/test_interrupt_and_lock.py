@@ -1,7 +1,6 @@
 """Preemption-safe, single-writer runs (issue 12 items 4-6): SIGINT/SIGTERM checkpoint the finished
 step and exit 130/143 losing no step; a second writer is refused; a killed holder's lock does not
 block ``--resume``; ``train.checkpoint_minutes``; ``--resume`` reuses the recorded data directory."""
-import json
 import os
 import signal
 import subprocess
@@ -9,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from invflow.cli import main
@@ -18,10 +16,30 @@ from invflow.train.checkpoint import load_checkpoint_file, step_checkpoints
 from invflow.train.metrics import read_metrics
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-TOY = ["--set", "model.steps_per_level=2", "--set", "model.hidden_channels=16", "--set", "data.toy_samples=256",
-       "--set", "data.batch_size=32", "--set", "train.eval_batches=1", "--set", "train.log_every=1",
-       "--set", "train.deterministic=true", "--set", "train.n_samples_grid=4", "--set", "train.eval_every=100000",
-       "--set", "train.sample_every=100000", "--set", "train.checkpoint_every=100000"]
+TOY = [
+    "--set",
+    "model.steps_per_level=2",
+    "--set",
+    "model.hidden_channels=16",
+    "--set",
+    "data.toy_samples=256",
+    "--set",
+    "data.batch_size=32",
+    "--set",
+    "train.eval_batches=1",
+    "--set",
+    "train.log_every=1",
+    "--set",
+    "train.deterministic=true",
+    "--set",
+    "train.n_samples_grid=4",
+    "--set",
+    "train.eval_every=100000",
+    "--set",
+    "train.sample_every=100000",
+    "--set",
+    "train.checkpoint_every=100000",
+]
 
 
 def command(out: Path, steps: int, *extra: str) -> list[str]:
@@ -45,7 +63,9 @@ def logged_steps(run: Path) -> list[int]:
 
 def interrupt(run: Path, sig: int, code: int) -> tuple[int, str]:
     """Train, send ``sig`` after 15 logged steps; check exit ``code`` and that no finished step was lost."""
-    proc = subprocess.Popen(command(run, 1_000_000), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        command(run, 1_000_000), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     wait_until(lambda: len(logged_steps(run)) >= 15, proc, "15 logged steps")
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)
@@ -53,7 +73,9 @@ def interrupt(run: Path, sig: int, code: int) -> tuple[int, str]:
     saved = load_checkpoint_file(run / "checkpoints" / "last.pt")
     done = max(logged_steps(run))  # every finished step is logged (log_every=1)
     assert saved["step"] == done >= 15, "steps were lost"
-    assert f"continue from step {done}" in err and err.strip().splitlines()[-1].startswith("invflow: interrupted by")
+    assert f"continue from step {done}" in err and err.strip().splitlines()[-1].startswith(
+        "invflow: interrupted by"
+    )
     return done, err
 
 
@@ -84,7 +106,10 @@ def test_second_writer_is_refused_and_a_killed_holder_does_not_block_resume(tmp_
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: bool(step_checkpoints(run / "checkpoints")), proc, "a first checkpoint")
-        assert main(["train", "glow-toy-rings", "--out", str(run), "--resume", *TOY, "--set", "train.steps=3"]) == 2
+        assert (
+            main(["train", "glow-toy-rings", "--out", str(run), "--resume", *TOY, "--set", "train.steps=3"])
+            == 2
+        )
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"is in use by process {proc.pid}" in err, err
     finally:
@@ -92,7 +117,21 @@ def test_second_writer_is_refused_and_a_killed_holder_does_not_block_resume(tmp_
         proc.wait()
     resumed = step_checkpoints(run / "checkpoints")[0]
     step = load_checkpoint_file(resumed)["step"]
-    assert main(["train", "glow-toy-rings", "--out", str(run), "--resume", *TOY, "--set", f"train.steps={step + 2}"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "glow-toy-rings",
+                "--out",
+                str(run),
+                "--resume",
+                *TOY,
+                "--set",
+                f"train.steps={step + 2}",
+            ]
+        )
+        == 0
+    )
 
 
 def test_checkpoint_minutes_writes_on_the_wall_clock(tmp_path: Path, monkeypatch) -> None:
@@ -108,11 +147,29 @@ def test_checkpoint_minutes_writes_on_the_wall_clock(tmp_path: Path, monkeypatch
 def test_resume_reuses_the_recorded_data_dir(mnist_dir, tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("INVFLOW_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("INVFLOW_DATA_MIRROR", "http://127.0.0.1:9/")  # nothing to download from
-    tiny = ["--set", "model.hidden_channels=4", "--set", "model.steps_per_level=1", "--set", "train.eval_batches=1",
-            "--set", "data.batch_size=8", "--set", "train.n_samples_grid=4", "--set", "data.image_size=8"]
+    tiny = [
+        "--set",
+        "model.hidden_channels=4",
+        "--set",
+        "model.steps_per_level=1",
+        "--set",
+        "train.eval_batches=1",
+        "--set",
+        "data.batch_size=8",
+        "--set",
+        "train.n_samples_grid=4",
+        "--set",
+        "data.image_size=8",
+    ]
     run = tmp_path / "run"
     assert main(["train", "glow-mnist-tiny", "--data-dir", str(mnist_dir), "--out", str(run), *tiny,
                  "--set", "train.steps=2"]) == 0
-    assert main(["train", "glow-mnist-tiny", "--out", str(run), "--resume", *tiny, "--set", "train.steps=4"]) == 0
+    assert (
+        main(["train", "glow-mnist-tiny", "--out", str(run), "--resume", *tiny, "--set", "train.steps=4"])
+        == 0
+    )
     out = capsys.readouterr().out
-    assert f"using the run's recorded data directory {mnist_dir}" in out and "finished glow-mnist-tiny at step 4" in out
+    assert (
+        f"using the run's recorded data directory {mnist_dir}" in out
+        and "finished glow-mnist-tiny at step 4" in out
+    )

@@ -3,11 +3,18 @@ import pytest
 import torch
 
 from invflow.models import load_config
+from invflow.storage import DiskFullError
 from invflow.train import loop
 from invflow.train.batches import Batch, ToyBatches
-from invflow.storage import DiskFullError
-from invflow.train.checkpoint import (CheckpointError, CheckpointFallbackWarning, latest_good_checkpoint,
-                                      load_checkpoint_file, save_checkpoint, step_checkpoints, write_run_checkpoint)
+from invflow.train.checkpoint import (
+    CheckpointError,
+    CheckpointFallbackWarning,
+    latest_good_checkpoint,
+    load_checkpoint_file,
+    save_checkpoint,
+    step_checkpoints,
+    write_run_checkpoint,
+)
 from invflow.train.metrics import read_metrics
 
 SMALL = {"model.steps_per_level": 2, "model.hidden_channels": 8, "data.batch_size": 16, "train.steps": 12,
@@ -38,7 +45,9 @@ def test_nan_batches_are_skipped_counted_and_never_saved(monkeypatch, tmp_path) 
 def test_too_many_nonfinite_steps_stop_with_a_clear_message(monkeypatch, tmp_path) -> None:
     poison_steps(monkeypatch, set(range(4, 100)))
     with pytest.raises(loop.TrainingDiverged, match=r"non-finite .*train.max_nonfinite=2"):
-        loop.train(load_config("glow-toy-rings", {**SMALL, "train.max_nonfinite": 2}), tmp_path, progress=False)
+        loop.train(
+            load_config("glow-toy-rings", {**SMALL, "train.max_nonfinite": 2}), tmp_path, progress=False
+        )
     state = load_checkpoint_file(tmp_path / "checkpoints" / "last.pt")
     assert state["step"] == 3
 
@@ -58,7 +67,9 @@ def test_keeps_last_k_and_falls_back_past_a_corrupt_checkpoint(tmp_path) -> None
         found = latest_good_checkpoint(directory)
     assert found.path.name == "step-00000009.pt" and found.state["step"] == 9
     messages = [str(w.message) for w in caught]
-    assert len(messages) == 2 and all("checksum mismatch" in m and "step-00000009.pt (step 9)" in m for m in messages)
+    assert len(messages) == 2 and all(
+        "checksum mismatch" in m and "step-00000009.pt (step 9)" in m for m in messages
+    )
     assert "last.pt" in messages[0] and "step-00000012.pt" in messages[1]
 
 
@@ -105,6 +116,8 @@ def test_non_checkpoint_and_version_mismatch(tmp_path) -> None:
 
 def test_prefetched_batches_train_identically(tmp_path) -> None:
     straight = loop.train(load_config("glow-toy-rings", SMALL), tmp_path / "a", progress=False)
-    ahead = loop.train(load_config("glow-toy-rings", {**SMALL, "data.num_workers": 2}), tmp_path / "b", progress=False)
+    ahead = loop.train(
+        load_config("glow-toy-rings", {**SMALL, "data.num_workers": 2}), tmp_path / "b", progress=False
+    )
     for key, value in straight.model.state_dict().items():
         assert torch.equal(ahead.model.state_dict()[key], value), key

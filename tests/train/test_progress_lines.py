@@ -27,11 +27,35 @@ def test_line_format() -> None:
 def test_training_into_a_log_file_prints_progress_lines(tmp_path) -> None:
     log = tmp_path / "job.log"
     with log.open("w") as out:
-        done = subprocess.run([sys.executable, "-m", "invflow", "train", "glow-toy-rings", "--out", str(tmp_path / "run"),
-                               "--set", "train.steps=6", "--set", "train.log_every=2", "--set", "model.steps_per_level=1",
-                               "--set", "model.hidden_channels=4", "--set", "data.toy_samples=64", "--set",
-                               "data.batch_size=8", "--set", "train.eval_batches=1", "--set", "train.n_samples_grid=4"],
-                              stdout=out, stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "invflow",
+                "train",
+                "glow-toy-rings",
+                "--out",
+                str(tmp_path / "run"),
+                "--set",
+                "train.steps=6",
+                "--set",
+                "train.log_every=2",
+                "--set",
+                "model.steps_per_level=1",
+                "--set",
+                "model.hidden_channels=4",
+                "--set",
+                "data.toy_samples=64",
+                "--set",
+                "data.batch_size=8",
+                "--set",
+                "train.eval_batches=1",
+                "--set",
+                "train.n_samples_grid=4",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     text = log.read_text()
     assert done.returncode == 0, text
     steps = re.findall(r"glow-toy-rings step (\d+)/6 \(\d+%\) bits [\d.]+, \d+ img/s, ETA \d+m\d\ds", text)

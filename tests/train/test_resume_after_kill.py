@@ -14,11 +14,35 @@ STEPS = 40
 
 
 def command(mnist_dir, out, resume=False) -> list[str]:
-    args = [sys.executable, "-m", "invflow", "train", "glow-mnist-tiny", "--data-dir", str(mnist_dir),
-            "--out", str(out), "--set", "model.hidden_channels=16", "--set", "model.steps_per_level=2",
-            "--set", f"train.steps={STEPS}", "--set", "train.checkpoint_every=5", "--set", "train.eval_every=1000",
-            "--set", "train.sample_every=1000", "--set", "train.eval_batches=1", "--set", "train.deterministic=true",
-            "--set", "train.log_every=5"]
+    args = [
+        sys.executable,
+        "-m",
+        "invflow",
+        "train",
+        "glow-mnist-tiny",
+        "--data-dir",
+        str(mnist_dir),
+        "--out",
+        str(out),
+        "--set",
+        "model.hidden_channels=16",
+        "--set",
+        "model.steps_per_level=2",
+        "--set",
+        f"train.steps={STEPS}",
+        "--set",
+        "train.checkpoint_every=5",
+        "--set",
+        "train.eval_every=1000",
+        "--set",
+        "train.sample_every=1000",
+        "--set",
+        "train.eval_batches=1",
+        "--set",
+        "train.deterministic=true",
+        "--set",
+        "train.log_every=5",
+    ]
     return args + (["--resume"] if resume else [])
 
 
@@ -30,7 +54,9 @@ def test_killed_run_resumes_bit_identically(mnist_dir, tmp_path) -> None:
     subprocess.run(command(mnist_dir, reference), check=True, env=ENV, capture_output=True)
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen(command(mnist_dir, run), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command(mnist_dir, run), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not any(
         int(p.stem.split("-")[1]) >= 10 for p in step_checkpoints(run / "checkpoints")

@@ -3,10 +3,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tbevents import event_accumulator, scalar_steps
 
 from invflow.cli import main
 from invflow.train.metrics import read_metrics
-from tbevents import event_accumulator, scalar_steps
 
 TOY = ["--set", "data.batch_size=16", "--set", "data.toy_samples=64", "--set", "train.eval_batches=1",
        "--set", "model.hidden_channels=8", "--set", "train.n_samples_grid=4", "--set", "train.log_every=1"]
@@ -15,19 +15,47 @@ GLOW_TOY = ["glow-toy-rings", *TOY, "--set", "model.steps_per_level=2"]
 
 def test_a_tiny_run_writes_scalars_and_sample_images(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    argv = ["train", "resflow-toy-rings", *TOY, "--set", "model.blocks_per_scale=2", "--set", "model.logdet=unbiased",
-            "--set", "model.learn_norm_orders=true", "--set", "train.steps=4", "--set", "train.eval_every=2",
-            "--set", "train.sample_every=2", "--out", str(run)]
+    argv = [
+        "train",
+        "resflow-toy-rings",
+        *TOY,
+        "--set",
+        "model.blocks_per_scale=2",
+        "--set",
+        "model.logdet=unbiased",
+        "--set",
+        "model.learn_norm_orders=true",
+        "--set",
+        "train.steps=4",
+        "--set",
+        "train.eval_every=2",
+        "--set",
+        "train.sample_every=2",
+        "--out",
+        str(run),
+    ]
     assert main(argv) == 0
     events = event_accumulator(run / "tb")
     tags = set(events.Tags()["scalars"])
-    for tag in ("train/bits", "train/lr", "train/images_per_s", "train/grad_norm", "train/nonfinite",
-                "train/logdet_terms", "train/logdet_mean", "train/norm_order/0", "test/bits", "test/bits_stderr"):
+    for tag in (
+        "train/bits",
+        "train/lr",
+        "train/images_per_s",
+        "train/grad_norm",
+        "train/nonfinite",
+        "train/logdet_terms",
+        "train/logdet_mean",
+        "train/norm_order/0",
+        "test/bits",
+        "test/bits_stderr",
+    ):
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
     assert scalar_steps(events, "train/bits") == [1, 2, 3, 4]
     assert scalar_steps(events, "test/bits") == [2, 4]
     logged = [r for r in read_metrics(run / "metrics.jsonl") if r["split"] == "train"]
-    assert [e.value for e in events.Scalars("train/bits")] == pytest.approx([r["bits"] for r in logged], rel=1e-6)
+    assert [e.value for e in events.Scalars("train/bits")] == pytest.approx(
+        [r["bits"] for r in logged], rel=1e-6
+    )
     images = events.Images("samples")
     assert [image.step for image in images] == [2, 4]  # at sample_every and the final grid
     assert images[0].width > 0 and images[0].encoded_image_string.startswith(b"\x89PNG")
@@ -49,7 +77,9 @@ def test_resume_appends_without_duplicating_steps(tmp_path: Path) -> None:
     assert [image.step for image in events.Images("samples")] == [8]
 
 
-def test_without_tensorboard_the_run_says_once_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+def test_without_tensorboard_the_run_says_once_why(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import tensorboard now raises ImportError
     run = tmp_path / "run"
     assert main(["train", *GLOW_TOY, "--set", "train.steps=3", "--set", "train.sample_every=1",

@@ -7,10 +7,30 @@ import invflow
 from invflow.cli import main
 from invflow.train.metrics import read_metrics
 
-FAST = ["--set", "model.hidden_channels=16", "--set", "model.steps_per_level=2", "--set", "train.steps=40",
-        "--set", "train.log_every=5", "--set", "train.eval_batches=2", "--set", "train.eval_every=20",
-        "--set", "train.sample_every=20", "--set", "train.checkpoint_every=20", "--set", "train.warmup_steps=10",
-        "--set", "train.ema_decay=0.9", "--set", "train.n_samples_grid=16"]
+FAST = [
+    "--set",
+    "model.hidden_channels=16",
+    "--set",
+    "model.steps_per_level=2",
+    "--set",
+    "train.steps=40",
+    "--set",
+    "train.log_every=5",
+    "--set",
+    "train.eval_batches=2",
+    "--set",
+    "train.eval_every=20",
+    "--set",
+    "train.sample_every=20",
+    "--set",
+    "train.checkpoint_every=20",
+    "--set",
+    "train.warmup_steps=10",
+    "--set",
+    "train.ema_decay=0.9",
+    "--set",
+    "train.n_samples_grid=16",
+]
 
 
 def test_train_eval_sample_from_run_dir(mnist_dir, tmp_path, capsys) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -16,8 +17,8 @@ from invflow.core.model import FlowModel
 from invflow.core.nonfinite import NonFiniteSamples
 from invflow.data.registry import is_toy
 from invflow.train.batches import Batch, derived_generator
-from invflow.train.evaluate import data_provenance
 from invflow.train.distributed import select_device
+from invflow.train.evaluate import data_provenance
 from invflow.train.metrics import read_metrics
 from invflow.train.run_dir import versions
 
@@ -35,7 +36,9 @@ def _synchronize(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def time_sampling(model: FlowModel, n: int, device: torch.device, seed: int = 0) -> tuple[float, float | None]:
+def time_sampling(
+    model: FlowModel, n: int, device: torch.device, seed: int = 0
+) -> tuple[float, float | None]:
     """Seconds for one ``model.sample(n)`` in eval mode, and the mean fixed-point iteration count
     per residual block of that inverse (``None`` for models whose inverse is closed-form)."""
     model.eval()

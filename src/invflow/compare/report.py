@@ -55,7 +55,9 @@ def add_differences(rows: list[dict[str, Any]]) -> None:
 
 
 def _fmt(value: float | None, digits: int) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    return (
+        "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    )
 
 
 def _delta(row: dict[str, Any]) -> str:
@@ -94,14 +96,31 @@ def _legend(spec: CompareSpec, metric: str) -> str:
 def provenance_section(markers: list[dict[str, Any]]) -> str:
     """Where every number comes from: one row per run (checkpoint, step, weights, data, images,
     versions), then every unreadable checkpoint passed over and every damaged run moved aside."""
-    lines = ["## Provenance\n", "| run | checkpoint | step | weights | data | split | images | invflow | torch |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Provenance\n",
+        "| run | checkpoint | step | weights | data | split | images | invflow | torch |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for m in markers:
         p = m.get("provenance") or {}
-        lines.append("| " + " | ".join(str(v) for v in [
-            f"{preset_label(m['preset'])} seed {m['seed']}", p.get("checkpoint", "n/a"), p.get("step", "n/a"),
-            p.get("weights", "n/a"), f"{p.get('dataset', 'n/a')} from {p.get('data_dir') or 'generated in code'}",
-            p.get("split", "n/a"), p.get("count", "n/a"), p.get("invflow", "n/a"), p.get("torch", "n/a")]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                str(v)
+                for v in [
+                    f"{preset_label(m['preset'])} seed {m['seed']}",
+                    p.get("checkpoint", "n/a"),
+                    p.get("step", "n/a"),
+                    p.get("weights", "n/a"),
+                    f"{p.get('dataset', 'n/a')} from {p.get('data_dir') or 'generated in code'}",
+                    p.get("split", "n/a"),
+                    p.get("count", "n/a"),
+                    p.get("invflow", "n/a"),
+                    p.get("torch", "n/a"),
+                ]
+            )
+            + " |"
+        )
     warnings = [f"- {preset_label(m['preset'])} seed {m['seed']}: {w}" for m in markers
                 for w in m.get("checkpoint_warnings", [])]
     if warnings:
@@ -121,7 +140,9 @@ def _finite(obj: Any) -> Any:
 
 
 def _environment(markers: list[dict[str, Any]], out: Path) -> dict[str, Any]:
-    first = out / "runs" / preset_label(markers[0]["preset"]) / f"seed-{markers[0]['seed']}" / "environment.json"
+    first = (
+        out / "runs" / preset_label(markers[0]["preset"]) / f"seed-{markers[0]['seed']}" / "environment.json"
+    )
     return json.loads(first.read_text()) if first.is_file() else {}
 
 
@@ -131,7 +152,11 @@ def write_report(spec: CompareSpec, out: str | Path, markers: list[dict[str, Any
     metric = markers[0]["metric"]
     rows = [preset_row(p, [m for m in markers if m["preset"] == p]) for p in spec.presets]
     add_differences(rows)
-    title = f"# Comparison `{spec.name}`\n\n{spec.description}\n\n" if spec.description else f"# Comparison `{spec.name}`\n\n"
+    title = (
+        f"# Comparison `{spec.name}`\n\n{spec.description}\n\n"
+        if spec.description
+        else f"# Comparison `{spec.name}`\n\n"
+    )
     paths = {"md": out / "summary.md", "csv": out / "summary.csv", "json": out / "summary.json"}
     write_atomic(paths["md"], title + markdown_table(rows, metric) + "\n" + _legend(spec, metric) + "\n"
                  + provenance_section(markers))

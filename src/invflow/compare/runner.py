@@ -116,8 +116,12 @@ def _train_to_budget(spec: CompareSpec, run: PlannedRun, progress: dict[str, Any
         target = progress["step"] + config.train.checkpoint_every
         result = train(_with_steps(config, target), run.run_dir, resume=True, data_dir=data_dir)
         progress = _checkpoint_warnings(progress, result.checkpoint_fallbacks)
-        progress = {**progress, "step": result.step, "train_seconds": progress["train_seconds"] + result.seconds,
-                    "metric": result.metric}
+        progress = {
+            **progress,
+            "step": result.step,
+            "train_seconds": progress["train_seconds"] + result.seconds,
+            "metric": result.metric,
+        }
         _write_json(run.run_dir / MARKER_FILE, progress)
         log(f"{run.label}: step {result.step}, {progress['train_seconds']:.0f}s of {budget_s:.0f}s")
     return progress
@@ -164,7 +168,10 @@ def run_one(spec: CompareSpec, run: PlannedRun, data_dir: str | None = None,
             raise ValueError(f"run {run.label} in {run.run_dir} has no readable checkpoint ({damage}); rerun "
                              "without --no-retrain-damaged to move it aside and train it again")
         moved = _move_aside(run, Path(out) if out is not None else run.run_dir.parents[2])
-        log(f"run {run.label} has no readable checkpoint ({damage}); moved it to {moved} and training it again")
+        log(
+            f"run {run.label} has no readable checkpoint ({damage}); moved it to {moved} "
+            "and training it again"
+        )
         progress = {"preset": run.preset, "seed": run.seed, "budget": spec.budget.as_dict(), "step": 0,
                     "train_seconds": 0.0, "finished": False, "damaged_run_moved_to": str(moved),
                     "checkpoint_warnings": [f"{run.run_dir}: {damage}; moved to {moved} and retrained"]}
@@ -192,7 +199,10 @@ def run_one(spec: CompareSpec, run: PlannedRun, data_dir: str | None = None,
     progress = _checkpoint_warnings(progress, measured.pop("checkpoint_warnings"))
     progress = {**progress, **measured, "finished": True}
     _write_json(run.run_dir / MARKER_FILE, progress)
-    log(f"finished run {run.label}: test {progress['metric']} {progress['test']:.4f} at step {progress['step']}")
+    log(
+        f"finished run {run.label}: test {progress['metric']} {progress['test']:.4f} "
+        f"at step {progress['step']}"
+    )
     return progress
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor, nn
 
 
@@ -118,14 +117,17 @@ def check_shape(x: Tensor, expected: tuple[int | None, ...], where: str) -> None
         raise ValueError(f"{where}: expected a tensor, got {type(x).__name__}")
     want = "(B, " + ", ".join("*" if s is None else str(s) for s in expected) + ")"
     if x.dim() != len(expected) + 1:
-        raise ValueError(f"{where}: expected a tensor of shape {want}, got rank {x.dim()} shape {tuple(x.shape)}")
+        raise ValueError(
+            f"{where}: expected a tensor of shape {want}, got rank {x.dim()} shape {tuple(x.shape)}"
+        )
     for got, exp in zip(x.shape[1:], expected):
         if exp is not None and got != exp:
             raise ValueError(f"{where}: expected shape {want}, got {tuple(x.shape)}")
 
 
 def check_image(x: Tensor, channels: int | None, where: str, divisible_by: int = 1) -> None:
-    """Raise ``ValueError`` unless ``x`` is ``(B, channels, H, W)`` with H, W divisible by ``divisible_by``."""
+    """Raise ``ValueError`` unless ``x`` is ``(B, channels, H, W)`` with H, W divisible by
+    ``divisible_by``."""
     check_shape(x, (channels, None, None), where)
     h, w = x.shape[-2:]
     if h % divisible_by or w % divisible_by:

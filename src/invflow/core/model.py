@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from invflow.core.distributions import StandardNormal
 from invflow.core.arguments import check_count, check_fits_in_memory, check_number
+from invflow.core.distributions import StandardNormal
 from invflow.core.flow import Flow, check_shape, name_layers
 from invflow.core.hooks import LowPrecisionConditioner, UpdatesAfterOptimizerStep
 from invflow.core.nonfinite import NonFiniteSamples, first_nonfinite_layer, nonfinite_rows
@@ -183,7 +183,9 @@ class FlowModel(nn.Module):
         x, _, _, shape = self._draw(sample_shape, temperature, chunk_size, with_logdet=False)
         return self._finish(x, shape, raw)
 
-    def rsample(self, sample_shape: int | Sequence[int] = (), temperature: float = 1.0, raw: bool = False) -> Tensor:
+    def rsample(
+        self, sample_shape: int | Sequence[int] = (), temperature: float = 1.0, raw: bool = False
+    ) -> Tensor:
         """Like ``sample``, but differentiable: ``x = f^{-1}(T·ε)``, ``ε ~ N(0, I)`` (the
         reparametrisation), with gradients to the model's parameters. Glow-family inverses are
         closed-form or triangular solves, so autograd runs through them; a model whose inverse is

@@ -15,7 +15,9 @@ class NonFiniteSamples(RuntimeError):
     """``count`` of ``total`` samples are NaN or ±inf; ``samples`` holds all of them, ``layer`` the
     first layer (in the order the inverse runs) that produced a non-finite value from finite input."""
 
-    def __init__(self, count: int, total: int, layer: str, temperature: float | None, samples: Tensor) -> None:
+    def __init__(
+        self, count: int, total: int, layer: str, temperature: float | None, samples: Tensor
+    ) -> None:
         self.count, self.total, self.layer, self.samples = count, total, layer, samples
         what = f"samples at temperature {temperature:g}" if temperature is not None else "decoded latents"
         super().__init__(f"{count} of {total} {what} are non-finite (NaN or inf); "
@@ -39,7 +41,11 @@ def first_nonfinite_layer(flow: Flow, z: Tensor) -> str:
 
         def watched_inverse(y: Tensor) -> tuple[Tensor, Tensor]:
             x, logdet = inverse(y)
-            if not culprits and isinstance(x, Tensor) and bool((nonfinite_rows(x) & ~nonfinite_rows(y)).any()):
+            if (
+                not culprits
+                and isinstance(x, Tensor)
+                and bool((nonfinite_rows(x) & ~nonfinite_rows(y)).any())
+            ):
                 culprits.append(module.describe())
             return x, logdet
 

@@ -16,7 +16,8 @@ and per-sample extras.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
@@ -59,7 +60,9 @@ class ImageBitsPerDim:
     def dequantized(self, model: FlowModel, batch: Batch) -> Tensor:
         return dequantize(batch.x, self.n_bits, dtype=model.prior.dtype)
 
-    def loss(self, model: FlowModel, batch: Batch, forward: Forward | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(
+        self, model: FlowModel, batch: Batch, forward: Forward | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         log_p, _ = (model if forward is None else forward)(self.dequantized(model, batch))
         bpd = nats_to_bits_per_dim(log_p, model.dims, self.n_bits)
         return bpd.mean(), {self.metric: bpd.detach().mean()}
@@ -76,7 +79,9 @@ class VectorBits:
     metric = "bits"
     extras: tuple[str, ...] = ()
 
-    def loss(self, model: FlowModel, batch: Batch, forward: Forward | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(
+        self, model: FlowModel, batch: Batch, forward: Forward | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         log_p, _ = (model if forward is None else forward)(batch.x.to(model.prior.dtype))
         bits = -log_p / math.log(2)
         return bits.mean(), {self.metric: bits.detach().mean()}

@@ -26,7 +26,8 @@ FORMATS = "8-bit grey/RGB/palette/CMYK, 1-bit, 16-bit grey, and opaque images wi
 
 
 def to_rgb8(image: Image.Image, path: Path) -> Image.Image:
-    """``image`` as 8-bit RGB; ``ValueError`` naming ``path`` and its mode when it cannot be converted exactly."""
+    """``image`` as 8-bit RGB; ``ValueError`` naming ``path`` and its mode when it cannot be
+    converted exactly."""
     mode = image.mode
     if mode == "P" and "transparency" in image.info:
         image, mode = image.convert("RGBA"), "RGBA"

@@ -51,7 +51,9 @@ def iterations_note(model: FlowModel, iterations: int | None) -> str:
     """`` (N fixed-point iterations over B residual blocks)`` or an empty string."""
     if iterations is None:
         return ""
-    return f" ({iterations} fixed-point iterations over {len(model.inverse_iteration_counts())} residual blocks)"
+    return (
+        f" ({iterations} fixed-point iterations over {len(model.inverse_iteration_counts())} residual blocks)"
+    )
 
 
 def scale_note(config: Config) -> str:

@@ -47,7 +47,9 @@ def write_interpolation(result: Interpolation, path: Path, title: str = "") -> P
     pairs, steps = result.paths.shape[:2]
     if result.paths.dim() == 3:
         return _plot_paths(result, path, title)
-    return write_atomic(path, image_grid_png(result.paths.reshape(pairs * steps, *result.paths.shape[2:]), nrow=steps))
+    return write_atomic(
+        path, image_grid_png(result.paths.reshape(pairs * steps, *result.paths.shape[2:]), nrow=steps)
+    )
 
 
 def _plot_paths(result: Interpolation, path: Path, title: str) -> Path:

@@ -9,8 +9,14 @@ from invflow.layers.periodic import PeriodicConv
 from invflow.layers.spline import SplineCoupling, rational_quadratic_spline
 from invflow.layers.split import FactorOut
 from invflow.layers.squeeze import Squeeze
-from invflow.layers.woodbury import (ChannelWoodbury, HeightWoodbury, MEWoodbury, SpatialWoodbury,
-                                     WidthWoodbury, WoodburyMixing)
+from invflow.layers.woodbury import (
+                                     ChannelWoodbury,
+                                     HeightWoodbury,
+                                     MEWoodbury,
+                                     SpatialWoodbury,
+                                     WidthWoodbury,
+                                     WoodburyMixing,
+)
 
 __all__ = [
     "ActNorm", "AdditiveCoupling", "AffineCoupling", "ChannelWoodbury", "EmergingConv", "FactorOut",

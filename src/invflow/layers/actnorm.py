@@ -44,12 +44,16 @@ class ActNorm(Flow):
         """Set ``b = -mean``, ``s = -log std`` per channel from batch ``x``; unit scale where std ≈ 0."""
         bad = int((~torch.isfinite(x)).sum())
         if bad:
-            raise ValueError(f"{self.describe()}: refusing data-dependent initialisation from a batch with {bad} "
-                             f"non-finite value(s) of {x.numel()}; initialise from finite data")
+            raise ValueError(
+                f"{self.describe()}: refusing data-dependent initialisation from a batch with {bad} "
+                f"non-finite value(s) of {x.numel()}; initialise from finite data"
+            )
         dims = [0] if self.vector else [0, 2, 3]
         mean = x.mean(dim=dims)
         std = x.std(dim=dims, unbiased=False) if x.shape[0] * x[0, 0].numel() > 1 else torch.ones_like(mean)
-        log_scale = torch.where(std > MIN_INIT_STD, -torch.log(std.clamp_min(MIN_INIT_STD)), torch.zeros_like(std))
+        log_scale = torch.where(
+            std > MIN_INIT_STD, -torch.log(std.clamp_min(MIN_INIT_STD)), torch.zeros_like(std)
+        )
         self.bias.copy_(-mean)
         self.log_scale.copy_(log_scale)
         self.initialized.fill_(True)

@@ -37,7 +37,9 @@ class ZeroConv2d(nn.Conv2d):
 def conv3x3_as_gemm_in(x: Tensor, conv: nn.Conv2d) -> Tensor:
     """``conv(x)`` for a 3x3, padding-1 ``conv``, as rows ``(B·H·W, C_out)``: im2col, then a GEMM."""
     columns = F.unfold(x, 3, padding=1).transpose(1, 2)  # (B, H·W, C_in·9), channel-major like the weight
-    return torch.addmm(conv.bias, columns.reshape(-1, columns.shape[2]), conv.weight.reshape(conv.out_channels, -1).T)
+    return torch.addmm(
+        conv.bias, columns.reshape(-1, columns.shape[2]), conv.weight.reshape(conv.out_channels, -1).T
+    )
 
 
 def conv3x3_as_gemm_out(rows: Tensor, conv: nn.Conv2d, height: int, width: int) -> Tensor:
@@ -65,5 +67,7 @@ class ConvConditioner(nn.Sequential):
             return super().forward(x)
         first, _, middle, _, last = self
         h = F.relu(conv3x3_as_gemm_in(x, first), inplace=True)
-        h = F.relu(torch.addmm(middle.bias, h, middle.weight.reshape(middle.out_channels, -1).T), inplace=True)
+        h = F.relu(
+            torch.addmm(middle.bias, h, middle.weight.reshape(middle.out_channels, -1).T), inplace=True
+        )
         return conv3x3_as_gemm_out(h, last, x.shape[2], x.shape[3])

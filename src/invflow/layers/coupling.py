@@ -12,7 +12,7 @@ coupling builds its conditioner from ``hidden`` (Glow's network), or from a user
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -135,7 +135,23 @@ class _Coupling(LowPrecisionConditioner, Flow):
 
 class AffineCoupling(_Coupling):
     """Glow's affine coupling ``y_b = (x_b + t) * s`` (Kingma & Dhariwal 2018, Table 1) with the
-    scale bounded away from 0, ``log s = bounded_log_scale(h)``, so its inverse cannot explode."""
+    scale bounded away from 0, ``log s = bounded_log_scale(h)``, so its inverse cannot explode.
+
+    With the default conditioner (``hidden`` wide) or a network of one's own:
+
+    >>> import torch
+    >>> from torch import nn
+    >>> layer = AffineCoupling((4, 8, 8), hidden=16)
+    >>> x = torch.randn(2, 4, 8, 8)
+    >>> z, logdet = layer(x)
+    >>> x_back, inverse_logdet = layer.inverse(z)
+    >>> torch.allclose(x_back, x, atol=1e-6), torch.allclose(inverse_logdet, -logdet)
+    (True, True)
+    >>> mine = AffineCoupling((2,), conditioner=lambda n_in, n_out: nn.Sequential(
+    ...     nn.Linear(n_in, 32), nn.Tanh(), nn.Linear(32, n_out)))
+    >>> mine(torch.randn(5, 2))[1].shape
+    torch.Size([5])
+    """
 
     params_per_dim = 2
 

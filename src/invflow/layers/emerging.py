@@ -107,7 +107,9 @@ class EmergingConv(Flow):
 
     def kernels(self) -> tuple[Tensor, Tensor]:
         """The causal kernels of ``K_1`` and of ``K_2`` before flipping, masks applied."""
-        return self._causal_weight(self.weight1, self.log_diag1), self._causal_weight(self.weight2, self.log_diag2)
+        return self._causal_weight(self.weight1, self.log_diag1), self._causal_weight(
+            self.weight2, self.log_diag2
+        )
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         check_image(x, self.channels, type(self).__name__)

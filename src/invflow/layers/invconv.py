@@ -52,8 +52,12 @@ class InvConv1x1(Flow):
         if not self.lu:
             return torch.linalg.inv(self.weight)
         lower, upper = self._factors()
-        lower_inv = torch.linalg.solve_triangular(lower, torch.eye(self.channels, dtype=lower.dtype,
-                                                                   device=lower.device), upper=False, unitriangular=True)
+        lower_inv = torch.linalg.solve_triangular(
+            lower,
+            torch.eye(self.channels, dtype=lower.dtype, device=lower.device),
+            upper=False,
+            unitriangular=True,
+        )
         return torch.linalg.solve_triangular(upper, lower_inv, upper=True) @ self.perm.T
 
     def log_abs_det(self) -> Tensor:

@@ -3,8 +3,8 @@
 A masked convolutional coupling transforms *every* pixel of the image with an affine map whose
 shift and scale are computed from the pixels strictly before it in one spatial direction:
 
-    ``y_{i,j} = (x_{i,j} + t_{i,j}(x_{<i})) · s_{i,j}(x_{<i})``,  ``log s = bounded_log_scale(h)`` (Glow-style,
-    bounded so the row-by-row inverse cannot explode),
+    ``y_{i,j} = (x_{i,j} + t_{i,j}(x_{<i})) · s_{i,j}(x_{<i})``,  ``log s = bounded_log_scale(h)``
+    (Glow-style, bounded so the row-by-row inverse cannot explode),
 
 where ``x_{<i}`` are the ``k_h`` preceding rows in a window ``k_w`` columns wide centred on
 column ``j`` (all channels). The Jacobian is block triangular in the row order with diagonal

@@ -84,7 +84,9 @@ class PeriodicConv(Flow):
         self.shape = (channels, height, width)
         self.kernel_size = kernel_size
         p = kernel_size // 2
-        weight = torch.randn(channels, channels, kernel_size, kernel_size) * (0.1 / (channels * kernel_size**2) ** 0.5)
+        weight = torch.randn(channels, channels, kernel_size, kernel_size) * (
+            0.1 / (channels * kernel_size**2) ** 0.5
+        )
         weight[:, :, p, p] += torch.eye(channels)
         self.weight = nn.Parameter(weight)
 

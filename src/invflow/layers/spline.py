@@ -24,7 +24,9 @@ def bin_knots(unnormalized: Tensor, tail_bound: float, min_size: float) -> Tenso
     """
     bins = unnormalized.shape[-1]
     if min_size * bins > 1.0:
-        raise ValueError(f"minimum bin size {min_size} is too large for {bins} bins (need min_size * bins <= 1)")
+        raise ValueError(
+            f"minimum bin size {min_size} is too large for {bins} bins (need min_size * bins <= 1)"
+        )
     sizes = min_size + (1.0 - min_size * bins) * torch.softmax(unnormalized, dim=-1)
     cumulative = F.pad(torch.cumsum(sizes, dim=-1), (1, 0))
     knots = tail_bound * (2.0 * cumulative - 1.0)
@@ -49,6 +51,22 @@ def knot_derivatives(unnormalized: Tensor, min_derivative: float) -> Tensor:
 
 def _gather(values: Tensor, index: Tensor) -> Tensor:
     return values.gather(-1, index.unsqueeze(-1)).squeeze(-1)
+
+
+def _check_spline_shapes(inputs: Tensor, widths: Tensor, heights: Tensor, derivatives: Tensor) -> None:
+    bins = widths.shape[-1]
+    if bins < 1:
+        raise ValueError("rational_quadratic_spline: need at least one bin")
+    expected = {
+        "unnormalized_widths": (widths, (*inputs.shape, bins)),
+        "unnormalized_heights": (heights, (*inputs.shape, bins)),
+        "unnormalized_derivatives": (derivatives, (*inputs.shape, bins - 1)),
+    }
+    for name, (tensor, shape) in expected.items():
+        if tuple(tensor.shape) != shape:
+            raise ValueError(
+                f"rational_quadratic_spline: {name} must have shape {shape}, got {tuple(tensor.shape)}"
+            )
 
 
 def rational_quadratic_spline(
@@ -78,18 +96,7 @@ def rational_quadratic_spline(
     forward map at the input for ``inverse=False`` and ``−log g'(x)`` at the output
     ``x = g⁻¹(y)`` for ``inverse=True`` (0 in the tails).
     """
-    bins = unnormalized_widths.shape[-1]
-    if bins < 1:
-        raise ValueError("rational_quadratic_spline: need at least one bin")
-    expected = {
-        "unnormalized_widths": (unnormalized_widths, (*inputs.shape, bins)),
-        "unnormalized_heights": (unnormalized_heights, (*inputs.shape, bins)),
-        "unnormalized_derivatives": (unnormalized_derivatives, (*inputs.shape, bins - 1)),
-    }
-    for name, (tensor, shape) in expected.items():
-        if tuple(tensor.shape) != shape:
-            raise ValueError(f"rational_quadratic_spline: {name} must have shape {shape}, got {tuple(tensor.shape)}")
-
+    _check_spline_shapes(inputs, unnormalized_widths, unnormalized_heights, unnormalized_derivatives)
     x_knots = bin_knots(unnormalized_widths, tail_bound, min_bin_width)
     y_knots = bin_knots(unnormalized_heights, tail_bound, min_bin_height)
     deriv = knot_derivatives(unnormalized_derivatives, min_derivative)
@@ -123,7 +130,9 @@ def rational_quadratic_spline(
         spline_out = x_k + xi * width
     else:
         spline_out = y_k + height * (slope * xi.square() + d_k * xi_1m) / denominator
-    derivative_numerator = slope.square() * (d_k1 * xi.square() + 2.0 * slope * xi_1m + d_k * (1.0 - xi).square())
+    derivative_numerator = slope.square() * (
+        d_k1 * xi.square() + 2.0 * slope * xi_1m + d_k * (1.0 - xi).square()
+    )
     log_derivative = derivative_numerator.log() - 2.0 * denominator.log()
 
     outputs = torch.where(inside, spline_out, inputs)
@@ -158,7 +167,9 @@ class SplineCoupling(_Coupling):
             raise ValueError(f"SplineCoupling: tail_bound must be positive, got {tail_bound}")
         for name, value in (("min_bin_width", min_bin_width), ("min_bin_height", min_bin_height)):
             if not 0.0 <= value * bins <= 1.0:
-                raise ValueError(f"SplineCoupling: {name}={value} with {bins} bins needs 0 <= {name} * bins <= 1")
+                raise ValueError(
+                    f"SplineCoupling: {name}={value} with {bins} bins needs 0 <= {name} * bins <= 1"
+                )
         if not 0.0 <= min_derivative < 1.0:
             raise ValueError(f"SplineCoupling: min_derivative must lie in [0, 1), got {min_derivative}")
         # The base class sizes the conditioner from params_per_dim, so set it before building.

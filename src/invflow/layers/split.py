@@ -44,7 +44,9 @@ class FactorOut(Flow):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         check_image(x, self.shape[0], "FactorOut.forward")
         if tuple(x.shape[2:]) != self.shape[1:]:
-            raise ValueError(f"FactorOut.forward: expected spatial size {self.shape[1:]}, got {tuple(x.shape[2:])}")
+            raise ValueError(
+                f"FactorOut.forward: expected spatial size {self.shape[1:]}, got {tuple(x.shape[2:])}"
+            )
         x1, x2 = x[:, : self.kept], x[:, self.kept :]
         mean, log_std = self._mean_log_std(x1)
         eps = (x2 - mean) * torch.exp(-log_std)
@@ -64,10 +66,12 @@ class FactorOut(Flow):
         return torch.cat([x1, mean + torch.exp(log_std) * eps], dim=1)
 
     def _split_latents(self, z: Tensor, invert_inner) -> tuple[Tensor, Tensor, Tensor | None]:
-        """``(ε_2, x_1, inner log-det)``: the factored latents as an image, and ``x_1`` from the inner flow."""
+        """``(ε_2, x_1, inner log-det)``: the factored latents as an image, and ``x_1`` from the
+        inner flow."""
         if z.dim() != 2 or z.shape[1] != self.n_factored + self.inner_dims:
             raise ValueError(
-                f"FactorOut.inverse: expected flat latents (B, {self.n_factored + self.inner_dims}), got {tuple(z.shape)}"
+                f"FactorOut.inverse: expected flat latents (B, {self.n_factored + self.inner_dims}), "
+                f"got {tuple(z.shape)}"
             )
         eps = z[:, : self.n_factored].reshape(z.shape[0], self.factored, *self.shape[1:])
         x1, logdet = invert_inner(z[:, self.n_factored :])

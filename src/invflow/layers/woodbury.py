@@ -115,7 +115,9 @@ class WoodburyMixing(SequentialFlow):
     ``log|det| = hw·log|det(I_dc + V_c U_c)| + c·log|det(I_ds + V_s U_s)|``.
     """
 
-    def __init__(self, channels: int, height: int, width: int, latent_channel: int, latent_spatial: int) -> None:
+    def __init__(
+        self, channels: int, height: int, width: int, latent_channel: int, latent_spatial: int
+    ) -> None:
         super().__init__(
             ChannelWoodbury(channels, height, width, latent_channel),
             SpatialWoodbury(channels, height, width, latent_spatial),
@@ -130,7 +132,13 @@ class MEWoodbury(SequentialFlow):
     """
 
     def __init__(
-        self, channels: int, height: int, width: int, latent_channel: int, latent_height: int, latent_width: int
+        self,
+        channels: int,
+        height: int,
+        width: int,
+        latent_channel: int,
+        latent_height: int,
+        latent_width: int,
     ) -> None:
         super().__init__(
             ChannelWoodbury(channels, height, width, latent_channel),

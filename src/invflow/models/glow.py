@@ -56,7 +56,9 @@ class GlowConfig:
                     "woodbury_latent_height", "woodbury_latent_width"):
             dims = getattr(self, key)
             if dims is not None and (len(dims) != self.levels or min(dims) < 1):
-                raise ValueError(f"model.{key} needs {self.levels} positive entries (one per level), got {dims}")
+                raise ValueError(
+                    f"model.{key} needs {self.levels} positive entries (one per level), got {dims}"
+                )
 
     def latent(self, key: str, level: int, default: int) -> int:
         dims = getattr(self, f"woodbury_latent_{key}")

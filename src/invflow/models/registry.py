@@ -8,9 +8,10 @@ Adding a family is one module (a config dataclass with ``validate()`` and a
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from invflow.config import Config, DataConfig, build_config, read_config
 from invflow.core.model import FlowModel
@@ -43,14 +44,30 @@ def config_from_dict(raw: dict[str, Any], name: str = "custom") -> Config:
 
 
 def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """Load a preset by name (``invflow configs``) or a YAML file, then apply ``section.key`` overrides."""
+    """Load a preset by name (``invflow configs``) or a YAML file, then apply ``section.key``
+    overrides.
+
+    >>> config = load_config("glow-mnist-tiny", {"train.lr": 3e-4, "model.levels": 1})
+    >>> config.family, config.model.levels, config.train.lr, config.data.dataset
+    ('glow', 1, 0.0003, 'mnist')
+    >>> load_config("glow-mnist-tiny", {"train.lrr": 1})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown config key train.lrr; known keys: ...
+    """
     raw = read_config(name_or_path, overrides)
     return build_config(raw, model_sections(), raw["name"])
 
 
 def build_model(name_or_config: str | Config, **overrides: Any) -> FlowModel:
     """Build the model of a preset name, YAML path or ``Config``; overrides are ``section.key`` names
-    with dots written as double underscores (``build_model("glow-mnist", model__levels=2)``)."""
+    with dots written as double underscores (``build_model("glow-mnist", model__levels=2)``).
+
+    >>> import torch
+    >>> model = build_model("glow-toy-rings", model__hidden_channels=8)
+    >>> model.log_prob(torch.randn(3, 2)).shape, model.sample(4).shape
+    (torch.Size([3]), torch.Size([4, 2]))
+    """
     if isinstance(name_or_config, Config):
         if overrides:
             raise ValueError("overrides apply to preset names or paths, not to a built Config")

@@ -50,7 +50,11 @@ def _layout_like(t: Tensor | None, like: Tensor) -> Tensor | None:
     if t is None or t.dim() != 4 or t.shape != like.shape:
         return t
     cl = torch.channels_last
-    if like.is_contiguous(memory_format=cl) and not like.is_contiguous() and not t.is_contiguous(memory_format=cl):
+    if (
+        like.is_contiguous(memory_format=cl)
+        and not like.is_contiguous()
+        and not t.is_contiguous(memory_format=cl)
+    ):
         return t.contiguous(memory_format=cl)
     return t
 
@@ -62,7 +66,9 @@ class _LipSwishBackward(torch.autograd.Function):
     operations, so every higher derivative is exact too."""
 
     @staticmethod
-    def forward(grad: Tensor, x: Tensor, beta: Tensor, d: Tensor, b: Tensor, with_beta: bool) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def forward(
+        grad: Tensor, x: Tensor, beta: Tensor, d: Tensor, b: Tensor, with_beta: bool
+    ) -> tuple[Tensor, Tensor]:  # type: ignore[override]
         grad_beta = torch.sum(grad * b) if with_beta else beta.new_zeros(())
         return grad * d, grad_beta
 

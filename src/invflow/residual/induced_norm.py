@@ -20,7 +20,7 @@ Orders are floats (``math.inf`` allowed) or 0-d tensors (learned orders), never 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

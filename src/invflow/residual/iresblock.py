@@ -3,8 +3,8 @@ Chen et al. 2019), and its fixed-point inverse."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -55,10 +55,10 @@ def fixed_point_inverse(
     """Solve ``x + g(x) = y`` by ``x <- y - g(x)`` from ``x = y`` (Behrmann et al. 2019, alg. 1).
 
     Stops when the residual ``|x + g(x) - y| = |x_{new} - x|`` is at most
-    ``atol + rtol·max|y|`` elementwise (the maximum taken over each sample); for ``Lip(g) = L`` the error is then at most ``residual / (1 - L)``. ``atol``
-    defaults to 1e-6 (float32) or 1e-12 (float64), ``rtol`` to 8 ulps of the dtype (the
-    floating-point floor for large ``|y|``). Returns ``(x, iterations)``; warns naming the
-    residual if ``max_iter`` is reached first.
+    ``atol + rtol·max|y|`` elementwise (the maximum taken over each sample); for ``Lip(g) = L``
+    the error is then at most ``residual / (1 - L)``. ``atol`` defaults to 1e-6 (float32) or
+    1e-12 (float64), ``rtol`` to 8 ulps of the dtype (the floating-point floor for large ``|y|``).
+    Returns ``(x, iterations)``; warns naming the residual if ``max_iter`` is reached first.
     """
     if atol is None:
         atol = 1e-12 if y.dtype == torch.float64 else 1e-6
@@ -158,7 +158,9 @@ class InvertibleResidualBlock(Flow):
         self._stats: dict[str, Tensor | int] = {}
 
     def extra_repr(self) -> str:
-        return f"shape={self.shape}, logdet={self.logdet!r}, gradient={self.gradient!r}, n_dist={self.n_dist!r}"
+        return (
+            f"shape={self.shape}, logdet={self.logdet!r}, gradient={self.gradient!r}, n_dist={self.n_dist!r}"
+        )
 
     def _check(self, x: Tensor, where: str) -> None:
         check_shape(x, self.shape, f"{type(self).__name__}.{where}")
@@ -198,7 +200,9 @@ class InvertibleResidualBlock(Flow):
         estimate = draws.mean(dim=0)
         self._stats = {
             "estimate": estimate.detach(),
-            "probe_var": draws.detach().var(dim=0) if self.n_samples > 1 else torch.full_like(estimate.detach(), float("nan")),
+            "probe_var": draws.detach().var(dim=0)
+            if self.n_samples > 1
+            else torch.full_like(estimate.detach(), float("nan")),
             "n_terms": len(weights),
         }
         if not neumann:

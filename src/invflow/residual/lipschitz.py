@@ -11,8 +11,8 @@ reshaped kernel.
 (a buffer, saved in ``state_dict``): ``σ = ||A u||_q / ||u||_p``, differentiable in the weight
 and in learned orders. That is exact at convergence for ``2->2``; for other finite orders the
 generalized power method reaches a local maximum, as in the paper, so ``σ`` is a lower bound.
-An ∞ domain is only allowed with an ∞ codomain (closed form). ``u`` is refined by adaptive power iteration — until the relative
-change of ``σ`` is below ``tol``, at most ``max_iterations`` steps —
+An ∞ domain is only allowed with an ∞ codomain (closed form). ``u`` is refined by adaptive power
+iteration — until the relative change of ``σ`` is below ``tol``, at most ``max_iterations`` steps —
 
 - by :func:`update_lipschitz` (call it after each optimizer step), and
 - in a training-mode forward if the weight (or an order) changed since the last refinement
@@ -78,7 +78,11 @@ class _InducedNormMixin(UpdatesAfterOptimizerStep):
         for order in (domain, codomain):
             if isinstance(order, float | int) and order < 1:
                 raise ValueError(f"norm orders must be >= 1, got {order}")
-        if isinstance(domain, float | int) and math.isinf(domain) and not (isinstance(codomain, float | int) and math.isinf(codomain)):
+        if (
+            isinstance(domain, float | int)
+            and math.isinf(domain)
+            and not (isinstance(codomain, float | int) and math.isinf(codomain))
+        ):
             # ||A||_{∞->q}, q < ∞, is NP-hard (∞->1 is the cut norm): the power method stalls at
             # local maxima far below it, so the bound would not hold. ∞->∞ is exact.
             raise ValueError(f"an ∞-norm domain needs an ∞-norm codomain, got codomain order {codomain}")
@@ -165,7 +169,9 @@ class _InducedNormMixin(UpdatesAfterOptimizerStep):
         if has_closed_form(p, q):
             return closed_form_norm(self.weight, p, q)
         shape = self._vector_shape(x)
-        if shape is not None and (tuple(self.u.shape) != shape or (self.training and self._refined_for != self._version_key())):
+        if shape is not None and (
+            tuple(self.u.shape) != shape or (self.training and self._refined_for != self._version_key())
+        ):
             self.update_power_iteration(x)
         if self.u.numel() == 0:
             raise RuntimeError(f"{type(self).__name__}: the operator norm needs an input to size u first")

@@ -71,7 +71,10 @@ def roulette_weights(n_exact_terms: int, n_extra: int, n_dist: str, param: float
     """``c_k = 1 / P(N >= k - n_exact_terms)`` for ``k = 1 … n_exact_terms + n_extra`` (Theorem 1):
     the first ``n_exact_terms`` always computed with weight 1, the tail reweighted so that the
     truncated series is an unbiased estimate of the infinite one."""
-    return [1.0 / roulette_survival(n_dist, param, k - n_exact_terms) for k in range(1, n_exact_terms + n_extra + 1)]
+    return [
+        1.0 / roulette_survival(n_dist, param, k - n_exact_terms)
+        for k in range(1, n_exact_terms + n_extra + 1)
+    ]
 
 
 def hutchinson_vector(like: Tensor, kind: str) -> Tensor:
@@ -155,7 +158,9 @@ class _PrecomputedGradient(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, value: Tensor, grad_x: Tensor, grad_params: list[Tensor], x: Tensor, *params: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(
+        ctx, value: Tensor, grad_x: Tensor, grad_params: list[Tensor], x: Tensor, *params: Tensor
+    ) -> Tensor:  # type: ignore[override]
         ctx.grad_x, ctx.grad_params = grad_x, grad_params
         return value.detach().clone()
 

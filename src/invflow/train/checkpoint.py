@@ -86,7 +86,8 @@ def step_checkpoints(directory: Path) -> list[Path]:
 
 
 def check_finite_weights(state: dict[str, Any], path: Path) -> None:
-    """Raise ``CheckpointError`` if a floating tensor of ``state["model"]`` or ``state["ema"]`` is not finite."""
+    """Raise ``CheckpointError`` if a floating tensor of ``state["model"]`` or ``state["ema"]`` is
+    not finite."""
     for section in ("model", "ema"):
         for key, value in state.get(section, {}).items():
             if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
@@ -117,7 +118,9 @@ def write_run_checkpoint(state: dict[str, Any], directory: Path, keep: int) -> P
     try:
         _write_file(directory / LAST, header, payload)
     except DiskFullError as err:
-        raise err.with_detail(f"the state of step {state['step']} is saved in {path.name}; {RESUME_HINT}") from None
+        raise err.with_detail(
+            f"the state of step {state['step']} is saved in {path.name}; {RESUME_HINT}"
+        ) from None
     for stale in stale_temporaries(directory):  # left behind by a process killed mid-write
         stale.unlink(missing_ok=True)
     return path

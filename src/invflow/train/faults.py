@@ -34,7 +34,12 @@ def _spec() -> tuple[str, tuple[int, ...]] | None:
         numbers = tuple(int(a) for a in args)
     except ValueError:
         numbers = ()
-    if name not in arity or len(args) != arity[name] or len(numbers) != len(args) or any(n < 0 for n in numbers):
+    if (
+        name not in arity
+        or len(args) != arity[name]
+        or len(numbers) != len(args)
+        or any(n < 0 for n in numbers)
+    ):
         raise ValueError(f"{ENV_VAR}={raw!r}: expected 'startup', 'after-step:S' or 'checkpoint-write:K:N' "
                          "with non-negative integers")
     return name, numbers

@@ -37,7 +37,7 @@ class StopRequest:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
             self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
         return self
@@ -57,5 +57,9 @@ class StopRequest:
             signal.raise_signal(signum)
             return
         self.signum = signum
-        print(f"invflow: received {signal.Signals(signum).name}: finishing this step and writing a checkpoint "
-              "(send it again to stop at once)", file=sys.stderr, flush=True)
+        print(
+            f"invflow: received {signal.Signals(signum).name}: finishing this step and writing a checkpoint "
+            "(send it again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -34,10 +34,16 @@ class RunLock:
         except OSError:
             holder = _describe(os.pread(fd, 4096, 0))
             os.close(fd)
-            raise ValueError(f"run directory {self.path.parent} is in use by {holder}; wait for it to finish, "
-                             "stop it, or choose another --out") from None
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                 "argv": sys.argv}
+            raise ValueError(
+                f"run directory {self.path.parent} is in use by {holder}; wait for it to finish, "
+                "stop it, or choose another --out"
+            ) from None
+        owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "argv": sys.argv,
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(owner) + "\n").encode(), 0)
         self._fd = fd
@@ -49,7 +55,7 @@ class RunLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.acquire()
         return self
 

@@ -56,9 +56,13 @@ class TrainingState:
         try:
             self.save(run)
         except DiskFullError:
-            return err.with_detail(f"step {self.step} could not be checkpointed either, the older checkpoints "
-                                   f"are intact; {RESUME_HINT}")
-        return err.with_detail(f"the training state of step {self.step} was checkpointed first; {RESUME_HINT}")
+            return err.with_detail(
+                f"step {self.step} could not be checkpointed either, the older checkpoints are intact; "
+                f"{RESUME_HINT}"
+            )
+        return err.with_detail(
+            f"the training state of step {self.step} was checkpointed first; {RESUME_HINT}"
+        )
 
     def load(self, saved: dict[str, Any], path: Path) -> None:
         """Restore from a verified checkpoint; this process takes its own RNG state."""

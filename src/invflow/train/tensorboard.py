@@ -33,7 +33,8 @@ class TensorBoardLog:
         return self.writer is not None
 
     def scalars(self, record: dict[str, Any]) -> None:
-        """Write a ``metrics.jsonl`` record: every finite number as ``<split>/<key>`` at ``record["step"]``."""
+        """Write a ``metrics.jsonl`` record: every finite number as ``<split>/<key>`` at
+        ``record["step"]``."""
         if self.writer is None:
             return
         prefix = record.get("split", "train")

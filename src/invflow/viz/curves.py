@@ -42,10 +42,15 @@ def run_labels(run_dirs: list[Path]) -> list[str]:
 def plot_curves(runs: dict[Path, list[dict]], path: Path) -> Path:
     """Write one figure with the curves of every run (its folder -> its ``metrics.jsonl``
     records); refuses runs of different metrics."""
-    measured = [(run_dir, records, run_metric(records, run_dir / "metrics.jsonl")) for run_dir, records in runs.items()]
+    measured = [
+        (run_dir, records, run_metric(records, run_dir / "metrics.jsonl"))
+        for run_dir, records in runs.items()
+    ]
     kinds = {metric for _, _, metric in measured}
     if len(kinds) > 1:
-        raise ValueError(f"cannot plot runs measured in {' and '.join(sorted(kinds))} on one axis; plot them separately")
+        raise ValueError(
+            f"cannot plot runs measured in {' and '.join(sorted(kinds))} on one axis; plot them separately"
+        )
     metric = kinds.pop()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, ((_, records, _), label) in enumerate(zip(measured, run_labels(list(runs)))):
