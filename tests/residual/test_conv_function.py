@@ -17,7 +17,11 @@ CL = torch.channels_last
 def _inputs(kernel: int, layout: torch.memory_format, seed: int = 0):
     torch.manual_seed(seed)
     x = torch.randn(2, 3, 5, 5, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_(True)
-    w = torch.randn(4, 3, kernel, kernel, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_(True)
+    w = (
+        torch.randn(4, 3, kernel, kernel, dtype=torch.float64)
+        .contiguous(memory_format=layout)
+        .requires_grad_(True)
+    )
     b = torch.randn(4, dtype=torch.float64, requires_grad=True)
     return x, w, b
 
@@ -38,7 +42,9 @@ def test_values_first_and_second_derivatives_match_conv2d(kernel: int, layout: t
         y = f(x, w, b, kernel // 2)
         gx, gw, gb = torch.autograd.grad(y, (x, w, b), u, create_graph=True)
         # the Neumann surrogate's pattern, plus the weight and bias terms
-        second = torch.autograd.grad((gx * v).sum() + (gw * ww).sum() + gb.sum(), (x, w, b), materialize_grads=True)
+        second = torch.autograd.grad(
+            (gx * v).sum() + (gw * ww).sum() + gb.sum(), (x, w, b), materialize_grads=True
+        )
         return (y, gx, gw, gb, *second)
 
     for a, c in zip(derivatives(conv2d), derivatives(_reference)):
