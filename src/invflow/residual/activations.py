@@ -8,14 +8,16 @@
 The log-det series of a residual block backpropagates through the activation once per term
 (vector–Jacobian products) and then differentiates one of those products again (the Neumann
 surrogate). Autograd's own graph of ``x * sigmoid(beta * x) / 1.1`` replays five elementwise
-nodes per product; :class:`_LipSwishFunction` stores ``f'(x)`` and ``∂f/∂β`` once in the
-forward, so each product is one multiplication and β's gradient one more, and its backward is
+nodes per product; :class:`_LipSwishFunction` stores ``f'(x)`` once in the
+forward, so each product is one multiplication, and its backward is
 itself a differentiable function (:class:`_LipSwishBackward`) with the analytic second
 derivatives above, so double backward is exact (checked against the unfused expression by
 ``gradgradcheck`` in the tests). On a CPU the cost of these elementwise passes is mostly fresh
 memory (page faults on every new hidden-sized tensor), so the forward and the double backward
-work in place on a few scratch tensors; zero gradients of the stored tensors are never
-materialised.
+work in place on a few scratch tensors; the zero gradient of the stored ``f'`` is never
+materialised. ``σ(βx)`` is recomputed for β's gradient (once per model backward) rather than
+stored, so an activation holds ``x`` and ``f'(x)`` until the model's backward, like autograd's
+``x`` and ``σ(βx)``.
 """
 from __future__ import annotations
 
@@ -50,37 +52,42 @@ def _layout_like(t: Tensor | None, like: Tensor) -> Tensor | None:
     if t is None or t.dim() != 4 or t.shape != like.shape:
         return t
     cl = torch.channels_last
-    if (
-        like.is_contiguous(memory_format=cl)
-        and not like.is_contiguous()
-        and not t.is_contiguous(memory_format=cl)
-    ):
+    channels_last = like.is_contiguous(memory_format=cl) and not like.is_contiguous()
+    if channels_last and not t.is_contiguous(memory_format=cl):
         return t.contiguous(memory_format=cl)
     return t
 
 
+def _beta_grad(grad: Tensor, x: Tensor, beta: Tensor) -> Tensor:
+    """``Σ grad·∂f/∂β = Σ grad·x²·s(1−s)/K`` (0-d), ``s`` recomputed rather than stored (one
+    hidden-sized tensor less held per activation until the model's backward)."""
+    if torch.is_grad_enabled():  # differentiated again: plain out-of-place operations
+        return torch.sum(grad * _derivatives(x, beta)[1])
+    s = torch.sigmoid(beta * x)
+    q = torch.rsub(s, 1).mul_(s).mul_(x).mul_(x)
+    return torch.mul(q, grad, out=s).sum() / SWISH_LIPSCHITZ_BOUND
+
+
 class _LipSwishBackward(torch.autograd.Function):
     """``(grad·f'(x), Σ grad·∂f/∂β)``, the backward of LipSwish as a function of ``(grad, x, β)``
-    (``d = f'(x)`` and ``b = ∂f/∂β`` passed in from the forward; the β term only when
-    ``with_beta``), with the analytic second derivatives; its own backward is made of plain
-    operations, so every higher derivative is exact too."""
+    (``d = f'(x)`` passed in from the forward; the β term only when ``with_beta``), with the
+    analytic second derivatives; its own backward is made of plain operations, so every higher
+    derivative is exact too."""
 
     @staticmethod
-    def forward(
-        grad: Tensor, x: Tensor, beta: Tensor, d: Tensor, b: Tensor, with_beta: bool
-    ) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        grad_beta = torch.sum(grad * b) if with_beta else beta.new_zeros(())
+    def forward(grad: Tensor, x: Tensor, beta: Tensor, d: Tensor, with_beta: bool) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        grad_beta = _beta_grad(grad, x, beta) if with_beta else beta.new_zeros(())
         return grad * d, grad_beta
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
-        grad, x, beta, d, b, _ = inputs
+        grad, x, beta, d, _ = inputs
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(grad, x, beta, d, b)
+        ctx.save_for_backward(grad, x, beta, d)
 
     @staticmethod
     def backward(ctx, gg_x: Tensor | None, gg_beta: Tensor | None):  # type: ignore[override]
-        grad, x, beta, d, b = ctx.saved_tensors
+        grad, x, beta, d = ctx.saved_tensors
         gg_x, gg_beta = _layout_like(gg_x, x), _layout_like(gg_beta, x)
         k = SWISH_LIPSCHITZ_BOUND
         g_grad = g_x = g_beta = None
@@ -104,52 +111,51 @@ class _LipSwishBackward(torch.autograd.Function):
             s = torch.sigmoid(t)
             ss = s * (1 - s)
             dss = ss * (1 - 2 * s)  # d s(1−s) / dt
-            b_grad = gg_beta * b
+            b_grad = gg_beta * (x * x * ss / k)
             b_x = grad * gg_beta * (2 * x * ss + x * t * dss) / k
             b_beta = torch.sum(grad * gg_beta * x * x * x * dss) / k
             g_grad = b_grad if g_grad is None else g_grad + b_grad
             g_x = b_x if g_x is None else g_x + b_x
             g_beta = b_beta if g_beta is None else g_beta + b_beta
-        return g_grad, g_x, None if g_beta is None else g_beta.reshape(beta.shape), None, None, None
+        return g_grad, g_x, None if g_beta is None else g_beta.reshape(beta.shape), None, None
 
 
 class _LipSwishFunction(torch.autograd.Function):
-    """``x·σ(βx)/K`` storing ``d = f'(x)`` and ``b = ∂f/∂β`` for its backward (non-differentiable
-    outputs, never materialised as zero gradients)."""
+    """``x·σ(βx)/K`` storing ``d = f'(x)`` for its backward (a non-differentiable output, never
+    materialised as a zero gradient)."""
 
     @staticmethod
-    def forward(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
-        # four allocations: t (freed on return), s (becomes d), the output, and s(1−s) (becomes b)
+    def forward(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        # four allocations: t and t·s(1−s) (freed on return), s (becomes d) and the output
         t = beta * x
         s = torch.sigmoid(t)
         out = torch.mul(x, s).mul_(1 / SWISH_LIPSCHITZ_BOUND)
-        ss = torch.rsub(s, 1).mul_(s)
-        d = s.addcmul_(t, ss).mul_(1 / SWISH_LIPSCHITZ_BOUND)
-        b = ss.mul_(x).mul_(x).mul_(1 / SWISH_LIPSCHITZ_BOUND)
-        return out, d, b
+        ss = torch.rsub(s, 1).mul_(s).mul_(t)  # t·s(1−s)
+        d = s.add_(ss).mul_(1 / SWISH_LIPSCHITZ_BOUND)
+        return out, d
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
         x, beta = inputs
-        _, d, b = output
-        ctx.mark_non_differentiable(d, b)
+        _, d = output
+        ctx.mark_non_differentiable(d)
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(x, beta, d, b)
+        ctx.save_for_backward(x, beta, d)
         ctx.beta_node = gradient_node(beta)
 
     @staticmethod
-    def backward(ctx, grad: Tensor | None, _grad_d: Tensor | None = None, _grad_b: Tensor | None = None):  # type: ignore[override]
+    def backward(ctx, grad: Tensor | None, _grad_d: Tensor | None = None):  # type: ignore[override]
         if grad is None:
             return None, None
-        x, beta, d, b = ctx.saved_tensors
+        x, beta, d = ctx.saved_tensors
         with_beta = will_execute(ctx.beta_node)
         if torch.is_grad_enabled():  # create_graph: a differentiable backward
             if is_batched(grad):  # vmap cannot nest autograd Functions here: plain operations
                 d_ref, b_ref = _derivatives(x, beta)
                 return grad * d_ref, torch.sum(grad * b_ref).reshape(beta.shape)
-            grad_x, grad_beta = _LipSwishBackward.apply(grad, x, beta, d, b, with_beta)
+            grad_x, grad_beta = _LipSwishBackward.apply(grad, x, beta, d, with_beta)
             return grad_x, grad_beta.reshape(beta.shape) if with_beta else None
-        grad_beta = torch.sum(grad * b).reshape(beta.shape) if with_beta else None
+        grad_beta = _beta_grad(grad, x, beta).reshape(beta.shape) if with_beta else None
         return grad * d, grad_beta
 
 
