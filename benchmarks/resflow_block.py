@@ -22,8 +22,8 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                    "variant_s": statistics.median(other), "speedup": statistics.median(ratios),
                    "ratio_min": min(ratios), "ratio_max": max(ratios)}
             rows.append(row)
-            print(f"channels {channels:2d}  {name:17s} all-on {row['all_on_s']:.3f}s  variant {row['variant_s']:.3f}s  "
+            print(f"channels {channels:2d}  {name:17s} all-on {row['all_on_s']:.3f}s  "
+                  f"variant {row['variant_s']:.3f}s  "
                   f"bought {row['speedup']:.2f}x [{row['ratio_min']:.2f}, {row['ratio_max']:.2f}]")
     path = write_results(RESULTS / "resflow_block.json", meta, rows)
     print(f"written {path}")
