@@ -48,6 +48,14 @@ def evaluate(c: Contender, x_test: torch.Tensor) -> float:
     return total / x_test.shape[0]
 
 
+def largest_gradients(model: torch.nn.Module, top: int = 5) -> list[dict]:
+    """The ``top`` parameters by gradient norm, with their share of the squared global norm."""
+    norms = {n: float(p.grad.norm()) for n, p in model.named_parameters() if p.grad is not None}
+    total = sum(v * v for v in norms.values())
+    ranked = sorted(norms.items(), key=lambda kv: -kv[1])[:top]
+    return [{"parameter": n, "norm": v, "share_of_squared_norm": v * v / total} for n, v in ranked]
+
+
 def train_pair(pair: tuple[Contender, Contender], steps: int, loss_kind: str, data: torch.Tensor,
                x_test: torch.Tensor, checkpoints: list[int], seed: int) -> dict:
     gen = torch.Generator().manual_seed(seed)
@@ -55,6 +63,7 @@ def train_pair(pair: tuple[Contender, Contender], steps: int, loss_kind: str, da
     curves = {c.name: [] for c in pair}
     grad_norms = {c.name: [] for c in pair}
     seconds = {c.name: 0.0 for c in pair}
+    largest_first = {}
     for step in range(1, steps + 1):
         idx = torch.randint(0, data.shape[0], (BATCH,), generator=gen)
         x = (data[idx].float() + torch.rand(BATCH, *MNIST_SHAPE, generator=gen)) / 256
@@ -66,6 +75,8 @@ def train_pair(pair: tuple[Contender, Contender], steps: int, loss_kind: str, da
             loss = bits_per_dim(log_prob).mean() if loss_kind == "bpd" else -log_prob.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if step == 1:
+                largest_first[c.name] = largest_gradients(c.model)
             grad_norms[c.name].append(float(torch.nn.utils.clip_grad_norm_(c.model.parameters(), CLIP)))
             opt.step()
             c.after_step()
@@ -79,6 +90,8 @@ def train_pair(pair: tuple[Contender, Contender], steps: int, loss_kind: str, da
             )
     return {"curves": curves, "grad_norm_first": {n: v[0] for n, v in grad_norms.items()},
             "grad_norm_median": {n: sorted(v)[len(v) // 2] for n, v in grad_norms.items()},
+            "grad_norm_max": {n: max(v) for n, v in grad_norms.items()},
+            "grad_norm_by_step": grad_norms, "largest_gradients_first_step": largest_first,
             "train_seconds": seconds}
 
 
