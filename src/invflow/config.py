@@ -14,6 +14,7 @@ import math
 import reprlib
 import types
 import typing
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -59,7 +60,17 @@ def shorten(text: str) -> str:
 @dataclass
 class DataConfig:
     """What to train on. ``image_size`` None keeps the data set's native size; ``num_workers`` > 0
-    prepares that many batches ahead in a background thread (pinned on CUDA)."""
+    prepares that many batches ahead in a background thread (pinned on CUDA).
+
+    Training-time preprocessing (Chen et al. 2019, app. E, "Preprocessing"): ``flip`` flips each
+    image horizontally with probability 1/2; ``crop`` > 0 reflection-pads each image by ``crop``
+    pixels and takes a random window of the original size (0: no crop). They replace the old
+    single ``augment`` switch (see :func:`migrate_legacy_keys`).
+
+    Image folders (``dataset: folder``) have no official split: ``folder_test_images`` N holds out
+    N images drawn at random with ``folder_split_seed`` (Lu & Huang 2020, app. D: "randomly hold out
+    3,000 images as a test set"); None keeps the last tenth of the sorted file names.
+    """
 
     dataset: str = "mnist"
     image_size: int | None = None
@@ -67,11 +78,15 @@ class DataConfig:
     batch_size: int = 64
     data_dir: str | None = None
     num_workers: int = 0
-    augment: bool = False
+    flip: bool = False
+    crop: int = 0
+    folder_test_images: int | None = None
+    folder_split_seed: int = 0
     toy_samples: int = 50_000
 
     def validate(self) -> None:
-        positive(self, "batch_size", "num_workers", "toy_samples", allow_zero=("num_workers",))
+        positive(self, "batch_size", "num_workers", "toy_samples", "crop", "folder_test_images",
+                 allow_zero=("num_workers", "crop"))
         if not 1 <= self.n_bits <= 8:
             raise ValueError(f"data.n_bits must be in [1, 8], got {self.n_bits}")
         if self.image_size is not None:
@@ -92,6 +107,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     ema_decay: float = 0.999
+    ema_schedule: Literal["warmup", "constant"] = "warmup"
     eval_every: int = 1000
     eval_batches: int | None = None
     sample_every: int = 1000
@@ -314,10 +330,40 @@ def build_section(cls: type, raw: dict[str, Any], section: str) -> Any:
     return obj
 
 
+LEGACY_AUGMENT_PADDING = 4  # what data.augment=true cropped with (reflection padding, pixels)
+
+
+def migrate_legacy_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    """Read configs written before ``data.augment`` was split into ``data.flip``/``data.crop``.
+
+    ``augment: true`` did a random crop after 4-pixel reflection padding and, except on MNIST and
+    SVHN, a random horizontal flip; it becomes exactly that (``crop: 4``, ``flip``), so old run
+    directories and checkpoints load and resume bit-for-bit, with a warning naming the new keys.
+    ``augment`` together with ``flip`` or ``crop`` is an error. Returns a new mapping.
+    """
+    data = raw.get("data")
+    if not isinstance(data, dict) or "augment" not in data:
+        return raw
+    data = dict(data)
+    augment = data.pop("augment")
+    if "flip" in data or "crop" in data:
+        raise ValueError("data.augment was replaced by data.flip and data.crop; give only the new keys")
+    if not isinstance(augment, bool):
+        raise ValueError(f"data.augment must be true or false, got {augment!r}")
+    if augment:
+        data["crop"] = LEGACY_AUGMENT_PADDING
+        # the data sets whose registry entry is not mirror_symmetric (this module imports no registry)
+        data["flip"] = data.get("dataset", DataConfig.dataset) not in ("mnist", "svhn")
+    warnings.warn(
+        f"data.augment is deprecated (read as data.crop={data.get('crop', 0)}, data.flip={data.get('flip', False)}); "
+        "set data.flip and data.crop instead", DeprecationWarning, stacklevel=3)
+    return {**raw, "data": data}
+
+
 def build_config(raw: dict[str, Any], model_sections: dict[str, type], name: str = "custom") -> Config:
     """Build a validated ``Config`` from a plain mapping (as stored in checkpoints), the ``model``
     section as the dataclass ``model_sections[model.family]``."""
-    raw = dict(raw)
+    raw = migrate_legacy_keys(dict(raw))
     unknown = sorted(set(raw) - {"data", "model", "train", "name", "description"})
     if unknown:
         raise ValueError(f"unknown config section {quote(unknown[0])}; sections are data, model, train")
@@ -354,5 +400,5 @@ def dump_config(config: Config) -> str:
 
 __all__ = [
     "Config", "DataConfig", "TrainConfig", "build_config", "read_config", "presets", "preset_names",
-    "parse_override", "dump_config", "positive",
+    "parse_override", "dump_config", "positive", "migrate_legacy_keys",
 ]

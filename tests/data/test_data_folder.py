@@ -38,6 +38,27 @@ def test_split_is_the_sorted_list_last_tenth_test(tmp_path: Path) -> None:
     assert (test.images.int() - last).abs().max() <= 2  # JPEG may shift a flat grey slightly
 
 
+def test_random_held_out_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
+    """Lu & Huang 2020, app. D: a random held-out test set of N images (here 4 of 12), fixed by
+    the seed, disjoint from train, not the last files; another seed holds out other files."""
+    from invflow.data.folder import list_images, split_files, test_file_names
+
+    make_tree(tmp_path, count=12)
+    files = list_images(tmp_path)
+    test = split_files(files, "test", test_images=4, split_seed=7)
+    train = split_files(files, "train", test_images=4, split_seed=7)
+    assert len(test) == 4 and len(train) == 8 and not set(test) & set(train)
+    assert set(test) | set(train) == set(files)
+    assert test == split_files(files, "test", test_images=4, split_seed=7)
+    assert any(split_files(files, "test", test_images=4, split_seed=s) != test for s in range(8, 12))
+    assert test_file_names(str(tmp_path), 4, 7) == [p.relative_to(tmp_path).as_posix() for p in test]
+    images = load_image_split("folder", "test", data_dir=str(tmp_path), image_size=8, folder_test_images=4,
+                              folder_split_seed=7)
+    assert images.images.shape == (4, 3, 8, 8)
+    with pytest.raises(ValueError, match="folder_test_images=12 needs more images"):
+        split_files(files, "test", test_images=12)
+
+
 def test_native_size_reduce_bits_and_grayscale(tmp_path: Path) -> None:
     make_tree(tmp_path, count=10, size=12)
     Image.new("L", (12, 12), 255).save(tmp_path / "z-gray.png")  # sorts last: the test image

@@ -25,3 +25,25 @@ def test_updates_follow_the_formula_and_copy_buffers() -> None:
     d = 2 / 11
     torch.testing.assert_close(ema.module.weight, torch.full((2,), d * 2.0 + (1 - d) * 4.0))
     assert torch.equal(ema.module.running_mean, torch.full((2,), 7.0))
+
+
+def test_constant_schedule_is_the_papers_polyak_average() -> None:
+    """Chen et al. 2019, app. E: Polyak averaging with a constant momentum of 0.999."""
+    assert ema_decay_at(0.999, 0, "constant") == 0.999
+    assert ema_decay_at(0.999, 5, "constant") == 0.999
+    model = nn.Linear(1, 1, bias=False)
+    ema = make_ema(model, decay=0.9, schedule="constant")
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    update_ema(ema, model)  # first update copies
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    update_ema(ema, model)
+    torch.testing.assert_close(ema.module.weight, torch.full((1, 1), 0.9 * 1.0 + 0.1 * 3.0))
+
+
+def test_unknown_schedule_is_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="EMA schedule"):
+        make_ema(nn.Linear(1, 1), 0.9, "cosine")

@@ -2,9 +2,10 @@
 
 Each image is converted to 8-bit RGB (``image_modes.to_rgb8``: 16-bit images scaled, opaque alpha
 dropped, anything else refused by name), center-cropped to a square and resized with Pillow's bilinear
-filter (antialiased when downsampling). The split is deterministic and needs no hashing: the
-files sorted by relative path, the last tenth is ``test``, the rest ``train``. There are no
-labels (all zeros, one class).
+filter (antialiased when downsampling). The split is deterministic: by default the files sorted
+by relative path, the last tenth is ``test``, the rest ``train``; with ``test_images = N`` a
+random N of them (a permutation seeded by ``split_seed``) is ``test``, as Lu & Huang 2020
+(app. D) do for CelebA-HQ (3,000 images). There are no labels (all zeros, one class).
 """
 from __future__ import annotations
 
@@ -28,10 +29,26 @@ def list_images(root: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def split_files(files: list[Path], split: str) -> list[Path]:
-    """The ``split`` part of the sorted file list: the last tenth is ``test``, the rest ``train``."""
-    n_test = len(files) // TEST_FRACTION_DENOMINATOR
-    return files[len(files) - n_test:] if split == "test" else files[:len(files) - n_test]
+def split_files(files: list[Path], split: str, test_images: int | None = None, split_seed: int = 0) -> list[Path]:
+    """The ``split`` part of the sorted file list: the last tenth is ``test``, the rest ``train``;
+    or, with ``test_images``, that many files drawn at random (seeded) are ``test``. Both parts
+    keep the sorted order."""
+    if test_images is None:
+        n_test = len(files) // TEST_FRACTION_DENOMINATOR
+        return files[len(files) - n_test:] if split == "test" else files[:len(files) - n_test]
+    if test_images >= len(files):
+        raise ValueError(f"data.folder_test_images={test_images} needs more images than the {len(files)} found; "
+                         "lower it or add images")
+    perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(split_seed))
+    is_test = torch.zeros(len(files), dtype=torch.bool)
+    is_test[perm[:test_images]] = True
+    return [f for f, t in zip(files, is_test.tolist()) if t == (split == "test")]
+
+
+def test_file_names(data_dir: str, test_images: int | None = None, split_seed: int = 0) -> list[str]:
+    """The held-out files' paths relative to ``data_dir`` (what a run directory records)."""
+    root = Path(data_dir).expanduser()
+    return [p.relative_to(root).as_posix() for p in split_files(list_images(root), "test", test_images, split_seed)]
 
 
 def read_square_image(path: Path, size: int | None) -> np.ndarray:
@@ -51,12 +68,12 @@ def read_square_image(path: Path, size: int | None) -> np.ndarray:
     return np.asarray(image).transpose(2, 0, 1)
 
 
-def load_folder(split: str, data_dir: str | None,
-                image_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+def load_folder(split: str, data_dir: str | None, image_size: int | None = None, test_images: int | None = None,
+                split_seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Images of ``split`` as uint8 ``(N, 3, s, s)``, zero labels and one class.
 
     ``image_size`` None keeps the images' own (square-cropped) size, which must then be the same
-    for every image.
+    for every image. ``test_images``/``split_seed``: see :func:`split_files`.
     """
     if data_dir is None:
         raise ValueError("dataset 'folder' needs data_dir: a folder of PNG/JPEG images")
@@ -68,7 +85,7 @@ def load_folder(split: str, data_dir: str | None,
     files = list_images(root)
     if not files:
         raise ValueError(f"no PNG/JPEG images found under {root}; set data_dir to an image folder")
-    chosen = split_files(files, split)
+    chosen = split_files(files, split, test_images, split_seed)
     if not chosen:
         raise ValueError(
             f"{root} has {len(files)} images, too few for a test split (the last "

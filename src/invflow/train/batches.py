@@ -7,6 +7,7 @@ global batch is ``world_size × data.batch_size`` and process ``r`` takes the ``
 """
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
@@ -39,6 +40,13 @@ class ImageBatches:
                 f"a global batch of {global_batch} (data.batch_size x processes) exceeds the "
                 f"{images.shape[0]} training images"
             )
+        if data.crop >= min(images.shape[-2:]):
+            raise ValueError(f"data.crop={data.crop} (reflection padding) must be smaller than the image size "
+                             f"{images.shape[-2]}x{images.shape[-1]}")
+        entry = IMAGE_DATASETS.get(data.dataset)
+        if data.flip and entry is not None and not entry.mirror_symmetric:
+            warnings.warn(f"data.flip=true on {data.dataset!r}, whose images are not mirror-symmetric (digits)",
+                          stacklevel=2)
         self.images, self.labels, self.data, self.seed, self.ctx = images, labels, data, seed, ctx
         self.per_epoch = images.shape[0] // global_batch
         self._epoch, self._perm = -1, None
@@ -51,10 +59,11 @@ class ImageBatches:
         start = (index * self.ctx.world_size + self.ctx.rank) * self.data.batch_size
         idx = self._perm[start : start + self.data.batch_size]
         x = self.images[idx]
-        if self.data.augment:
+        if self.data.crop or self.data.flip:  # Chen et al. 2019, app. E "Preprocessing"
             gen = derived_generator(self.seed, 2, step, self.ctx.rank)
-            x = random_crop_reflect(x, padding=4, generator=gen)
-            if IMAGE_DATASETS[self.data.dataset].mirror_symmetric:  # not digits
+            if self.data.crop:
+                x = random_crop_reflect(x, padding=self.data.crop, generator=gen)
+            if self.data.flip:
                 x = random_flip(x, generator=gen)
         return Batch(x, self.labels[idx])
 
@@ -63,6 +72,8 @@ class ToyBatches:
     """Fresh samples of a 2D toy density at every step."""
 
     def __init__(self, data: DataConfig, seed: int, ctx: DistContext = DistContext()) -> None:
+        if data.flip or data.crop:
+            raise ValueError(f"data.flip and data.crop apply to images; {data.dataset!r} is a 2D toy data set")
         self.data, self.seed, self.rank = data, seed, ctx.rank
 
     def batch(self, step: int) -> Batch:

@@ -22,7 +22,8 @@ def load_split(config: Config, split: str, data_dir: str | None = None):
     from invflow.data import load_image_split
 
     d = config.data
-    data = load_image_split(d.dataset, split, data_dir or d.data_dir, d.image_size, d.n_bits)
+    data = load_image_split(d.dataset, split, data_dir or d.data_dir, d.image_size, d.n_bits,
+                            folder_test_images=d.folder_test_images, folder_split_seed=d.folder_split_seed)
     check_labels(config, data)
     return data
 

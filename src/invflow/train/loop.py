@@ -143,7 +143,7 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup(tc.warmup_steps))
     scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
-    ema = make_ema(model, tc.ema_decay)
+    ema = make_ema(model, tc.ema_decay, tc.ema_schedule)
     state = TrainingState(config, model, ema, optimizer, scheduler, scaler, ctx)
     found = latest_good_checkpoint(run.checkpoints) if resume else None
     if found is not None:

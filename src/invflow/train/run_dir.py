@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import yaml
 
-from invflow.config import Config, dump_config
+from invflow.config import Config, dump_config, migrate_legacy_keys
 from invflow.models import config_from_dict
 from invflow.storage import DiskFullError, is_disk_full, write_atomic
 from invflow.train.checkpoint import CheckpointError, FoundCheckpoint, latest_good_checkpoint, load_checkpoint_file
@@ -68,7 +68,9 @@ def versions() -> dict[str, str]:
 
 
 def comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config that must match for a checkpoint to belong to a model."""
+    """The parts of a config that must match for a checkpoint to belong to a model (legacy keys
+    read as their replacements)."""
+    config_dict = migrate_legacy_keys(config_dict)
     return {"data": {k: v for k, v in config_dict["data"].items() if k not in ("data_dir", "num_workers")},
             "model": config_dict["model"]}
 
