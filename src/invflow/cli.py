@@ -106,7 +106,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0  # under torchrun only rank 0 reports
     print(f"finished {config.name} at step {result.step} in {result.seconds:.0f}s: "
           f"train {result.metric} {result.train_value:.4f}, "
-          f"test {result.metric} {format_estimate(result.test_value, result.test_stderr)}")
+          f"test {result.metric} {format_estimate(result.test_value, result.test_stderr)} "
+          f"(best test {result.best_test_value:.4f} at step {result.best_test_step})")
     if result.nonfinite:
         print(f"warning: {result.nonfinite} of {result.step} steps were skipped as non-finite "
               "(see metrics.jsonl); consider a lower train.lr or train.grad_clip")
@@ -146,10 +147,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model, config = loaded.model, loaded.config
     out = _new_output(Path(args.output) if args.output else _default_output(args.run, "sample.png"), args.force,
                       "samples")
-    write_samples(model, config, out, args.n, args.temperature, seed=args.seed)
+    temperature = config.train.sample_temperature if args.temperature is None else args.temperature
+    write_samples(model, config, out, args.n, temperature, seed=args.seed)
     counts = model.inverse_iteration_counts()
     iterations = f" ({sum(counts)} fixed-point iterations over all blocks)" if counts else ""
-    print(f"wrote {out}{iterations}")
+    print(f"wrote {out} (temperature {temperature:g}){iterations}")
     return 0
 
 
@@ -326,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
                   "--temperature 0.7 -o t07.png --force"])
     p.add_argument("run", metavar="RUN", help="run directory (its newest good checkpoint) or a checkpoint file")
     p.add_argument("-n", type=_sample_count, default=64, help=f"number of samples (at most {MAX_GRID_SAMPLES})")
-    p.add_argument("--temperature", type=_temperature, default=1.0, help="standard deviation of the latents (>= 0)")
+    p.add_argument("--temperature", type=_temperature, default=None,
+                   help="standard deviation of the latents (>= 0); default: the preset's train.sample_temperature "
+                        "(from the paper's figure captions)")
     p.add_argument("-o", "--output", metavar="PNG", help="PNG path (default: RUN/sample.png)")
     p.add_argument("--force", action="store_true", help="overwrite the output file if it exists (default: refuse)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent draws")

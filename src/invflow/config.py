@@ -133,6 +133,8 @@ class TrainConfig:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.grad_clip is not None:
             positive(self, "grad_clip")
+        if not self.sample_temperature >= 0:
+            raise ValueError(f"train.sample_temperature must be >= 0, got {self.sample_temperature}")
         if self.eval_batches is not None:
             positive(self, "eval_batches")
         if self.checkpoint_minutes is not None:

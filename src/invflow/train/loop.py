@@ -34,6 +34,7 @@ from invflow.train.progress import progress_line, wants_lines
 from invflow.train.run_dir import RunDir, check_same_model
 from invflow.train.run_lock import RunLock
 from invflow.train.sampling import write_samples_or_warn
+from invflow.train.results import record_test_split, write_results
 from invflow.train.state import TrainingState
 from invflow.train.tensorboard import TensorBoardLog
 
@@ -59,6 +60,8 @@ class TrainResult:
     seconds: float
     model: FlowModel = field(repr=False, default=None)
     checkpoint_fallbacks: list[str] = field(default_factory=list)
+    best_test_value: float = float("nan")  # the best periodic test evaluation (results.json)
+    best_test_step: int = -1
 
 
 def _warmup(warmup_steps: int):
@@ -157,6 +160,7 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
     forward = torch.compile(net) if tc.compile else net
     if ctx.is_main:
         run.write_config(config)
+        record_test_split(run.root, config.data, data_dir)
     log = MetricsLog(run.metrics, resume_step=state.step if found is not None else 0) if ctx.is_main else None
     # Events past the resumed step are purged, so a resumed run never records a step twice.
     board = TensorBoardLog(run.tensorboard, purge_step=state.step + 1) if ctx.is_main and tc.tensorboard else None
@@ -288,9 +292,11 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
         sample_grid("final")
     if board is not None:
         board.close()
+    best = write_results(run.root, run.metrics, objective.metric)["best"] if ctx.is_main else \
+        {"value": result.mean, "step": state.step}
     barrier(ctx)
     return TrainResult(run.root, state.step, objective.metric, train_value, result.mean, result.stderr,
-                       state.nonfinite, time.perf_counter() - started, model, fallbacks)
+                       state.nonfinite, time.perf_counter() - started, model, fallbacks, best["value"], best["step"])
 
 
 @torch.no_grad()

@@ -1,0 +1,50 @@
+"""What a run reports beside its metrics log: the best and the last test evaluation
+(``results.json``; Lu & Huang 2020, app. C.1, report the best of the periodic test evaluations),
+and, for image folders, which files were held out (``test_split.json``; app. D)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from invflow.config import DataConfig
+from invflow.train.metrics import read_metrics
+
+
+def best_and_last(metrics: Path, metric: str) -> dict[str, Any]:
+    """The lowest and the latest test ``metric`` in a ``metrics.jsonl`` (step, value, stderr)."""
+    tests = [r for r in read_metrics(metrics) if r.get("split") == "test" and r.get(metric) is not None]
+    if not tests:
+        raise ValueError(f"{metrics}: no test evaluation of {metric} recorded")
+
+    def entry(r: dict[str, Any]) -> dict[str, Any]:
+        return {"step": r["step"], "value": r[metric], "stderr": r.get(f"{metric}_stderr")}
+
+    best = min(tests, key=lambda r: (r[metric], r["step"]))
+    return {"metric": metric, "best": entry(best), "last": entry(tests[-1]), "evaluations": len(tests)}
+
+
+def write_results(root: Path, metrics: Path, metric: str) -> dict[str, Any]:
+    """Write ``results.json`` (best and last test evaluation) into run directory ``root``."""
+    summary = best_and_last(metrics, metric)
+    clean = json.loads(json.dumps(summary, allow_nan=True), parse_constant=lambda c: None)
+    (Path(root) / "results.json").write_text(json.dumps(clean, indent=2) + "\n")
+    return summary
+
+
+def record_test_split(root: Path, data: DataConfig, data_dir: str | None) -> Path | None:
+    """For ``dataset: folder``, write ``test_split.json``: the split rule, its seed and the held-out
+    files (relative paths), so the test set of a run can be reproduced and checked."""
+    if data.dataset != "folder":
+        return None
+    from invflow.data.folder import test_file_names
+
+    folder = data_dir or data.data_dir
+    files = test_file_names(folder, data.folder_test_images, data.folder_split_seed)
+    rule = ("last tenth of the sorted file names" if data.folder_test_images is None
+            else f"{data.folder_test_images} files drawn at random with seed {data.folder_split_seed}")
+    path = Path(root) / "test_split.json"
+    path.write_text(json.dumps({"data_dir": str(folder), "rule": rule, "folder_test_images": data.folder_test_images,
+                                "folder_split_seed": data.folder_split_seed, "count": len(files), "files": files},
+                               indent=1) + "\n")
+    return path
