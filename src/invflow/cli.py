@@ -81,6 +81,11 @@ def _overrides(items: list[str]) -> dict:
 
 
 def cmd_configs(args: argparse.Namespace) -> int:
+    if args.paper:
+        from invflow.paper_tables import paper_table
+
+        print(paper_table(sorted(presets()), load_config))
+        return 0
     table = presets()
     width = max(map(len, table)) if table else 0
     for name, description in table.items():
@@ -283,10 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"invflow {__version__} (torch {torch.__version__})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    _command(sub, "configs", "list the shipped presets with one-line descriptions",
-             "Any preset name can be passed to `invflow train`; so can a YAML file of your own, whose "
-             "keys take their default values where it leaves them out.",
-             ["invflow configs", "invflow configs | grep woodbury"]).set_defaults(func=cmd_configs)
+    p = _command(sub, "configs", "list the shipped presets with one-line descriptions",
+                 "Any preset name can be passed to `invflow train`; so can a YAML file of your own, whose "
+                 "keys take their default values where it leaves them out. --paper prints every preset that "
+                 "names a paper above the paper's own row (Lu & Huang 2020 Tables 2-3, app. C-D; Chen et al. "
+                 "2019 app. D-E) and says where they differ.",
+                 ["invflow configs", "invflow configs | grep woodbury", "invflow configs --paper"])
+    p.add_argument("--paper", action="store_true",
+                   help="each preset that names a paper above the paper's row (default: the plain list)")
+    p.set_defaults(func=cmd_configs)
 
     p = _command(sub, "train", "train a preset or YAML config",
                  "Writes a run directory: config.yaml, metrics.jsonl, checkpoints/, samples/ and tb/ "

@@ -103,6 +103,7 @@ class TrainConfig:
     steps: int = 10_000
     lr: float = 1e-3
     warmup_steps: int = 100
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     grad_clip: float | None = None
     weight_decay: float = 0.0
     seed: int = 0

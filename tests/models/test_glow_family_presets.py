@@ -24,26 +24,31 @@ FULL = sorted([f"{f}-{d}" for f in WOODBURY for d in SMALL_SETS + BIG_SETS]
               + [f"{f}-{d}" for f in BASELINES for d in SMALL_SETS])
 TINY = [f"{name}-tiny" for name in FULL]
 
-# Woodbury and ME-Woodbury models: (L, K, coupling channels, batch, d_c per level, d_s per level;
-# ME-Woodbury uses d_s for both d_h and d_w). The appendix tables of arXiv 2002.12229 could not be
-# retrieved; "code" marks numbers from the authors' released code (yolu1055/WoodburyTransformations:
-# train_wglow.sh for CIFAR-10, the per-level dims listed in models.py for 64/128/256 inputs), "chosen"
-# marks our choices, which the preset files also say.
-ARCHITECTURES = {
-    "cifar10": (3, 8, 512, 16, [16, 16, 16], [16, 16, 16]),  # all from the code
-    "imagenet32": (3, 8, 512, 16, [16, 16, 16], [16, 16, 16]),  # chosen equal to CIFAR-10
-    "imagenet64": (4, 8, 512, 16, [16, 16, 16, 16], [16, 16, 16, 16]),  # L from the code, rest chosen
-    "lsun-church96": (5, 8, 512, 8, [8, 8, 16, 16, 16], [16, 16, 16, 8, 8]),  # chosen (dims as for 128)
-    "celebahq-64": (4, 8, 512, 16, [8, 8, 16, 16], [16, 16, 8, 8]),  # L, dims from the code
-    "celebahq-128": (5, 8, 512, 8, [8, 8, 16, 16, 16], [16, 16, 16, 8, 8]),  # L, dims from the code
-    "celebahq-256": (6, 8, 512, 4, [8, 8, 16, 16, 16, 16], [16, 16, 16, 16, 8, 8]),  # L, dims from the code
+# Written from ../shared/seeds/002_*.txt (Lu & Huang 2020, supplementary), not from the YAML files.
+# Table 2: (mini-batch, levels L, steps K, coupling channels).
+TABLE2 = {
+    "cifar10": (64, 3, 8, 512), "imagenet32": (64, 3, 8, 512), "imagenet64": (32, 4, 16, 512),
+    "lsun-church96": (16, 5, 16, 256), "celebahq-64": (8, 4, 16, 512), "celebahq-128": (4, 5, 24, 256),
+    "celebahq-256": (4, 6, 16, 256),
 }
-# Baselines: (coupling, channels on cifar10, imagenet32, imagenet64). The paper's two sizes per
-# baseline (spline 256/224 with 4 bins, MaCow 384/296) are read as 3-level 32x32 / 4-level 64x64.
+# Table 3: Woodbury (d_c, d_s); ME-Woodbury (d_c, d_h, d_w), None where the table has "—".
+TABLE3 = {
+    "cifar10": (([8, 8, 16], [16, 16, 8]), ([8, 8, 16], [16, 16, 8], [16, 16, 8])),
+    "imagenet32": (([8, 8, 16], [16, 16, 8]), ([8, 8, 16], [16, 16, 8], [16, 16, 8])),
+    "imagenet64": (([8, 8, 16, 16], [16, 16, 8, 8]), ([8, 8, 16, 16], [16, 16, 8, 8], [16, 16, 8, 8])),
+    "lsun-church96": (([8, 8, 16, 16, 16], [16, 16, 16, 8, 8]), None),
+    "celebahq-64": (([8, 8, 16, 16], [16, 16, 8, 8]), None),
+    "celebahq-128": (([8, 8, 16, 16, 16], [16, 16, 16, 8, 8]), None),
+    "celebahq-256": (([8, 8, 16, 16, 16, 16], [16, 16, 16, 16, 8, 8]), None),
+}
+# App. D: iterations (64x64: 600,000; 128 and 256: 300,000), a random 3,000-image test set;
+# figure captions: temperature 0.7 (Fig. 7, 64x64), 0.5 (Figs. 8-9, 128 and 256), 0.875 (Fig. 6, LSUN).
+APPENDIX_D = {"celebahq-64": (600_000, 0.7), "celebahq-128": (300_000, 0.5), "celebahq-256": (300_000, 0.5)}
+TEMPERATURE = {"lsun-church96": 0.875, **{k: v[1] for k, v in APPENDIX_D.items()}}
+# App. C.1: baselines' coupling and channels (32x32 images, 64x64 images); spline with 4 bins.
 COUPLINGS = {
-    "glow": ("affine", 512, 512, 512), "emerging-glow": ("affine", 512, 512, 512),
-    "periodic-glow": ("affine", 512, 512, 512), "spline": ("spline", 256, 256, 224),
-    "macow": ("macow", 384, 384, 296),
+    "glow": ("affine", 512, 512), "emerging-glow": ("affine", 512, 512), "periodic-glow": ("affine", 512, 512),
+    "spline": ("spline", 256, 224), "macow": ("macow", 384, 296),
 }
 
 
@@ -54,32 +59,49 @@ def test_every_family_has_a_full_and_a_tiny_preset() -> None:
     assert all("Lu & Huang 2020" in table[name] for name in FULL)
 
 
-@pytest.mark.parametrize("data", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("data", sorted(TABLE2))
 @pytest.mark.parametrize("family", WOODBURY)
-def test_woodbury_presets_carry_the_paper_architectures(family: str, data: str) -> None:
-    levels, steps, hidden, batch, d_c, d_s = ARCHITECTURES[data]
+def test_woodbury_presets_carry_tables_2_and_3(family: str, data: str) -> None:
+    batch, levels, steps, hidden = TABLE2[data]
     config = load_config(f"{family}-{data}")
     model = config.model
     assert (model.levels, model.steps_per_level, model.hidden_channels, config.data.batch_size) == \
         (levels, steps, hidden, batch)
-    assert model.coupling == "affine" and model.woodbury_latent_channel == d_c
+    assert model.coupling == "affine" and config.train.lr == 0.001
+    (d_c, d_s), me = TABLE3[data]
     if family == "woodbury-glow":
-        assert model.mixing == "woodbury" and model.woodbury_latent_spatial == d_s
+        assert model.mixing == "woodbury"
+        assert (model.woodbury_latent_channel, model.woodbury_latent_spatial) == (d_c, d_s)
         assert model.woodbury_latent_height is None and model.woodbury_latent_width is None
     else:
         assert model.mixing == "me-woodbury" and model.woodbury_latent_spatial is None
-        assert model.woodbury_latent_height == d_s and model.woodbury_latent_width == d_s
+        dims = (model.woodbury_latent_channel, model.woodbury_latent_height, model.woodbury_latent_width)
+        if me is not None:
+            assert dims == me
+        else:  # "—" in Table 3: an extrapolation, said so in the description
+            assert dims == (d_c, d_s, d_s) and "EXTRAPOLATION" in config.description
+
+
+@pytest.mark.parametrize("data", sorted(TABLE2))
+def test_appendix_d_iterations_test_split_and_temperature(data: str) -> None:
+    config = load_config(f"woodbury-glow-{data}")
+    if data in APPENDIX_D:
+        assert config.train.steps == APPENDIX_D[data][0]
+        assert config.data.folder_test_images == 3000
+    assert config.train.sample_temperature == TEMPERATURE.get(data, 1.0)
+    assert config.train.eval_every == 10_000  # "test it every 10,000 iterations" (app. C.1)
 
 
 @pytest.mark.parametrize("family", BASELINES)
-def test_baselines_keep_the_glow_architecture_and_use_the_paper_couplings(family: str) -> None:
-    coupling, *channels = COUPLINGS[family]
+def test_baselines_carry_table_2_and_the_app_c1_couplings(family: str) -> None:
+    coupling, small, large = COUPLINGS[family]
     mixing = {"emerging-glow": "emerging", "periodic-glow": "periodic"}.get(family, "lu")
-    for data, hidden in zip(SMALL_SETS, channels):
-        levels, steps, _, batch, _, _ = ARCHITECTURES[data]
+    for data in SMALL_SETS:
+        batch, levels, steps, _ = TABLE2[data]
         config = load_config(f"{family}-{data}")
         model = config.model
         assert (model.levels, model.steps_per_level, config.data.batch_size) == (levels, steps, batch)
+        hidden = large if data == "imagenet64" else small
         assert (model.mixing, model.coupling, model.hidden_channels) == (mixing, coupling, hidden)
         assert coupling != "spline" or model.spline_bins == 4
 

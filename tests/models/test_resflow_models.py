@@ -86,6 +86,36 @@ def test_learned_norm_orders_are_logged(tmp_path) -> None:
     assert orders and all(1.5 < p < 2.5 for p in orders)
 
 
+@pytest.mark.parametrize(("mode", "per_block"), [(True, 4), ("per-state", 4), ("shared", 1), (False, 0)])
+def test_learned_norm_orders_shared_or_per_state(mode, per_block: int) -> None:
+    """Chen et al. 2019, app. D: all orders free (per-state; the block's output reuses its input's
+    order) or one order shared by every state of a block. 2 blocks of 4 linear maps (5 states)."""
+    from invflow.residual.lipschitz import LearnedNormOrder, SpectralNormLinear
+
+    model = invflow.build_model(invflow.load_config("resflow-toy-rings", {
+        "model.learn_norm_orders": mode, "model.blocks_per_scale": 2, "model.hidden_channels": 8}))
+    for block in model.blocks():
+        orders = {id(m) for m in block.modules() if isinstance(m, LearnedNormOrder)}
+        assert len(orders) == per_block
+        linears = [m for m in block.modules() if isinstance(m, SpectralNormLinear)]
+        if per_block:
+            assert linears[0].domain is linears[-1].codomain  # Lip(g) < 1 in one norm
+        if per_block == 1:
+            assert all(m.domain is linears[0].domain and m.codomain is linears[0].domain for m in linears)
+    if per_block:
+        x = torch.randn(16, 2)
+        model.log_prob(x).mean().backward()
+        learned = [m.s for m in model.modules() if isinstance(m, LearnedNormOrder)]
+        assert all(s.grad is not None and torch.isfinite(s.grad) for s in learned)
+
+
+def test_shared_learned_order_needs_one_initial_order() -> None:
+    with pytest.raises(ValueError, match="one initial order"):
+        invflow.load_config("resflow-toy-rings", {"model.learn_norm_orders": "shared", "model.norm_orders": "2332"})
+    with pytest.raises(ValueError, match="learn_norm_orders"):
+        invflow.load_config("resflow-toy-rings", {"model.learn_norm_orders": "everywhere"})
+
+
 def test_hybrid_accuracy_rises_above_chance(mnist_dir, tmp_path) -> None:
     config = invflow.load_config("resflow-hybrid-mnist-tiny", {
         **FAST, "train.steps": 60, "train.eval_batches": 4, "data.data_dir": str(mnist_dir), "train.lr": 2e-3})

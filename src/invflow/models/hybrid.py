@@ -1,8 +1,11 @@
 """Hybrid generative/discriminative Residual Flow (Chen et al. 2019, sec. 6.3;
 docs/architecture.md section 4).
 
-The flow is the ResFlow image model with standard per-channel normalisation in place of the
-logit transform and no factor-out. A classifier branch reads the hidden state after every
+The flow is the ResFlow image model without factor-out. Its input transform follows app. E:
+"For hybrid modeling on CIFAR-10, we replaced the logit transform with normalization by the
+standard preprocessing of subtracting the mean and dividing by the standard deviation", while "the
+MNIST and SVHN architectures for hybrid modeling were the same as those for density modeling": the
+logit transform when ``logit_alpha`` is set, per-channel standardisation when it is ``None``. A classifier branch reads the hidden state after every
 squeeze and at the end: ``3x3 conv → ActNorm → ReLU → global average pool`` to
 ``classifier_width`` features; the branches are concatenated into a linear softmax. Training
 minimises ``−(λ·log p(x) + log p(y|x))`` with ``λ = hybrid_weight`` (``None`` → ``1/D``),
@@ -23,6 +26,7 @@ from invflow.core.objectives import Forward, ImageBitsPerDim, nats_to_bits_per_d
 from invflow.data.batch import Batch
 from invflow.data.registry import channel_stats, input_shape
 from invflow.layers.actnorm import ActNorm
+from invflow.layers.logit import LogitTransform
 from invflow.layers.normalize import Standardize
 from invflow.layers.squeeze import Squeeze
 from invflow.models.resflow import ResFlowConfig, ResFlowModel, residual_stage, squeezed
@@ -41,8 +45,6 @@ class HybridConfig(ResFlowConfig):
         positive(self, "classifier_width", "num_classes")
         if self.factor_out:
             raise ValueError("model.factor_out is not supported by the hybrid model (the classifier reads full states)")
-        if self.logit_alpha is not None:
-            raise ValueError("the hybrid model standardises its input; set model.logit_alpha to null")
         if self.hybrid_weight is not None and self.hybrid_weight < 0:
             raise ValueError(f"model.hybrid_weight (λ) must be >= 0, got {self.hybrid_weight}")
 
@@ -125,8 +127,11 @@ def build_hybrid(cfg: HybridConfig, shape: tuple[int, ...], dataset: str) -> Hyb
     if len(shape) != 3:
         raise ValueError("the hybrid model needs image data")
     image_shape = (shape[0], shape[1], shape[2])
-    mean, std = channel_stats(dataset, shape[0])
-    flows: list[Flow] = [Standardize(image_shape, mean, std)]
+    if cfg.logit_alpha is not None:
+        flows: list[Flow] = [LogitTransform(image_shape, cfg.logit_alpha)]
+    else:
+        mean, std = channel_stats(dataset, shape[0])
+        flows = [Standardize(image_shape, mean, std)]
     taps = []
     if cfg.squeeze_first:
         flows.append(Squeeze(shape[0]))

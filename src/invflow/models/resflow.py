@@ -25,7 +25,7 @@ from invflow.layers.squeeze import Squeeze
 from invflow.residual import InvertibleResidualBlock, LearnedNormOrder, conv_residual_net, mlp_residual_net
 from invflow.residual.iresblock import ESTIMATOR
 from invflow.residual.logdet import check_roulette_param
-from invflow.residual.nets import parse_norm_orders
+from invflow.residual.nets import learn_mode, parse_norm_orders
 
 
 @dataclass
@@ -52,7 +52,7 @@ class ResFlowConfig:
     eval_terms: int = ESTIMATOR.eval_terms
     eval_draws: int = 4
     norm_orders: str | None = None
-    learn_norm_orders: bool = False
+    learn_norm_orders: bool | Literal["shared", "per-state"] = False  # true = per-state (app. D)
     mlp_hidden_layers: int = 3
 
     def validate(self) -> None:
@@ -66,6 +66,10 @@ class ResFlowConfig:
             raise ValueError(f"model.logit_alpha must be in [0, 0.5), got {self.logit_alpha}")
         if self.norm_orders is not None:
             parse_norm_orders(self.norm_orders, 3)
+        if learn_mode(self.learn_norm_orders) == "shared" and self.norm_orders is not None \
+                and len(set(parse_norm_orders(self.norm_orders, 3))) != 1:
+            raise ValueError("model.learn_norm_orders=shared learns one order per block; model.norm_orders must "
+                             f"give one initial order, got {self.norm_orders!r}")
         if self.n_dist_param is not None:
             try:
                 check_roulette_param(self.n_dist, self.n_dist_param)

@@ -43,11 +43,34 @@ def parse_norm_orders(norm_orders: NormOrders, n_layers: int) -> list[float]:
     return orders
 
 
-def _chain_orders(norm_orders: NormOrders, n_layers: int, learn: bool) -> list[float | LearnedNormOrder]:
-    """Per-layer boundary orders; learned ones are shared modules (the output reuses the input's)."""
+LearnOrders = bool | str  # False/"off", True/"per-state", or "shared"
+LEARN_MODES = ("off", "per-state", "shared")
+
+
+def learn_mode(learn: LearnOrders) -> str:
+    """The canonical learned-order mode: ``True`` is the old spelling of ``per-state``."""
+    mode = {False: "off", True: "per-state"}.get(learn, learn) if isinstance(learn, bool) else learn
+    if mode not in LEARN_MODES:
+        raise ValueError(f"learn_norm_orders must be true, false or one of {LEARN_MODES}, got {learn!r}")
+    return mode
+
+
+def _chain_orders(norm_orders: NormOrders, n_layers: int, learn: LearnOrders) -> list[float | LearnedNormOrder]:
+    """Per-layer boundary orders (Chen et al. 2019, app. D, "Learning norm orders").
+
+    ``per-state``: every state has its own learned order, the output reusing the input's (the
+    appendix's first setting, "all norm orders are free to change"); ``shared``: one learned order
+    for every state of the block (its second setting, "each states within each residual block
+    share the same order"), which needs a single initial order.
+    """
     orders = parse_norm_orders(norm_orders, n_layers)
-    if not learn:
+    mode = learn_mode(learn)
+    if mode == "off":
         return list(orders)
+    if mode == "shared":
+        if len(set(orders)) != 1:
+            raise ValueError(f"learn_norm_orders=shared learns one order per block; give one initial order, got {orders}")
+        return [LearnedNormOrder(orders[0])] * (n_layers + 1)
     learned: list[float | LearnedNormOrder] = [LearnedNormOrder(p) for p in orders[:-1]]
     return learned + [learned[0]]
 
@@ -57,7 +80,7 @@ def conv_residual_net(
     hidden: int,
     coeff: float = 0.98,
     norm_orders: NormOrders = None,
-    learn_norm_orders: bool = False,
+    learn_norm_orders: LearnOrders = False,
     kernel_size: int = 3,
     tol: float = 1e-4,
     max_iterations: int = 200,
@@ -66,7 +89,8 @@ def conv_residual_net(
     appendix E); each conv operator has induced norm ≤ ``coeff``, so ``Lip(g) ≤ coeff³``.
 
     ``norm_orders``: 4 orders (input, two hidden states, output = input), see
-    :func:`parse_norm_orders`; ``learn_norm_orders`` learns them in (1.5, 2.5).
+    :func:`parse_norm_orders`; ``learn_norm_orders`` (``per-state``/``shared``, see
+    :func:`_chain_orders`) learns them in (1.5, 2.5).
     """
     p = _chain_orders(norm_orders, 3, learn_norm_orders)
     common = {"coeff": coeff, "tol": tol, "max_iterations": max_iterations}
@@ -86,7 +110,7 @@ def mlp_residual_net(
     n_hidden: int = 3,
     coeff: float = 0.98,
     norm_orders: NormOrders = None,
-    learn_norm_orders: bool = False,
+    learn_norm_orders: LearnOrders = False,
     tol: float = 1e-4,
     max_iterations: int = 200,
 ) -> nn.Sequential:

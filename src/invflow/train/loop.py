@@ -64,8 +64,15 @@ class TrainResult:
     best_test_step: int = -1
 
 
-def _warmup(warmup_steps: int):
-    return lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str = "constant") -> float:
+    """The learning-rate multiplier of optimizer step ``step`` (0-based): a linear warm-up over
+    ``warmup_steps``, then constant, or (``cosine``) decayed as ``(1 + cos(π t)) / 2`` with
+    ``t`` the fraction of the steps after the warm-up that is done."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    if schedule == "constant" or step < warmup_steps:
+        return warm
+    done = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
 
 
 def _training_data(config: Config, data_dir: str | None, ctx: DistContext):
@@ -144,7 +151,8 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
         model.set_conditioner_precision(LOW_PRECISION[tc.precision])
     _initialize(model, source, objective, device)  # ActNorm's data-dependent init (rank 0's wins under DDP)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup(tc.warmup_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, tc.warmup_steps, tc.steps, tc.lr_schedule))
     scaler = torch.amp.GradScaler(device.type, enabled=tc.precision == "fp16")
     ema = make_ema(model, tc.ema_decay, tc.ema_schedule)
     state = TrainingState(config, model, ema, optimizer, scheduler, scaler, ctx)
@@ -195,6 +203,7 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
 
     started, window_start, window_images = time.perf_counter(), time.perf_counter(), 0
     last_save = _clock()
+    cpu_started = time.process_time()
     train_value = float("nan")
     bar = tqdm(total=tc.steps, initial=state.step, disable=True if not ctx.is_main else _no_bar(progress),
                dynamic_ncols=True, desc=config.name)
@@ -262,8 +271,9 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
                 train_value = means[objective.metric]
                 rate = window_images / elapsed if elapsed > 0 else float("nan")
                 write({"step": state.step, "split": "train", **means, "lr": scheduler.get_last_lr()[0],
-                       "grad_norm": float(grad_norm), "images_per_s": rate, "nonfinite": state.nonfinite,
-                       **model.training_stats()})
+                       "grad_norm": float(grad_norm), "images_per_s": rate,
+                       "elapsed_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu_started,
+                       "nonfinite": state.nonfinite, **model.training_stats()})
                 bar.set_postfix({objective.metric: f"{train_value:.3f}", "img/s": f"{rate:.0f}"})
                 if lines:
                     print(progress_line(config.name, state.step, tc.steps, objective.metric, train_value, rate,

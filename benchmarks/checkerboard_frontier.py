@@ -1,0 +1,96 @@
+"""Bits against seconds for residual-flow configurations on the 2D checkerboard (Chen et al. 2019,
+app. D: residual blocks, brute-force 2D log-det): which preset reaches the lowest bits within
+`invflow train resflow-toy-checkerboard`'s time budget (3 minutes on 2 CPU cores).
+
+Each configuration is a set of overrides of the preset, trained by invflow's own loop with a test
+evaluation (EMA weights, the preset's held-out sample) every ``--eval-every`` steps; a point of the
+frontier is (seconds since training began, test bits) at each evaluation. Wall seconds depend on
+the machine's load, so process CPU seconds are recorded too (one thread: CPU seconds = the time
+on an idle core).
+
+    OMP_NUM_THREADS=1 python benchmarks/checkerboard_frontier.py
+    OMP_NUM_THREADS=1 python benchmarks/checkerboard_frontier.py --only shipped
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+from common import RESULTS, environment, print_environment, write_results
+
+from invflow.config import load_config
+from invflow.train.loop import train
+from invflow.train.metrics import read_metrics
+
+PRESET = "resflow-toy-checkerboard"
+OLD = {"model.blocks_per_scale": 10, "model.hidden_channels": 64, "model.mlp_hidden_layers": 3,
+       "model.norm_orders": "2", "data.batch_size": 500, "train.lr": 1e-3, "train.lr_schedule": "constant",
+       "train.ema_decay": 0.99, "train.steps": 1500}
+CONFIGS: dict[str, dict] = {
+    "old preset (p=2, 10x64x3, lr 1e-3)": {**OLD, "train.steps": 900},
+    "p=2, lr 3e-3 cosine": {**OLD, "train.lr": 3e-3, "train.lr_schedule": "cosine", "train.steps": 900},
+    "p=inf, lr 3e-3 cosine": {**OLD, "model.norm_orders": "f", "train.lr": 3e-3, "train.lr_schedule": "cosine",
+                              "train.steps": 1200},
+    "p=2, 6x128x2, lr 3e-3 cosine": {**OLD, "model.blocks_per_scale": 6, "model.hidden_channels": 128,
+                                     "model.mlp_hidden_layers": 2, "train.lr": 3e-3, "train.lr_schedule": "cosine",
+                                     "train.steps": 1600},
+    "p=2, batch 256, lr 3e-3 cosine": {**OLD, "data.batch_size": 256, "train.lr": 3e-3,
+                                       "train.lr_schedule": "cosine", "train.steps": 1100},
+    "shipped": {},
+}
+
+
+def frontier(name: str, overrides: dict, eval_every: int, work: Path) -> dict:
+    """Train one configuration; return its (seconds, bits) points."""
+    overrides = {**overrides, "train.eval_every": eval_every, "train.log_every": eval_every,
+                 "train.sample_every": 10**9, "train.checkpoint_every": 10**9, "train.device": "cpu"}
+    config = load_config(PRESET, overrides)
+    load_before = os.getloadavg()[0]
+    result = train(config, work / name.replace(" ", "_").replace("/", "-"), progress=False)
+    records = read_metrics(result.run_dir / "metrics.jsonl")
+    clock = {r["step"]: (r["elapsed_s"], r["cpu_s"]) for r in records if r["split"] == "train" and "elapsed_s" in r}
+    points = [{"step": r["step"], "wall_s": round(clock[r["step"]][0], 1), "cpu_s": round(clock[r["step"]][1], 1),
+               "test_bits": round(r["bits"], 4), "stderr": round(r["bits_stderr"], 4)}
+              for r in records if r["split"] == "test" and r["step"] in clock]
+    return {"name": name, "overrides": overrides, "points": points, "final_test_bits": round(result.test_value, 4),
+            "total_wall_s": round(result.seconds, 1), "load_before": load_before, "load_after": os.getloadavg()[0]}
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: test bits reached by 60, 120, 180 CPU seconds and at the end."""
+    lines = ["| configuration | steps | bits @60 cpu-s | @120 | @180 | final bits | cpu-s | wall-s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        def at(limit: float) -> str:
+            done = [p["test_bits"] for p in row["points"] if p["cpu_s"] <= limit]
+            return f"{done[-1]:.3f}" if done else "—"
+        last = row["points"][-1]
+        lines.append(f"| {row['name']} | {last['step']} | {at(60)} | {at(120)} | {at(180)} | "
+                     f"{row['final_test_bits']:.3f} | {last['cpu_s']:.0f} | {row['total_wall_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="substrings of configuration names to run")
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=RESULTS / "checkerboard_frontier.json")
+    args = parser.parse_args()
+    meta = environment("cpu", preset=PRESET, load_avg_start=os.getloadavg()[0])
+    print_environment(meta)
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for name, overrides in CONFIGS.items():
+            if args.only and not any(s in name for s in args.only):
+                continue
+            rows.append(frontier(name, overrides, args.eval_every, Path(work)))
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+    write_results(args.out, meta, rows)
+    args.out.with_suffix(".md").write_text(table(rows) + "\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
