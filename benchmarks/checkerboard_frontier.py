@@ -38,8 +38,22 @@ CONFIGS: dict[str, dict] = {
                                      "train.steps": 1600},
     "p=2, batch 256, lr 3e-3 cosine": {**OLD, "data.batch_size": 256, "train.lr": 3e-3,
                                        "train.lr_schedule": "cosine", "train.steps": 1100},
+    "p=inf, lr 1e-2 cosine": {**OLD, "model.norm_orders": "f", "train.lr": 1e-2, "train.lr_schedule": "cosine",
+                              "train.steps": 1200},
+    "p=inf, 16x32x2, lr 5e-3 cosine": {**OLD, "model.norm_orders": "f", "model.blocks_per_scale": 16,
+                                       "model.hidden_channels": 32, "model.mlp_hidden_layers": 2, "train.lr": 5e-3,
+                                       "train.lr_schedule": "cosine", "train.steps": 1200},
     "shipped": {},
 }
+
+
+def points_of(run_dir: Path) -> list[dict]:
+    """(step, wall s, CPU s, test bits) at every test evaluation of a run directory."""
+    records = read_metrics(run_dir / "metrics.jsonl")
+    clock = {r["step"]: (r["elapsed_s"], r["cpu_s"]) for r in records if r["split"] == "train" and "elapsed_s" in r}
+    return [{"step": r["step"], "wall_s": round(clock[r["step"]][0], 1), "cpu_s": round(clock[r["step"]][1], 1),
+             "test_bits": round(r["bits"], 4), "stderr": round(r["bits_stderr"], 4)}
+            for r in records if r["split"] == "test" and r["step"] in clock]
 
 
 def frontier(name: str, overrides: dict, eval_every: int, work: Path) -> dict:
@@ -49,13 +63,19 @@ def frontier(name: str, overrides: dict, eval_every: int, work: Path) -> dict:
     config = load_config(PRESET, overrides)
     load_before = os.getloadavg()[0]
     result = train(config, work / name.replace(" ", "_").replace("/", "-"), progress=False)
-    records = read_metrics(result.run_dir / "metrics.jsonl")
-    clock = {r["step"]: (r["elapsed_s"], r["cpu_s"]) for r in records if r["split"] == "train" and "elapsed_s" in r}
-    points = [{"step": r["step"], "wall_s": round(clock[r["step"]][0], 1), "cpu_s": round(clock[r["step"]][1], 1),
-               "test_bits": round(r["bits"], 4), "stderr": round(r["bits_stderr"], 4)}
-              for r in records if r["split"] == "test" and r["step"] in clock]
-    return {"name": name, "overrides": overrides, "points": points, "final_test_bits": round(result.test_value, 4),
-            "total_wall_s": round(result.seconds, 1), "load_before": load_before, "load_after": os.getloadavg()[0]}
+    return {"name": name, "overrides": overrides, "points": points_of(result.run_dir),
+            "final_test_bits": round(result.test_value, 4), "total_wall_s": round(result.seconds, 1),
+            "load_before": load_before, "load_after": os.getloadavg()[0], "finished": True}
+
+
+def from_run(run_dir: Path) -> dict:
+    """A row from a run directory this script was training (e.g. one stopped for lack of time):
+    the configuration is its directory name, the points its evaluations so far."""
+    points = points_of(run_dir)
+    finished = (run_dir / "checkpoints" / "last.pt").is_file()
+    return {"name": run_dir.name.replace("_", " "), "overrides": None, "points": points,
+            "final_test_bits": points[-1]["test_bits"], "total_wall_s": points[-1]["wall_s"],
+            "load_before": None, "load_after": os.getloadavg()[0], "finished": finished}
 
 
 def table(rows: list[dict]) -> str:
@@ -67,7 +87,8 @@ def table(rows: list[dict]) -> str:
             done = [p["test_bits"] for p in row["points"] if p["cpu_s"] <= limit]
             return f"{done[-1]:.3f}" if done else "—"
         last = row["points"][-1]
-        lines.append(f"| {row['name']} | {last['step']} | {at(60)} | {at(120)} | {at(180)} | "
+        name = row["name"] + ("" if row.get("finished", True) else " (stopped early)")
+        lines.append(f"| {name} | {last['step']} | {at(60)} | {at(120)} | {at(180)} | "
                      f"{row['final_test_bits']:.3f} | {last['cpu_s']:.0f} | {row['total_wall_s']:.0f} |")
     return "\n".join(lines)
 
@@ -77,10 +98,25 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="substrings of configuration names to run")
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--out", type=Path, default=RESULTS / "checkerboard_frontier.json")
+    parser.add_argument("--merge", nargs="*", type=Path, default=[],
+                        help="instead of training, merge the rows of these result files into --out")
+    parser.add_argument("--from-runs", nargs="*", type=Path, default=[],
+                        help="with --merge: also rows read from these (possibly unfinished) run directories")
     args = parser.parse_args()
     meta = environment("cpu", preset=PRESET, load_avg_start=os.getloadavg()[0])
     print_environment(meta)
     rows = []
+    if args.merge or args.from_runs:
+        import json
+
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        meta = {**(parts[0]["meta"] if parts else environment("cpu", preset=PRESET)),
+                "merged_from": [p["meta"]["command"] for p in parts] + [str(d) for d in args.from_runs]}
+        rows = [row for part in parts for row in part["results"]] + [from_run(d) for d in args.from_runs]
+        write_results(args.out, meta, rows)
+        args.out.with_suffix(".md").write_text(table(rows) + "\n")
+        print(table(rows))
+        return
     with tempfile.TemporaryDirectory() as work:
         for name, overrides in CONFIGS.items():
             if args.only and not any(s in name for s in args.only):

@@ -23,3 +23,4 @@ def mnist_dir() -> Path:
     if not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"real MNIST not found at {MNIST_DIR} (the ../shared/data beside the project)")
     return MNIST_DIR
+

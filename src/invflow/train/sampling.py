@@ -11,6 +11,7 @@ from invflow.config import Config
 from invflow.core.model import FlowModel
 from invflow.core.nonfinite import NonFiniteSamples, nonfinite_rows
 from invflow.data.registry import is_toy
+from invflow.data.toy2d import sample_toy2d
 from invflow.storage import DiskFullError, write_atomic
 from invflow.viz.density2d import density_2d_png
 from invflow.viz.grids import image_grid_png
@@ -41,7 +42,8 @@ def write_samples(model: FlowModel, config: Config, path: Path, n: int, temperat
                 samples = _sample(model, max(n, 2000), temperature, path, drop_nonfinite)
                 if samples is None:
                     return None
-                return write_atomic(path, density_2d_png(model.log_prob, samples, title=config.name))
+                data = sample_toy2d(config.data.dataset, 20_000, torch.Generator().manual_seed(seed))
+                return write_atomic(path, density_2d_png(model.log_prob, samples, title=config.name, data=data))
             images = _sample(model, n, temperature, path, drop_nonfinite)
             if images is None:
                 return None

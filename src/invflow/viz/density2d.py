@@ -1,4 +1,4 @@
-"""2D density plots (model density on a grid, beside samples) with matplotlib."""
+"""2D density plots (data, model density on a grid, model samples) with matplotlib."""
 from __future__ import annotations
 
 import io
@@ -23,18 +23,27 @@ def density_on_grid(log_prob: Callable[[Tensor], Tensor], bound: float = 4.0, re
 
 
 def density_2d_png(log_prob: Callable[[Tensor], Tensor], samples: Tensor | None = None,
-                   title: str = "", bound: float = 4.0, resolution: int = 200) -> bytes:
-    """The bytes of a PNG with the model density (left) and model samples (right)."""
+                   title: str = "", bound: float = 4.0, resolution: int = 200, data: Tensor | None = None) -> bytes:
+    """The bytes of a PNG with the data's density (a normalised histogram of ``data``, if given),
+    the model density on a grid, and a histogram of model samples (if given), side by side, as
+    Figure 12 of Chen et al. 2019 shows the data beside the learned densities."""
     xx, yy, density = density_on_grid(log_prob, bound, resolution)
-    panels = 2 if samples is not None else 1
-    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 4), squeeze=False)
-    axes[0, 0].pcolormesh(xx.numpy(), yy.numpy(), density.numpy(), cmap="inferno", shading="auto")
-    axes[0, 0].set_title("density")
+    panels: list[tuple[str, Callable]] = []
+    extent = [[-bound, bound], [-bound, bound]]
+    if data is not None:
+        d = data.detach().cpu().numpy()
+        panels.append(("data", lambda ax: ax.hist2d(d[:, 0], d[:, 1], bins=64, range=extent, density=True,
+                                                    cmap="inferno")))
+    panels.append(("model density", lambda ax: ax.pcolormesh(xx.numpy(), yy.numpy(), density.numpy(),
+                                                             cmap="inferno", shading="auto")))
     if samples is not None:
         s = samples.detach().cpu().numpy()
-        axes[0, 1].hist2d(s[:, 0], s[:, 1], bins=100, range=[[-bound, bound], [-bound, bound]], cmap="inferno")
-        axes[0, 1].set_title("samples")
-    for ax in axes[0]:
+        panels.append(("model samples", lambda ax: ax.hist2d(s[:, 0], s[:, 1], bins=100, range=extent,
+                                                             cmap="inferno")))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
+    for ax, (name, draw) in zip(axes[0], panels):
+        draw(ax)
+        ax.set_title(name)
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
