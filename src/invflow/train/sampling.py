@@ -42,7 +42,7 @@ def write_samples(model: FlowModel, config: Config, path: Path, n: int, temperat
                 samples = _sample(model, max(n, 2000), temperature, path, drop_nonfinite)
                 if samples is None:
                     return None
-                data = sample_toy2d(config.data.dataset, 20_000, torch.Generator().manual_seed(seed))
+                data = sample_toy2d(config.data.dataset, 100_000, torch.Generator().manual_seed(seed))
                 return write_atomic(path, density_2d_png(model.log_prob, samples, title=config.name, data=data))
             images = _sample(model, n, temperature, path, drop_nonfinite)
             if images is None:
