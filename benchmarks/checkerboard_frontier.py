@@ -20,7 +20,7 @@ from pathlib import Path
 
 from common import RESULTS, environment, print_environment, write_results
 
-from invflow.config import load_config
+from invflow.models import load_config
 from invflow.train.loop import train
 from invflow.train.metrics import read_metrics
 

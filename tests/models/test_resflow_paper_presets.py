@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from invflow.cli import main
-from invflow.config import load_config
+from invflow.models import load_config
 
 # App. E: preset -> (scales, blocks per scale, squeeze first, logit alpha or "mean/std", flip, crop, n_bits)
 APPENDIX_E = {

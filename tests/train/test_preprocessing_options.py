@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from invflow.config import DataConfig, config_from_dict, load_config
+from invflow.config import DataConfig
+from invflow.models import config_from_dict, load_config
 from invflow.train.batches import ImageBatches, ToyBatches
 from invflow.train.run_dir import comparable
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from invflow.cli import main
-from invflow.config import load_config
+from invflow.models import load_config
 from invflow.train import loop
 from invflow.train.metrics import read_metrics
 

@@ -5,9 +5,9 @@ The flow is the ResFlow image model without factor-out. Its input transform foll
 "For hybrid modeling on CIFAR-10, we replaced the logit transform with normalization by the
 standard preprocessing of subtracting the mean and dividing by the standard deviation", while "the
 MNIST and SVHN architectures for hybrid modeling were the same as those for density modeling": the
-logit transform when ``logit_alpha`` is set, per-channel standardisation when it is ``None``. A classifier branch reads the hidden state after every
-squeeze and at the end: ``3x3 conv → ActNorm → ReLU → global average pool`` to
-``classifier_width`` features; the branches are concatenated into a linear softmax. Training
+logit transform when ``logit_alpha`` is set, per-channel standardisation when it is ``None``.
+A classifier branch reads the hidden state after every squeeze and at the end:
+``3x3 conv → ActNorm → ReLU → global average pool`` to ``classifier_width`` features; the branches are concatenated into a linear softmax. Training
 minimises ``−(λ·log p(x) + log p(y|x))`` with ``λ = hybrid_weight`` (``None`` → ``1/D``),
 the model's own objective (``HybridObjective``).
 """
