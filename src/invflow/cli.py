@@ -82,7 +82,7 @@ def _overrides(items: list[str]) -> dict:
 
 def cmd_configs(args: argparse.Namespace) -> int:
     if args.paper:
-        from invflow.paper_tables import paper_table
+        from invflow.data.paper_tables import paper_table
 
         print(paper_table(sorted(presets()), load_config))
         return 0

@@ -17,7 +17,7 @@ import torch
 
 from invflow.config import DataConfig
 from invflow.data.cifar import load_cifar10
-from invflow.data.folder import load_folder
+from invflow.data.folder import load_folder, test_file_names
 from invflow.data.imagenet import load_imagenet
 from invflow.data.mnist import load_mnist
 from invflow.data.svhn import load_svhn
@@ -89,6 +89,17 @@ def input_shape(data: DataConfig) -> tuple[int, ...]:
     if size is None:
         raise ValueError(f"data.image_size must be set for data.dataset={data.dataset!r}")
     return (entry.channels, size, size)
+
+
+def held_out_files(data: DataConfig, data_dir: str | None) -> tuple[str, list[str]] | None:
+    """For a data set without an official test split (an image folder): the rule that chose the
+    test files and their paths relative to the folder; ``None`` for data sets with their own split."""
+    if data.dataset != "folder":
+        return None
+    folder = data_dir or data.data_dir
+    rule = ("last tenth of the sorted file names" if data.folder_test_images is None
+            else f"{data.folder_test_images} files drawn at random with seed {data.folder_split_seed}")
+    return rule, test_file_names(folder, data.folder_test_images, data.folder_split_seed)
 
 
 def channel_stats(dataset: str, channels: int) -> tuple[list[float], list[float]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from invflow.config import DataConfig
+from invflow.data.registry import held_out_files
 from invflow.train.metrics import read_metrics
 
 
@@ -33,18 +34,16 @@ def write_results(root: Path, metrics: Path, metric: str) -> dict[str, Any]:
 
 
 def record_test_split(root: Path, data: DataConfig, data_dir: str | None) -> Path | None:
-    """For ``dataset: folder``, write ``test_split.json``: the split rule, its seed and the held-out
-    files (relative paths), so the test set of a run can be reproduced and checked."""
-    if data.dataset != "folder":
+    """For a data set without an official split (an image folder), write ``test_split.json``: the
+    split rule, its seed and the held-out files (relative paths), so a run's test set can be
+    reproduced and checked."""
+    held_out = held_out_files(data, data_dir)
+    if held_out is None:
         return None
-    from invflow.data.folder import test_file_names
-
-    folder = data_dir or data.data_dir
-    files = test_file_names(folder, data.folder_test_images, data.folder_split_seed)
-    rule = ("last tenth of the sorted file names" if data.folder_test_images is None
-            else f"{data.folder_test_images} files drawn at random with seed {data.folder_split_seed}")
+    rule, files = held_out
     path = Path(root) / "test_split.json"
-    path.write_text(json.dumps({"data_dir": str(folder), "rule": rule, "folder_test_images": data.folder_test_images,
+    path.write_text(json.dumps({"data_dir": str(data_dir or data.data_dir), "rule": rule,
+                                "folder_test_images": data.folder_test_images,
                                 "folder_split_seed": data.folder_split_seed, "count": len(files), "files": files},
                                indent=1) + "\n")
     return path
