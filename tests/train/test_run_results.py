@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from image_folders import random_image_folder
+
 from invflow.cli import main
 from invflow.models import load_config
 from invflow.train import loop
@@ -40,8 +42,8 @@ def test_sample_uses_the_presets_temperature(tmp_path: Path, capsys) -> None:
     assert "(temperature 1)" in capsys.readouterr().out
 
 
-def test_folder_run_records_its_random_held_out_files(image_folder: Path, tmp_path: Path) -> None:
-    root = image_folder
+def test_folder_run_records_its_random_held_out_files(tmp_path: Path) -> None:
+    root = random_image_folder(tmp_path / "images", 40)
     config = load_config("glow-mnist-tiny", {
         "data.dataset": "folder", "data.image_size": 8, "data.batch_size": 4, "data.data_dir": str(root),
         "data.folder_test_images": 6, "data.folder_split_seed": 5, "model.levels": 2, "model.steps_per_level": 1,

@@ -9,6 +9,7 @@ from typing import Any
 
 from invflow.config import DataConfig
 from invflow.data.registry import held_out_files
+from invflow.storage import write_atomic
 from invflow.train.metrics import read_metrics
 
 
@@ -29,7 +30,7 @@ def write_results(root: Path, metrics: Path, metric: str) -> dict[str, Any]:
     """Write ``results.json`` (best and last test evaluation) into run directory ``root``."""
     summary = best_and_last(metrics, metric)
     clean = json.loads(json.dumps(summary, allow_nan=True), parse_constant=lambda c: None)
-    (Path(root) / "results.json").write_text(json.dumps(clean, indent=2) + "\n")
+    write_atomic(Path(root) / "results.json", json.dumps(clean, indent=2) + "\n")
     return summary
 
 
@@ -42,7 +43,7 @@ def record_test_split(root: Path, data: DataConfig, data_dir: str | None) -> Pat
         return None
     rule, files = held_out
     path = Path(root) / "test_split.json"
-    path.write_text(json.dumps({"data_dir": str(data_dir or data.data_dir), "rule": rule,
+    write_atomic(path, json.dumps({"data_dir": str(data_dir or data.data_dir), "rule": rule,
                                 "folder_test_images": data.folder_test_images,
                                 "folder_split_seed": data.folder_split_seed, "count": len(files), "files": files},
                                indent=1) + "\n")
