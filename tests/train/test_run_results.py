@@ -54,3 +54,13 @@ def test_folder_run_records_its_random_held_out_files(tmp_path: Path) -> None:
     assert record["count"] == 6 and record["folder_split_seed"] == 5 and len(record["files"]) == 6
     assert "at random with seed 5" in record["rule"]
     assert record["files"] != [f"{i:02d}.png" for i in range(34, 40)]  # not the last sorted names
+
+
+def test_results_when_no_evaluation_was_finite(tmp_path: Path) -> None:
+    """A diverged run logs its non-finite evaluations as null: results.json says best is null."""
+    from invflow.train.results import best_and_last
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"step": 5, "split": "test", "bits": null}\n{"step": 9, "split": "test", "bits": null}\n')
+    summary = best_and_last(metrics, "bits")
+    assert summary["best"] is None and summary["last"] == {"step": 9, "value": None, "stderr": None}

@@ -302,8 +302,8 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
         sample_grid("final")
     if board is not None:
         board.close()
-    best = write_results(run.root, run.metrics, objective.metric)["best"] if ctx.is_main else \
-        {"value": result.mean, "step": state.step}
+    best = write_results(run.root, run.metrics, objective.metric)["best"] if ctx.is_main else None
+    best = best or {"value": float("nan"), "step": -1}  # no finite evaluation (or not rank 0)
     barrier(ctx)
     return TrainResult(run.root, state.step, objective.metric, train_value, result.mean, result.stderr,
                        state.nonfinite, time.perf_counter() - started, model, fallbacks, best["value"], best["step"])

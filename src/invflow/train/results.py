@@ -14,15 +14,17 @@ from invflow.train.metrics import read_metrics
 
 
 def best_and_last(metrics: Path, metric: str) -> dict[str, Any]:
-    """The lowest and the latest test ``metric`` in a ``metrics.jsonl`` (step, value, stderr)."""
-    tests = [r for r in read_metrics(metrics) if r.get("split") == "test" and r.get(metric) is not None]
+    """The lowest finite and the latest test ``metric`` in a ``metrics.jsonl`` (step, value, stderr;
+    a non-finite value is logged as null, and ``best`` is null when no evaluation was finite)."""
+    tests = [r for r in read_metrics(metrics) if r.get("split") == "test" and metric in r]
     if not tests:
         raise ValueError(f"{metrics}: no test evaluation of {metric} recorded")
 
-    def entry(r: dict[str, Any]) -> dict[str, Any]:
-        return {"step": r["step"], "value": r[metric], "stderr": r.get(f"{metric}_stderr")}
+    def entry(r: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if r is None else {"step": r["step"], "value": r[metric], "stderr": r.get(f"{metric}_stderr")}
 
-    best = min(tests, key=lambda r: (r[metric], r["step"]))
+    finite = [r for r in tests if r[metric] is not None]
+    best = min(finite, key=lambda r: (r[metric], r["step"])) if finite else None
     return {"metric": metric, "best": entry(best), "last": entry(tests[-1]), "evaluations": len(tests)}
 
 
