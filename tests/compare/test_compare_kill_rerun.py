@@ -1,10 +1,14 @@
-"""A comparison killed after its first run finished, then rerun, trains only the missing runs."""
+"""A comparison killed after its first run finished, then rerun, trains only the missing runs.
+
+The kill is deterministic: the first run is finished by a one-seed comparison, then the two-seed
+comparison kills itself with SIGKILL right after step 7 of the second run
+(``INVFLOW_FAULT=after-step:7``; the finished first run is skipped and takes no step), so the
+second run has exactly its step-5 checkpoint. No timer, so no dependence on machine load."""
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 from compare_args import fast_args
 
@@ -14,8 +18,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 STEPS = 30
 
 
-def compare(mnist_dir, out) -> list[str]:
-    return [sys.executable, "-m", "invflow", "compare", "glow-mnist-tiny", "--seeds", "2",
+def compare(mnist_dir, out, seeds: int = 2) -> list[str]:
+    return [sys.executable, "-m", "invflow", "compare", "glow-mnist-tiny", "--seeds", str(seeds),
             *fast_args(mnist_dir, out, steps=STEPS, checkpoint_every=5)]
 
 
@@ -27,16 +31,12 @@ def finished(run_dir) -> bool:
 def test_rerun_after_kill_finishes_only_missing_runs(mnist_dir, tmp_path) -> None:
     out = tmp_path / "cmp"
     first, second = (out / "runs" / "glow-mnist-tiny" / f"seed-{k}" for k in (0, 1))
-    proc = subprocess.Popen(
-        compare(mnist_dir, out), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 180
-    # Kill once the first run is finished and the second has a checkpoint to resume from.
-    while time.time() < deadline and not (finished(first) and step_checkpoints(second / "checkpoints")):
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the comparison finished before it could be killed"
+    subprocess.run(compare(mnist_dir, out, seeds=1), env=ENV, check=True, capture_output=True)
+    assert finished(first)
+    killed = subprocess.run(compare(mnist_dir, out), env={**ENV, "INVFLOW_FAULT": "after-step:7"},
+                            capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert [p.stem for p in step_checkpoints(second / "checkpoints")] == ["step-00000005"]
     assert finished(first) and not finished(second)
     first_metrics = (first / "metrics.jsonl").stat().st_mtime_ns
     first_checkpoint = (first / "checkpoints" / "last.pt").stat().st_mtime_ns
