@@ -31,18 +31,46 @@ OLD = {"model.blocks_per_scale": 10, "model.hidden_channels": 64, "model.mlp_hid
 CONFIGS: dict[str, dict] = {
     "old preset (p=2, 10x64x3, lr 1e-3)": {**OLD, "train.steps": 900},
     "p=2, lr 3e-3 cosine": {**OLD, "train.lr": 3e-3, "train.lr_schedule": "cosine", "train.steps": 900},
-    "p=inf, lr 3e-3 cosine": {**OLD, "model.norm_orders": "f", "train.lr": 3e-3, "train.lr_schedule": "cosine",
-                              "train.steps": 1200},
-    "p=2, 6x128x2, lr 3e-3 cosine": {**OLD, "model.blocks_per_scale": 6, "model.hidden_channels": 128,
-                                     "model.mlp_hidden_layers": 2, "train.lr": 3e-3, "train.lr_schedule": "cosine",
-                                     "train.steps": 1600},
-    "p=2, batch 256, lr 3e-3 cosine": {**OLD, "data.batch_size": 256, "train.lr": 3e-3,
-                                       "train.lr_schedule": "cosine", "train.steps": 1100},
-    "p=inf, lr 1e-2 cosine": {**OLD, "model.norm_orders": "f", "train.lr": 1e-2, "train.lr_schedule": "cosine",
-                              "train.steps": 1200},
-    "p=inf, 16x32x2, lr 5e-3 cosine": {**OLD, "model.norm_orders": "f", "model.blocks_per_scale": 16,
-                                       "model.hidden_channels": 32, "model.mlp_hidden_layers": 2, "train.lr": 5e-3,
-                                       "train.lr_schedule": "cosine", "train.steps": 1200},
+    "p=inf, lr 3e-3 cosine": {
+        **OLD,
+        "model.norm_orders": "f",
+        "train.lr": 3e-3,
+        "train.lr_schedule": "cosine",
+        "train.steps": 1200,
+    },
+    "p=2, 6x128x2, lr 3e-3 cosine": {
+        **OLD,
+        "model.blocks_per_scale": 6,
+        "model.hidden_channels": 128,
+        "model.mlp_hidden_layers": 2,
+        "train.lr": 3e-3,
+        "train.lr_schedule": "cosine",
+        "train.steps": 1600,
+    },
+    "p=2, batch 256, lr 3e-3 cosine": {
+        **OLD,
+        "data.batch_size": 256,
+        "train.lr": 3e-3,
+        "train.lr_schedule": "cosine",
+        "train.steps": 1100,
+    },
+    "p=inf, lr 1e-2 cosine": {
+        **OLD,
+        "model.norm_orders": "f",
+        "train.lr": 1e-2,
+        "train.lr_schedule": "cosine",
+        "train.steps": 1200,
+    },
+    "p=inf, 16x32x2, lr 5e-3 cosine": {
+        **OLD,
+        "model.norm_orders": "f",
+        "model.blocks_per_scale": 16,
+        "model.hidden_channels": 32,
+        "model.mlp_hidden_layers": 2,
+        "train.lr": 5e-3,
+        "train.lr_schedule": "cosine",
+        "train.steps": 1200,
+    },
     "shipped": {},
 }
 
@@ -50,10 +78,20 @@ CONFIGS: dict[str, dict] = {
 def points_of(run_dir: Path) -> list[dict]:
     """(step, wall s, CPU s, test bits) at every test evaluation of a run directory."""
     records = read_metrics(run_dir / "metrics.jsonl")
-    clock = {r["step"]: (r["elapsed_s"], r["cpu_s"]) for r in records if r["split"] == "train" and "elapsed_s" in r}
-    return [{"step": r["step"], "wall_s": round(clock[r["step"]][0], 1), "cpu_s": round(clock[r["step"]][1], 1),
-             "test_bits": round(r["bits"], 4), "stderr": round(r["bits_stderr"], 4)}
-            for r in records if r["split"] == "test" and r["step"] in clock]
+    clock = {
+        r["step"]: (r["elapsed_s"], r["cpu_s"]) for r in records if r["split"] == "train" and "elapsed_s" in r
+    }
+    return [
+        {
+            "step": r["step"],
+            "wall_s": round(clock[r["step"]][0], 1),
+            "cpu_s": round(clock[r["step"]][1], 1),
+            "test_bits": round(r["bits"], 4),
+            "stderr": round(r["bits_stderr"], 4),
+        }
+        for r in records
+        if r["split"] == "test" and r["step"] in clock
+    ]
 
 
 def frontier(name: str, overrides: dict, eval_every: int, work: Path) -> dict:
@@ -78,17 +116,21 @@ def from_run(run_dir: Path) -> dict:
             "load_before": None, "load_after": os.getloadavg()[0], "finished": finished}
 
 
+def _bits_by(row: dict, limit: float) -> str:
+    """The last test bits a configuration reached within ``limit`` CPU seconds."""
+    done = [p["test_bits"] for p in row["points"] if p["cpu_s"] <= limit]
+    return f"{done[-1]:.3f}" if done else "—"
+
+
 def table(rows: list[dict]) -> str:
     """Markdown: test bits reached by 60, 120, 180 CPU seconds and at the end."""
     lines = ["| configuration | steps | bits @60 cpu-s | @120 | @180 | final bits | cpu-s | wall-s |",
              "|---|---|---|---|---|---|---|---|"]
     for row in rows:
-        def at(limit: float) -> str:
-            done = [p["test_bits"] for p in row["points"] if p["cpu_s"] <= limit]
-            return f"{done[-1]:.3f}" if done else "—"
         last = row["points"][-1]
         name = row["name"] + ("" if row.get("finished", True) else " (stopped early)")
-        lines.append(f"| {name} | {last['step']} | {at(60)} | {at(120)} | {at(180)} | "
+        by = " | ".join(_bits_by(row, limit) for limit in (60, 120, 180))
+        lines.append(f"| {name} | {last['step']} | {by} | "
                      f"{row['final_test_bits']:.3f} | {last['cpu_s']:.0f} | {row['total_wall_s']:.0f} |")
     return "\n".join(lines)
 

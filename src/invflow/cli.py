@@ -124,7 +124,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from invflow.api import load_model
     from invflow.data.registry import is_toy
     from invflow.train.distributed import select_device
-    from invflow.train.evaluate import data_provenance, describe_provenance, evaluate, held_out_batches, load_split
+    from invflow.train.evaluate import (
+        data_provenance,
+        describe_provenance,
+        evaluate,
+        held_out_batches,
+        load_split,
+    )
     from invflow.train.run_dir import versions
 
     loaded = load_model(args.run, ema=not args.no_ema)
@@ -134,8 +140,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     loaded.model.to(device)
     data = None if is_toy(config.data) else load_split(config, args.split, args.data_dir)
     batches = held_out_batches(config, data, args.batches)
-    result = evaluate(loaded.model, loaded.model.make_objective(config.data.n_bits), batches, device, seed=args.seed)
-    source = data_provenance(config, args.split, args.data_dir, result.count, None if data is None else len(data))
+    result = evaluate(
+        loaded.model, loaded.model.make_objective(config.data.n_bits), batches, device, seed=args.seed
+    )
+    source = data_provenance(
+        config, args.split, args.data_dir, result.count, None if data is None else len(data)
+    )
     print(f"data: {describe_provenance(source)}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
     weights = "raw" if args.no_ema else "EMA"
@@ -150,8 +160,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     loaded = load_model(args.run)
     print(f"checkpoint: {loaded.describe()}")
     model, config = loaded.model, loaded.config
-    out = _new_output(Path(args.output) if args.output else _default_output(args.run, "sample.png"), args.force,
-                      "samples")
+    out = _new_output(
+        Path(args.output) if args.output else _default_output(args.run, "sample.png"), args.force, "samples"
+    )
     temperature = config.train.sample_temperature if args.temperature is None else args.temperature
     write_samples(model, config, out, args.n, temperature, seed=args.seed)
     counts = model.inverse_iteration_counts()
@@ -237,7 +248,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / f"compare-{spec.name}")
     previous = signal.signal(signal.SIGTERM, _raise_terminated)  # unwind so that the stopped run is named
     try:
-        markers = run_comparison(spec, out, data_dir=args.data_dir, retrain_damaged=not args.no_retrain_damaged)
+        markers = run_comparison(
+            spec, out, data_dir=args.data_dir, retrain_damaged=not args.no_retrain_damaged
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)
     paths = write_report(spec, out, markers)
@@ -265,29 +278,27 @@ def _command(sub, name: str, summary: str, description: str, examples: list[str]
 
 
 def _model_options(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("run", metavar="RUN", help="run directory (its newest good checkpoint) or a checkpoint file")
+    p.add_argument(
+        "run", metavar="RUN", help="run directory (its newest good checkpoint) or a checkpoint file"
+    )
     p.add_argument("--split", default="test", choices=["train", "test"], help=f"which split {what} come from")
     p.add_argument("--data-dir", help="directory holding the data files (default: the run's data.data_dir, "
                                       "then the cache)")
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA (default: EMA)")
+    p.add_argument(
+        "--no-ema", action="store_true", help="use the raw weights instead of the EMA (default: EMA)"
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
 
 
 def _output_options(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("-o", "--output", metavar="PNG", help=f"where to write the figure (default: {default})")
-    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists (default: refuse)")
+    p.add_argument(
+        "--force", action="store_true", help="overwrite the output file if it exists (default: refuse)"
+    )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from invflow import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="invflow", description=__doc__.splitlines()[0], formatter_class=HelpFormatter,
-        epilog="examples:\n  invflow configs\n  invflow train glow-mnist-tiny\n  invflow sample runs/glow-mnist-tiny"
-               "\n\n`invflow COMMAND --help` shows a command's options and their defaults.")
-    parser.add_argument("--version", action="version", version=f"invflow {__version__} (torch {torch.__version__})")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_configs(sub) -> None:
+    """``invflow configs``."""
     p = _command(sub, "configs", "list the shipped presets with one-line descriptions",
                  "Any preset name can be passed to `invflow train`; so can a YAML file of your own, whose "
                  "keys take their default values where it leaves them out. --paper prints every preset that "
@@ -298,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each preset that names a paper above the paper's row (default: the plain list)")
     p.set_defaults(func=cmd_configs)
 
+
+def _add_train(sub) -> None:
+    """``invflow train``."""
     p = _command(sub, "train", "train a preset or YAML config",
                  "Writes a run directory: config.yaml, metrics.jsonl, checkpoints/, samples/ and tb/ "
                  "(TensorBoard event files). Under torchrun it trains with DistributedDataParallel.",
@@ -308,21 +322,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("preset", help="preset name (see `invflow configs`) or path to a .yaml file")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config key, value read as YAML; repeatable (default: none)")
-    p.add_argument("--data-dir", help="directory holding the data files (default: data.data_dir, then the cache)")
+    p.add_argument(
+        "--data-dir", help="directory holding the data files (default: data.data_dir, then the cache)"
+    )
     p.add_argument("--out", help="run directory (default: runs/<preset>)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device (default: auto)")
-    p.add_argument("--compile", action="store_true", help="train through torch.compile (default: train.compile)")
+    p.add_argument(
+        "--compile", action="store_true", help="train through torch.compile (default: train.compile)"
+    )
     p.set_defaults(func=cmd_train)
 
-    p = _command(sub, "eval", "evaluate a run directory or checkpoint",
-                 "Prints the mean bits/dim (bits per sample for 2D data) with its standard error, "
-                 "the estimator's standard error for residual flows and the accuracy of hybrid models.",
-                 ["invflow eval runs/glow-mnist-tiny", "invflow eval runs/resflow-mnist-tiny/checkpoints/last.pt "
-                  "--batches 10 --no-ema"])
-    p.add_argument("run", metavar="RUN", help="run directory (its newest good checkpoint) or a checkpoint file")
+
+def _add_eval(sub) -> None:
+    """``invflow eval``."""
+    p = _command(
+        sub,
+        "eval",
+        "evaluate a run directory or checkpoint",
+        "Prints the mean bits/dim (bits per sample for 2D data) with its standard error, "
+        "the estimator's standard error for residual flows and the accuracy of hybrid models.",
+        [
+            "invflow eval runs/glow-mnist-tiny",
+            "invflow eval runs/resflow-mnist-tiny/checkpoints/last.pt --batches 10 --no-ema",
+        ],
+    )
+    p.add_argument(
+        "run", metavar="RUN", help="run directory (its newest good checkpoint) or a checkpoint file"
+    )
     p.add_argument("--split", default="test", choices=["train", "test"], help="the split to evaluate")
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA (default: EMA)")
+    p.add_argument(
+        "--no-ema", action="store_true", help="use the raw weights instead of the EMA (default: EMA)"
+    )
     p.add_argument("--batches", type=_positive_int, default=None, metavar="N",
                    help="evaluate only the first N batches (default: the whole split)")
     p.add_argument("--data-dir", help="directory holding the data files (default: the run's data.data_dir, "
@@ -331,51 +362,93 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the dequantization noise")
     p.set_defaults(func=cmd_eval)
 
+
+def _add_sample(sub) -> None:
+    """``invflow sample``."""
     p = _command(sub, "sample", "write a PNG of samples from a run directory or checkpoint",
                  "Images are shown at the data's bit depth; 2D models get a density plot beside a "
                  "histogram of samples. Residual flows report their fixed-point iterations.",
                  ["invflow sample runs/glow-mnist-tiny", "invflow sample runs/glow-mnist-tiny -n 36 "
                   "--temperature 0.7 -o t07.png --force"])
-    p.add_argument("run", metavar="RUN", help="run directory (its newest good checkpoint) or a checkpoint file")
-    p.add_argument("-n", type=_sample_count, default=64, help=f"number of samples (at most {MAX_GRID_SAMPLES})")
-    p.add_argument("--temperature", type=_temperature, default=None,
-                   help="standard deviation of the latents (>= 0); default: the preset's train.sample_temperature "
-                        "(from the paper's figure captions)")
+    p.add_argument(
+        "run", metavar="RUN", help="run directory (its newest good checkpoint) or a checkpoint file"
+    )
+    p.add_argument(
+        "-n", type=_sample_count, default=64, help=f"number of samples (at most {MAX_GRID_SAMPLES})"
+    )
+    p.add_argument(
+        "--temperature",
+        type=_temperature,
+        default=None,
+        help="standard deviation of the latents (>= 0); default: the preset's train.sample_temperature "
+        "(from the paper's figure captions)",
+    )
     p.add_argument("-o", "--output", metavar="PNG", help="PNG path (default: RUN/sample.png)")
-    p.add_argument("--force", action="store_true", help="overwrite the output file if it exists (default: refuse)")
+    p.add_argument(
+        "--force", action="store_true", help="overwrite the output file if it exists (default: refuse)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the latent draws")
     p.set_defaults(func=cmd_sample)
 
-    p = _command(sub, "reconstruct", "encode held-out examples and decode them again",
-                 "Writes the originals beside their reconstructions f^-1(f(x)) and prints the largest "
-                 "pixel error: how exactly the trained flow inverts. Images are taken at the centres of "
-                 "their quantization bins. Residual flows report their fixed-point iterations.",
-                 ["invflow reconstruct runs/glow-mnist-tiny", "invflow reconstruct runs/resflow-mnist-tiny -n 8 -o r.png"])
+
+def _add_reconstruct(sub) -> None:
+    """``invflow reconstruct``."""
+    p = _command(
+        sub,
+        "reconstruct",
+        "encode held-out examples and decode them again",
+        "Writes the originals beside their reconstructions f^-1(f(x)) and prints the largest "
+        "pixel error: how exactly the trained flow inverts. Images are taken at the centres of "
+        "their quantization bins. Residual flows report their fixed-point iterations.",
+        [
+            "invflow reconstruct runs/glow-mnist-tiny",
+            "invflow reconstruct runs/resflow-mnist-tiny -n 8 -o r.png",
+        ],
+    )
     _model_options(p, "the examples")
     p.add_argument("-n", type=_positive_int, default=16, help="number of examples")
     _output_options(p, "RUN/reconstruct.png")
     p.set_defaults(func=cmd_reconstruct)
 
-    p = _command(sub, "interpolate", "walk in latent space between pairs of held-out examples",
-                 "Row i decodes (1 - t) f(a_i) + t f(b_i) for evenly spaced t from 0 to 1, where a_i and "
-                 "b_i are examples i and pairs + i of the split (the Glow paper's interpolation figure). "
-                 "Residual flows report their fixed-point iterations.",
-                 ["invflow interpolate runs/glow-mnist-tiny", "invflow interpolate runs/glow-mnist-tiny --pairs 8 "
-                  "--steps 12 -o walk.png"])
+
+def _add_interpolate(sub) -> None:
+    """``invflow interpolate``."""
+    p = _command(
+        sub,
+        "interpolate",
+        "walk in latent space between pairs of held-out examples",
+        "Row i decodes (1 - t) f(a_i) + t f(b_i) for evenly spaced t from 0 to 1, where a_i and "
+        "b_i are examples i and pairs + i of the split (the Glow paper's interpolation figure). "
+        "Residual flows report their fixed-point iterations.",
+        [
+            "invflow interpolate runs/glow-mnist-tiny",
+            "invflow interpolate runs/glow-mnist-tiny --pairs 8 --steps 12 -o walk.png",
+        ],
+    )
     _model_options(p, "the end points")
     p.add_argument("--pairs", type=_positive_int, default=4, help="number of pairs (rows)")
     p.add_argument("--steps", type=_positive_int, default=8, help="points per pair, both ends included")
     _output_options(p, "RUN/interpolate.png")
     p.set_defaults(func=cmd_interpolate)
 
-    p = _command(sub, "plot", "plot training and test curves of one or several runs",
-                 "Reads each run's metrics.jsonl: the training metric per logged step as a thin line, the "
-                 "test metric as markers with its standard error as a band, one colour per run. No server needed.",
-                 ["invflow plot runs/glow-mnist-tiny", "invflow plot runs/a runs/b -o curves.png"])
+
+def _add_plot(sub) -> None:
+    """``invflow plot``."""
+    p = _command(
+        sub,
+        "plot",
+        "plot training and test curves of one or several runs",
+        "Reads each run's metrics.jsonl: the training metric per logged step as a thin line, the "
+        "test metric as markers with its standard error as a band, one colour per run. No server needed.",
+        ["invflow plot runs/glow-mnist-tiny", "invflow plot runs/a runs/b -o curves.png"],
+    )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     _output_options(p, "RUN/curves.png for one run, ./curves.png for several")
     p.set_defaults(func=cmd_plot)
 
+
+def _add_compare(sub) -> None:
+    """``invflow compare``."""
     p = _command(sub, "compare", "train presets x seeds under one budget; table with error bars",
                  "Rerunning the same command resumes: finished runs are skipped, unfinished ones continue.",
                  ["invflow compare --spec woodbury-paper-tiny --data-dir data/mnist",
@@ -383,7 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("presets", nargs="*", metavar="PRESET", help="presets or .yaml configs to compare")
     p.add_argument("--spec", help="a shipped comparison spec (e.g. woodbury-paper-tiny) or a spec .yaml "
                                      "(default: none, compare the PRESETs given)")
-    p.add_argument("--seeds", type=_positive_int, default=None, help="seeds per preset (default: 3, or the spec's)")
+    p.add_argument(
+        "--seeds", type=_positive_int, default=None, help="seeds per preset (default: 3, or the spec's)"
+    )
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, default=None,
                         help="training steps of every run (default: the spec's)")
@@ -392,17 +467,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config key of every preset (default: none)")
     p.add_argument("--out", help="output folder (default: runs/compare-<spec>); rerun to resume")
-    p.add_argument("--data-dir", help="directory holding the data files (default: data.data_dir, then the cache)")
-    p.add_argument("--no-retrain-damaged", action="store_true",
-                   help="stop at a run whose checkpoints are all unreadable instead of moving it to OUT/damaged "
-                        "and training it again (default: move and retrain)")
+    p.add_argument(
+        "--data-dir", help="directory holding the data files (default: data.data_dir, then the cache)"
+    )
+    p.add_argument(
+        "--no-retrain-damaged",
+        action="store_true",
+        help="stop at a run whose checkpoints are all unreadable instead of moving it to OUT/damaged "
+        "and training it again (default: move and retrain)",
+    )
     p.set_defaults(func=cmd_compare)
 
+
+def _add_info(sub) -> None:
+    """``invflow info``."""
     _command(sub, "info", "print versions, devices, threads and data locations for a bug report",
              "torch and CUDA versions, the GPUs visible, whether NCCL and gloo are available, thread "
              "counts, the data cache (default ~/.cache/invflow, moved by $INVFLOW_CACHE) and the "
              "versions of the libraries invflow uses.",
              ["invflow info", "invflow info > environment.txt"]).set_defaults(func=cmd_info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from invflow import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="invflow",
+        description=__doc__.splitlines()[0],
+        formatter_class=HelpFormatter,
+        epilog="examples:\n  invflow configs\n  invflow train glow-mnist-tiny\n"
+        "  invflow sample runs/glow-mnist-tiny\n\n"
+        "`invflow COMMAND --help` shows a command's options and their defaults.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"invflow {__version__} (torch {torch.__version__})"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_configs(sub)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_sample(sub)
+    _add_reconstruct(sub)
+    _add_interpolate(sub)
+    _add_plot(sub)
+    _add_compare(sub)
+    _add_info(sub)
     return parser
 
 

@@ -141,7 +141,10 @@ class TrainConfig:
         if self.checkpoint_minutes is not None:
             positive(self, "checkpoint_minutes")
         if self.n_samples_grid > MAX_GRID_SAMPLES:
-            raise ValueError(f"train.n_samples_grid must be <= {MAX_GRID_SAMPLES} (one PNG grid), got {self.n_samples_grid}")
+            raise ValueError(
+                f"train.n_samples_grid must be <= {MAX_GRID_SAMPLES} (one PNG grid), "
+                f"got {self.n_samples_grid}"
+            )
 
 
 @dataclass
@@ -235,7 +238,8 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """Parse a CLI ``section.key=value``; the value is read as YAML (``3``, ``1e-3``, ``true``, ``[1, 2]``)."""
+    """Parse a CLI ``section.key=value``; the value is read as YAML (``3``, ``1e-3``, ``true``,
+    ``[1, 2]``)."""
     if "=" not in text:
         raise ValueError(f"--set expects section.key=value, got {quote(text)}")
     key, _, value = text.partition("=")
@@ -266,22 +270,61 @@ def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> None:
         raw[section][key] = value
 
 
+def _as_float(value: Any, key: str) -> float:
+    if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key} must be a number, got {quote(value)}")
+    if not math.isfinite(value):  # nan slips through every range check; inf is never meant
+        raise ValueError(f"{key} must be a finite number, got {quote(value)}")
+    return float(value)
+
+
+def _as_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key} must be an integer, got {quote(value)}")
+    return value
+
+
+def _as_bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, got {quote(value)}")
+    return value
+
+
+def _as_str(value: Any, key: str) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ValueError(f"{key} must be a string, got {quote(value)}")
+    return str(value)
+
+
+_SCALARS = {float: _as_float, int: _as_int, bool: _as_bool, str: _as_str}
+
+
+def _coerce_union(value: Any, args: tuple, key: str) -> Any:
+    """The first member of ``Optional[...]`` / ``A | B`` that accepts ``value``, else its error."""
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(value, arg, key)
+        except ValueError as err:
+            errors.append(str(err))
+    raise ValueError(errors[0] if errors else f"{key}: bad value {quote(value)}")
+
+
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Check ``value`` against a type hint; ints are accepted for floats. Returns the value."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ValueError as err:
-                errors.append(str(err))
-        raise ValueError(errors[0] if errors else f"{key}: bad value {quote(value)}")
+        return _coerce_union(value, args, key)
     if origin is Literal:
         if value not in args:
             raise ValueError(f"{key} must be one of {', '.join(map(repr, args))}, got {quote(value)}")
@@ -290,29 +333,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{key} must be a list, got {quote(value)}")
         return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key} must be a number, got {quote(value)}")
-        if not math.isfinite(value):  # nan slips through every range check; inf is never meant
-            raise ValueError(f"{key} must be a finite number, got {quote(value)}")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key} must be an integer, got {quote(value)}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{key} must be true or false, got {quote(value)}")
-        return value
-    if hint is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ValueError(f"{key} must be a string, got {quote(value)}")
-        return str(value)
+    if hint in _SCALARS:
+        return _SCALARS[hint](value, key)
     raise TypeError(f"unsupported config type {hint!r} for {key}")
 
 
@@ -358,8 +380,12 @@ def migrate_legacy_keys(raw: dict[str, Any]) -> dict[str, Any]:
         # the data sets whose registry entry is not mirror_symmetric (this module imports no registry)
         data["flip"] = data.get("dataset", DataConfig.dataset) not in ("mnist", "svhn")
     warnings.warn(
-        f"data.augment is deprecated (read as data.crop={data.get('crop', 0)}, data.flip={data.get('flip', False)}); "
-        "set data.flip and data.crop instead", DeprecationWarning, stacklevel=3)
+        f"data.augment is deprecated (read as data.crop={data.get('crop', 0)}, "
+        f"data.flip={data.get('flip', False)}); "
+        "set data.flip and data.crop instead",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     return {**raw, "data": data}
 
 
@@ -391,7 +417,9 @@ def read_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     and ``section.key`` overrides applied; ``invflow.models.load_config`` types it."""
     raw = _read_raw(name_or_path)
     _apply_overrides(raw, overrides or {})
-    name = Path(str(name_or_path)).stem if str(name_or_path).endswith((".yaml", ".yml")) else str(name_or_path)
+    name = (
+        Path(str(name_or_path)).stem if str(name_or_path).endswith((".yaml", ".yml")) else str(name_or_path)
+    )
     raw.setdefault("name", name)
     return raw
 

@@ -12,11 +12,7 @@ PACKAGE = Path(invflow.__file__).parent
 MAX_LINES = 60
 
 # "path:function" -> why it is longer; empty when none is.
-EXCEPTIONS: dict[str, str] = {
-    # Step C of issue 14 splits these two once the branch changing train/loop.py and cli.py has landed.
-    "train/loop.py:_train": "split pending (issue 14 step C)",
-    "cli.py:build_parser": "split pending (issue 14 step C)",
-}
+EXCEPTIONS: dict[str, str] = {}
 
 
 def code_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import invflow
-from invflow.models import load_config
 from invflow.data.mnist import FILES, load_mnist
+from invflow.models import load_config
 from invflow.train.loop import train
 from invflow.train.metrics import read_metrics
 
@@ -47,8 +47,11 @@ APPENDIX_D = {"celebahq-64": (600_000, 0.7), "celebahq-128": (300_000, 0.5), "ce
 TEMPERATURE = {"lsun-church96": 0.875, **{k: v[1] for k, v in APPENDIX_D.items()}}
 # App. C.1: baselines' coupling and channels (32x32 images, 64x64 images); spline with 4 bins.
 COUPLINGS = {
-    "glow": ("affine", 512, 512), "emerging-glow": ("affine", 512, 512), "periodic-glow": ("affine", 512, 512),
-    "spline": ("spline", 256, 224), "macow": ("macow", 384, 296),
+    "glow": ("affine", 512, 512),
+    "emerging-glow": ("affine", 512, 512),
+    "periodic-glow": ("affine", 512, 512),
+    "spline": ("spline", 256, 224),
+    "macow": ("macow", 384, 296),
 }
 
 
@@ -114,7 +117,10 @@ def test_data_and_tiny_variants(name: str) -> None:
     assert full.data.dataset == ("folder" if big else name.split("-")[-1])
     assert (full.data.image_size is not None) == big
     if big:
-        assert full.data.image_size == int(name.split("-")[-1].removeprefix("church")) and tiny.data.image_size == 32
+        assert (
+            full.data.image_size == int(name.split("-")[-1].removeprefix("church"))
+            and tiny.data.image_size == 32
+        )
     assert (tiny.model.mixing, tiny.model.coupling) == (full.model.mixing, full.model.coupling)
     assert tiny.model.levels == 2 and tiny.model.steps_per_level == 4 and tiny.model.hidden_channels == 64
     assert tiny.description != full.description
@@ -144,7 +150,8 @@ def _write_idx(path: Path, magic: int, payload: bytes, dims: tuple[int, ...]) ->
 
 @pytest.fixture
 def one_thread():
-    """Train on one thread: on a shared 2-core machine, two spinning threads per test run many times slower."""
+    """Train on one thread: on a shared 2-core machine, two spinning threads per test run many times
+    slower."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -154,14 +161,30 @@ def one_thread():
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("name", TINY)
 def test_tiny_preset_learns(name: str, mnist_subset: Path, tmp_path: Path) -> None:
-    config = load_config(name, {
-        "data.dataset": "mnist", "data.image_size": 16, "data.data_dir": str(mnist_subset), "data.batch_size": 16,
-        "train.steps": 15, "train.log_every": 1, "train.warmup_steps": 2, "train.eval_batches": 1,
-        "train.eval_every": 1000, "train.sample_every": 1000, "train.checkpoint_every": 1000,
-        "train.n_samples_grid": 4, "train.device": "cpu",
-    })
+    config = load_config(
+        name,
+        {
+            "data.dataset": "mnist",
+            "data.image_size": 16,
+            "data.data_dir": str(mnist_subset),
+            "data.batch_size": 16,
+            "train.steps": 15,
+            "train.log_every": 1,
+            "train.warmup_steps": 2,
+            "train.eval_batches": 1,
+            "train.eval_every": 1000,
+            "train.sample_every": 1000,
+            "train.checkpoint_every": 1000,
+            "train.n_samples_grid": 4,
+            "train.device": "cpu",
+        },
+    )
     result = train(config, tmp_path / "run", progress=False)
-    bpd = [r["bpd"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["split"] == "train" and "bpd" in r]
+    bpd = [
+        r["bpd"]
+        for r in read_metrics(tmp_path / "run" / "metrics.jsonl")
+        if r["split"] == "train" and "bpd" in r
+    ]
     assert len(bpd) == 15 and result.nonfinite == 0
     first, last = sum(bpd[:3]) / 3, sum(bpd[-3:]) / 3
     assert last < first - 0.2, bpd  # measured drops are 0.4 to 1.2 bits/dim

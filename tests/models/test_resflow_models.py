@@ -4,20 +4,27 @@ import pytest
 import torch
 
 import invflow
+from harness import jacobian_logdet
 from invflow.cli import main
 from invflow.train.loop import train
 from invflow.train.metrics import read_metrics
 
-from harness import jacobian_logdet
-
-EXACT_TINY = {"data.image_size": 4, "model.scales": 2, "model.blocks_per_scale": 1, "model.hidden_channels": 8,
-              "model.logdet": "exact", "model.gradient": "backprop"}
+EXACT_TINY = {
+    "data.image_size": 4,
+    "model.scales": 2,
+    "model.blocks_per_scale": 1,
+    "model.hidden_channels": 8,
+    "model.logdet": "exact",
+    "model.gradient": "backprop",
+}
 
 
 @pytest.mark.parametrize("factor_out", [False, True])
 def test_exact_model_log_prob_equals_brute_force_jacobian(factor_out: bool) -> None:
     torch.manual_seed(0)
-    model = invflow.build_model(invflow.load_config("resflow-mnist-tiny", {**EXACT_TINY, "model.factor_out": factor_out}))
+    model = invflow.build_model(
+        invflow.load_config("resflow-mnist-tiny", {**EXACT_TINY, "model.factor_out": factor_out})
+    )
     model = model.double()
     x = 0.05 + 0.9 * torch.rand(3, 1, 4, 4, dtype=torch.float64)
     model.log_prob(x)  # ActNorm data-dependent init
@@ -37,15 +44,29 @@ def test_image_model_inverts_within_1e5() -> None:
         assert (model.flow.inverse(z)[0] - x).abs().max() < 1e-5
 
 
-FAST = {"model.blocks_per_scale": 1, "model.hidden_channels": 16, "train.steps": 30, "train.log_every": 5,
-        "train.eval_batches": 2, "train.eval_every": 1000, "train.sample_every": 1000, "train.checkpoint_every": 30,
-        "train.warmup_steps": 5, "train.n_samples_grid": 4, "train.ema_decay": 0.9}
+FAST = {
+    "model.blocks_per_scale": 1,
+    "model.hidden_channels": 16,
+    "train.steps": 30,
+    "train.log_every": 5,
+    "train.eval_batches": 2,
+    "train.eval_every": 1000,
+    "train.sample_every": 1000,
+    "train.checkpoint_every": 30,
+    "train.warmup_steps": 5,
+    "train.n_samples_grid": 4,
+    "train.ema_decay": 0.9,
+}
 
 
 def test_resflow_mnist_tiny_learns_evaluates_with_stderr_and_samples(mnist_dir, tmp_path, capsys) -> None:
     config = invflow.load_config("resflow-mnist-tiny", {**FAST, "data.data_dir": str(mnist_dir)})
     result = train(config, tmp_path / "run", progress=False)
-    bpd = [r["bpd"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["split"] == "train" and "bpd" in r]
+    bpd = [
+        r["bpd"]
+        for r in read_metrics(tmp_path / "run" / "metrics.jsonl")
+        if r["split"] == "train" and "bpd" in r
+    ]
     assert sum(bpd[-2:]) / 2 < sum(bpd[:2]) / 2 - 0.05, bpd
     assert result.test_stderr > 0
     test = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["split"] == "test"][-1]
@@ -111,14 +132,24 @@ def test_learned_norm_orders_shared_or_per_state(mode, per_block: int) -> None:
 
 def test_shared_learned_order_needs_one_initial_order() -> None:
     with pytest.raises(ValueError, match="one initial order"):
-        invflow.load_config("resflow-toy-rings", {"model.learn_norm_orders": "shared", "model.norm_orders": "2332"})
+        invflow.load_config(
+            "resflow-toy-rings", {"model.learn_norm_orders": "shared", "model.norm_orders": "2332"}
+        )
     with pytest.raises(ValueError, match="learn_norm_orders"):
         invflow.load_config("resflow-toy-rings", {"model.learn_norm_orders": "everywhere"})
 
 
 def test_hybrid_accuracy_rises_above_chance(mnist_dir, tmp_path) -> None:
-    config = invflow.load_config("resflow-hybrid-mnist-tiny", {
-        **FAST, "train.steps": 60, "train.eval_batches": 4, "data.data_dir": str(mnist_dir), "train.lr": 2e-3})
+    config = invflow.load_config(
+        "resflow-hybrid-mnist-tiny",
+        {
+            **FAST,
+            "train.steps": 60,
+            "train.eval_batches": 4,
+            "data.data_dir": str(mnist_dir),
+            "train.lr": 2e-3,
+        },
+    )
     train(config, tmp_path, progress=False)
     test = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "test"][-1]
     assert test["accuracy"] > 0.3 and test["bpd"] > 0

@@ -15,7 +15,15 @@ APPENDIX_E = {
     "resflow-imagenet64": (3, 32, True, 0.05, False, 0, 8),  # Image -> Squeeze -> Logit -> ...
     "resflow-celeba64": (4, 16, True, 0.05, True, 0, 5),  # flips for CelebA; 5-bit (Fig. 10)
     "resflow-hybrid-mnist": (3, 16, False, 1e-5, False, 0, 8),  # "same as density modeling", no crops
-    "resflow-hybrid-cifar10": (3, 16, False, "mean/std", True, 4, 8),  # crops after 4-pixel reflection padding
+    "resflow-hybrid-cifar10": (
+        3,
+        16,
+        False,
+        "mean/std",
+        True,
+        4,
+        8,
+    ),  # crops after 4-pixel reflection padding
 }
 
 
@@ -24,7 +32,13 @@ def test_resflow_presets_follow_appendix_e(name: str) -> None:
     scales, blocks, first, alpha, flip, crop, bits = APPENDIX_E[name]
     config = load_config(name)
     m, d, t = config.model, config.data, config.train
-    assert (m.scales, m.blocks_per_scale, m.squeeze_first, m.hidden_channels, m.actnorm) == (scales, blocks, first, 512, True)
+    assert (m.scales, m.blocks_per_scale, m.squeeze_first, m.hidden_channels, m.actnorm) == (
+        scales,
+        blocks,
+        first,
+        512,
+        True,
+    )
     assert m.logit_alpha == (None if alpha == "mean/std" else alpha)
     assert (d.flip, d.crop, d.n_bits) == (flip, crop, bits)
     assert (t.lr, t.ema_decay, t.ema_schedule) == (0.001, 0.999, "constant")  # Adam 1e-3, Polyak 0.999

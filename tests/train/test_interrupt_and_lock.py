@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from invflow.cli import main
-from invflow.train import loop
+from invflow.train import session
 from invflow.train.checkpoint import load_checkpoint_file, step_checkpoints
 from invflow.train.metrics import read_metrics
 
@@ -136,7 +136,7 @@ def test_second_writer_is_refused_and_a_killed_holder_does_not_block_resume(tmp_
 
 def test_checkpoint_minutes_writes_on_the_wall_clock(tmp_path: Path, monkeypatch) -> None:
     ticks = iter(range(0, 10_000, 30))  # a clock that advances 30 s per reading
-    monkeypatch.setattr(loop, "_clock", lambda: next(ticks))
+    monkeypatch.setattr(session, "_clock", lambda: next(ticks))
     run = tmp_path / "run"
     assert main(["train", "glow-toy-rings", "--out", str(run), *TOY, "--set", "train.steps=5",
                  "--set", "train.checkpoint_minutes=1", "--set", "train.keep_checkpoints=10"]) == 0

@@ -16,7 +16,9 @@ N, H, W = 64, 6, 6
 def _images() -> torch.Tensor:
     """Distinct images whose rows and columns are all different (every flip/shift is visible)."""
     base = torch.arange(H * W, dtype=torch.uint8).reshape(1, 1, H, W)
-    return (base + torch.arange(N, dtype=torch.uint8).reshape(N, 1, 1, 1) * 40).expand(N, 2, H, W).contiguous()
+    return (
+        (base + torch.arange(N, dtype=torch.uint8).reshape(N, 1, 1, 1) * 40).expand(N, 2, H, W).contiguous()
+    )
 
 
 def _batch(flip: bool, crop: int) -> tuple[torch.Tensor, torch.Tensor]:

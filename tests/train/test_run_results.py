@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from image_folders import random_image_folder
-
 from invflow.cli import main
 from invflow.models import load_config
 from invflow.train import loop
@@ -33,8 +32,11 @@ def test_results_hold_the_best_and_the_last_test_evaluation(tmp_path: Path) -> N
 
 def test_sample_uses_the_presets_temperature(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    loop.train(load_config("glow-toy-rings", {**TOY, "train.eval_every": 100, "train.sample_temperature": 0.7}),
-               run, progress=False)
+    loop.train(
+        load_config("glow-toy-rings", {**TOY, "train.eval_every": 100, "train.sample_temperature": 0.7}),
+        run,
+        progress=False,
+    )
     capsys.readouterr()
     assert main(["sample", str(run), "-n", "4", "-o", str(tmp_path / "a.png")]) == 0
     assert "(temperature 0.7)" in capsys.readouterr().out
@@ -44,11 +46,24 @@ def test_sample_uses_the_presets_temperature(tmp_path: Path, capsys) -> None:
 
 def test_folder_run_records_its_random_held_out_files(tmp_path: Path) -> None:
     root = random_image_folder(tmp_path / "images", 40)
-    config = load_config("glow-mnist-tiny", {
-        "data.dataset": "folder", "data.image_size": 8, "data.batch_size": 4, "data.data_dir": str(root),
-        "data.folder_test_images": 6, "data.folder_split_seed": 5, "model.levels": 2, "model.steps_per_level": 1,
-        "model.hidden_channels": 8, "train.steps": 2, "train.eval_batches": 1, "train.n_samples_grid": 4,
-        "train.device": "cpu"})
+    config = load_config(
+        "glow-mnist-tiny",
+        {
+            "data.dataset": "folder",
+            "data.image_size": 8,
+            "data.batch_size": 4,
+            "data.data_dir": str(root),
+            "data.folder_test_images": 6,
+            "data.folder_split_seed": 5,
+            "model.levels": 2,
+            "model.steps_per_level": 1,
+            "model.hidden_channels": 8,
+            "train.steps": 2,
+            "train.eval_batches": 1,
+            "train.n_samples_grid": 4,
+            "train.device": "cpu",
+        },
+    )
     loop.train(config, tmp_path / "run", progress=False)
     record = json.loads((tmp_path / "run" / "test_split.json").read_text())
     assert record["count"] == 6 and record["folder_split_seed"] == 5 and len(record["files"]) == 6
@@ -61,6 +76,8 @@ def test_results_when_no_evaluation_was_finite(tmp_path: Path) -> None:
     from invflow.train.results import best_and_last
 
     metrics = tmp_path / "metrics.jsonl"
-    metrics.write_text('{"step": 5, "split": "test", "bits": null}\n{"step": 9, "split": "test", "bits": null}\n')
+    metrics.write_text(
+        '{"step": 5, "split": "test", "bits": null}\n{"step": 9, "split": "test", "bits": null}\n'
+    )
     summary = best_and_last(metrics, "bits")
     assert summary["best"] is None and summary["last"] == {"step": 9, "value": None, "stderr": None}

@@ -16,7 +16,11 @@ from invflow.data.dequantize import dequantize
 from invflow.data.registry import IMAGE_DATASETS, ImageDataset, channel_stats, input_shape, is_toy
 from invflow.data.toy2d import TOY_DATASETS, sample_toy2d
 from invflow.data.transforms import (
-    check_n_bits, random_crop_reflect, random_flip, reduce_bits, resize_images,
+    check_n_bits,
+    random_crop_reflect,
+    random_flip,
+    reduce_bits,
+    resize_images,
 )
 
 __all__ = [

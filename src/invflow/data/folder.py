@@ -29,7 +29,9 @@ def list_images(root: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def split_files(files: list[Path], split: str, test_images: int | None = None, split_seed: int = 0) -> list[Path]:
+def split_files(
+    files: list[Path], split: str, test_images: int | None = None, split_seed: int = 0
+) -> list[Path]:
     """The ``split`` part of the sorted file list: the last tenth is ``test``, the rest ``train``;
     or, with ``test_images``, that many files drawn at random (seeded) are ``test``. Both parts
     keep the sorted order."""
@@ -37,8 +39,10 @@ def split_files(files: list[Path], split: str, test_images: int | None = None, s
         n_test = len(files) // TEST_FRACTION_DENOMINATOR
         return files[len(files) - n_test:] if split == "test" else files[:len(files) - n_test]
     if test_images >= len(files):
-        raise ValueError(f"data.folder_test_images={test_images} needs more images than the {len(files)} found; "
-                         "lower it or add images")
+        raise ValueError(
+            f"data.folder_test_images={test_images} needs more images than the {len(files)} found; "
+            "lower it or add images"
+        )
     perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(split_seed))
     is_test = torch.zeros(len(files), dtype=torch.bool)
     is_test[perm[:test_images]] = True
@@ -48,7 +52,10 @@ def split_files(files: list[Path], split: str, test_images: int | None = None, s
 def test_file_names(data_dir: str, test_images: int | None = None, split_seed: int = 0) -> list[str]:
     """The held-out files' paths relative to ``data_dir`` (what a run directory records)."""
     root = Path(data_dir).expanduser()
-    return [p.relative_to(root).as_posix() for p in split_files(list_images(root), "test", test_images, split_seed)]
+    return [
+        p.relative_to(root).as_posix()
+        for p in split_files(list_images(root), "test", test_images, split_seed)
+    ]
 
 
 def read_square_image(path: Path, size: int | None) -> np.ndarray:
@@ -68,8 +75,13 @@ def read_square_image(path: Path, size: int | None) -> np.ndarray:
     return np.asarray(image).transpose(2, 0, 1)
 
 
-def load_folder(split: str, data_dir: str | None, image_size: int | None = None, test_images: int | None = None,
-                split_seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, int]:
+def load_folder(
+    split: str,
+    data_dir: str | None,
+    image_size: int | None = None,
+    test_images: int | None = None,
+    split_seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Images of ``split`` as uint8 ``(N, 3, s, s)``, zero labels and one class.
 
     ``image_size`` None keeps the images' own (square-cropped) size, which must then be the same

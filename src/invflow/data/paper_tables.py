@@ -32,15 +32,21 @@ WOODBURY_TABLE3 = {
     "celebahq-256": ([8, 8, 16, 16, 16, 16], [16, 16, 16, 16, 8, 8], None),
 }
 WOODBURY_EXTRA = {  # data set -> (n_bits, iterations, sampling temperature, random test images)
-    "cifar10": (8, None, None, None), "imagenet32": (8, None, None, None), "imagenet64": (8, None, None, None),
-    "lsun-church96": (5, None, 0.875, None), "celebahq-64": (5, 600_000, 0.7, 3000),
-    "celebahq-128": (5, 300_000, 0.5, 3000), "celebahq-256": (5, 300_000, 0.5, 3000),
+    "cifar10": (8, None, None, None),
+    "imagenet32": (8, None, None, None),
+    "imagenet64": (8, None, None, None),
+    "lsun-church96": (5, None, 0.875, None),
+    "celebahq-64": (5, 600_000, 0.7, 3000),
+    "celebahq-128": (5, 300_000, 0.5, 3000),
+    "celebahq-256": (5, 300_000, 0.5, 3000),
 }
 BASELINE_CHANNELS = {"spline": (256, 224), "macow": (384, 296)}  # app. C.1: 32x32, 64x64 images
 # Chen et al. 2019, app. E: preset -> (scales, blocks per scale, squeeze first, alpha, flip, crop, n_bits)
 RESFLOW_APPENDIX_E = {
-    "resflow-mnist": (3, 16, False, 1e-5, False, 0, 8), "resflow-cifar10": (3, 16, False, 0.05, True, 0, 8),
-    "resflow-imagenet32": (3, 32, False, 0.05, False, 0, 8), "resflow-imagenet64": (3, 32, True, 0.05, False, 0, 8),
+    "resflow-mnist": (3, 16, False, 1e-5, False, 0, 8),
+    "resflow-cifar10": (3, 16, False, 0.05, True, 0, 8),
+    "resflow-imagenet32": (3, 32, False, 0.05, False, 0, 8),
+    "resflow-imagenet64": (3, 32, True, 0.05, False, 0, 8),
     "resflow-celeba64": (4, 16, True, 0.05, True, 0, 5),
     "resflow-hybrid-mnist": (3, 16, False, 1e-5, False, 0, 8),
     "resflow-hybrid-svhn": (3, 16, False, None, False, 4, 8),  # same as "density modeling": none for SVHN
@@ -48,12 +54,25 @@ RESFLOW_APPENDIX_E = {
 }
 
 FIELDS = {  # column label -> dotted config key
-    "batch": "data.batch_size", "L": "model.levels", "K": "model.steps_per_level", "channels": "model.hidden_channels",
-    "d_c": "model.woodbury_latent_channel", "d_s": "model.woodbury_latent_spatial",
-    "d_h": "model.woodbury_latent_height", "d_w": "model.woodbury_latent_width", "bits": "data.n_bits",
-    "iterations": "train.steps", "T": "train.sample_temperature", "test": "data.folder_test_images",
-    "scales": "model.scales", "blocks": "model.blocks_per_scale", "squeeze1st": "model.squeeze_first",
-    "alpha": "model.logit_alpha", "flip": "data.flip", "crop": "data.crop", "polyak": "train.ema_decay",
+    "batch": "data.batch_size",
+    "L": "model.levels",
+    "K": "model.steps_per_level",
+    "channels": "model.hidden_channels",
+    "d_c": "model.woodbury_latent_channel",
+    "d_s": "model.woodbury_latent_spatial",
+    "d_h": "model.woodbury_latent_height",
+    "d_w": "model.woodbury_latent_width",
+    "bits": "data.n_bits",
+    "iterations": "train.steps",
+    "T": "train.sample_temperature",
+    "test": "data.folder_test_images",
+    "scales": "model.scales",
+    "blocks": "model.blocks_per_scale",
+    "squeeze1st": "model.squeeze_first",
+    "alpha": "model.logit_alpha",
+    "flip": "data.flip",
+    "crop": "data.crop",
+    "polyak": "train.ema_decay",
     "input": lambda c: "mean/std" if getattr(c.model, "logit_alpha", None) is None else "logit",
 }
 
@@ -82,8 +101,20 @@ def paper_row(name: str) -> PaperRow | None:
             note = "app. E has no SVHN density model to copy alpha from"
         return PaperRow("Chen et al. 2019, app. E", values, note)
     if name == "resflow-toy-checkerboard":
-        return PaperRow("Chen et al. 2019, app. D", {"blocks": 200}, "the preset trades depth for 3 minutes on 2 CPU cores")
-    for family in ("me-woodbury-glow", "woodbury-glow", "emerging-glow", "periodic-glow", "glow", "spline", "macow"):
+        return PaperRow(
+            "Chen et al. 2019, app. D",
+            {"blocks": 200},
+            "the preset trades depth for 3 minutes on 2 CPU cores",
+        )
+    for family in (
+        "me-woodbury-glow",
+        "woodbury-glow",
+        "emerging-glow",
+        "periodic-glow",
+        "glow",
+        "spline",
+        "macow",
+    ):
         if name.startswith(family + "-"):
             data = name[len(family) + 1:]
             if data in WOODBURY_TABLE2:
@@ -141,6 +172,10 @@ def mismatches(config: Config, row: PaperRow) -> list[str]:
             if want is not None and _get(config, FIELDS[label]) != want]
 
 
+def _cells(values: list[str], width: list[int]) -> str:
+    return "  ".join(v.rjust(w) for v, w in zip(values, width))
+
+
 def paper_table(names: list[str], load) -> str:
     """Each paper preset's values above the paper's row, column by column (``—``: not given)."""
     lines = []
@@ -152,12 +187,14 @@ def paper_table(names: list[str], load) -> str:
         labels = list(row.values)
         width = [max(len(label), len(_show(_get(config, FIELDS[label]))), len(_show(row.values[label])))
                  for label in labels]
-        cells = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, width))  # noqa: E731
         differ = mismatches(config, row)
         verdict = "matches" if not differ else "DIFFERS in " + ", ".join(differ)
-        lines.append(f"{name}  [{config.data.dataset}{'' if config.data.image_size is None else f' {config.data.image_size}px'}]"
-                     f"  {verdict}{'; ' + row.note if row.note else ''}")
-        lines.append(f"  {'':<8}{cells(labels)}")
-        lines.append(f"  {'preset':<8}{cells([_show(_get(config, FIELDS[label])) for label in labels])}")
-        lines.append(f"  {'paper':<8}{cells([_show(row.values[label]) for label in labels])}   ({row.source})")
+        size = "" if config.data.image_size is None else f" {config.data.image_size}px"
+        lines.append(f"{name}  [{config.data.dataset}{size}]  {verdict}{'; ' + row.note if row.note else ''}")
+        lines.append(f"  {'':<8}{_cells(labels, width)}")
+        preset_values = [_show(_get(config, FIELDS[label])) for label in labels]
+        lines.append(f"  {'preset':<8}{_cells(preset_values, width)}")
+        lines.append(
+            f"  {'paper':<8}{_cells([_show(row.values[label]) for label in labels], width)}   ({row.source})"
+        )
     return "\n".join(lines)

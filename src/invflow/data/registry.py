@@ -5,13 +5,13 @@ a loader ``load(split, data_dir, download, image_size, test_images=, split_seed=
 images, labels, classes)`` (the two split options matter to data sets without an official split),
 its per-channel mean/std in [0, 1] (used by models that standardise their input), where it
 comes from under which terms, and whether flips are a valid augmentation (not for digits).
-2D toy densities are the samplers of ``invflow.data.toy2d``. Adding a data set is a loader module plus one entry in ``IMAGE_DATASETS``
-(docs/architecture.md, "Adding a data set").
+2D toy densities are the samplers of ``invflow.data.toy2d``. Adding a data set is a loader
+module plus one entry in ``IMAGE_DATASETS`` (docs/architecture.md, "Adding a data set").
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -23,7 +23,9 @@ from invflow.data.mnist import load_mnist
 from invflow.data.svhn import load_svhn
 from invflow.data.toy2d import TOY_DATASETS
 
-Loader = Callable[..., tuple[torch.Tensor, torch.Tensor, int]]  # (split, data_dir, download, size, **split options)
+Loader = Callable[
+    ..., tuple[torch.Tensor, torch.Tensor, int]
+]  # (split, data_dir, download, size, **split options)
 TOY_DIMS = 2
 
 
@@ -43,32 +45,61 @@ class ImageDataset:
 
 IMAGE_DATASETS: dict[str, ImageDataset] = {
     "mnist": ImageDataset(
-        1, 28, lambda split, data_dir, download, size, **_: load_mnist(split, data_dir, download),
-        (0.1307,), (0.3081,), "http://yann.lecun.com/exdb/mnist/ (LeCun et al. 1998)",
-        "CC BY-SA 3.0 (Y. LeCun and C. Cortes)", mirror_symmetric=False),
+        1,
+        28,
+        lambda split, data_dir, download, size, **_: load_mnist(split, data_dir, download),
+        (0.1307,),
+        (0.3081,),
+        "http://yann.lecun.com/exdb/mnist/ (LeCun et al. 1998)",
+        "CC BY-SA 3.0 (Y. LeCun and C. Cortes)",
+        mirror_symmetric=False,
+    ),
     "cifar10": ImageDataset(
-        3, 32, lambda split, data_dir, download, size, **_: load_cifar10(split, data_dir, download),
-        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+        3,
+        32,
+        lambda split, data_dir, download, size, **_: load_cifar10(split, data_dir, download),
+        (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616),
         "https://www.cs.toronto.edu/~kriz/cifar.html (Krizhevsky 2009)",
-        "no explicit license; the authors ask users to cite the tech report"),
+        "no explicit license; the authors ask users to cite the tech report",
+    ),
     "svhn": ImageDataset(
-        3, 32, lambda split, data_dir, download, size, **_: load_svhn(split, data_dir, download),
-        (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
-        "http://ufldl.stanford.edu/housenumbers/ (Netzer et al. 2011)", "non-commercial use only",
-        mirror_symmetric=False),
+        3,
+        32,
+        lambda split, data_dir, download, size, **_: load_svhn(split, data_dir, download),
+        (0.4377, 0.4438, 0.4728),
+        (0.1980, 0.2010, 0.1970),
+        "http://ufldl.stanford.edu/housenumbers/ (Netzer et al. 2011)",
+        "non-commercial use only",
+        mirror_symmetric=False,
+    ),
     "imagenet32": ImageDataset(
-        3, 32, lambda split, data_dir, download, size, **_: load_imagenet(split, 32, data_dir), None, None,
+        3,
+        32,
+        lambda split, data_dir, download, size, **_: load_imagenet(split, 32, data_dir),
+        None,
+        None,
         "https://image-net.org/download-images (Chrabaszcz et al. 2017; needs an account, never downloaded)",
-        "ImageNet terms of access: non-commercial research and education"),
+        "ImageNet terms of access: non-commercial research and education",
+    ),
     "imagenet64": ImageDataset(
-        3, 64, lambda split, data_dir, download, size, **_: load_imagenet(split, 64, data_dir), None, None,
+        3,
+        64,
+        lambda split, data_dir, download, size, **_: load_imagenet(split, 64, data_dir),
+        None,
+        None,
         "https://image-net.org/download-images (Chrabaszcz et al. 2017; needs an account, never downloaded)",
-        "ImageNet terms of access: non-commercial research and education"),
+        "ImageNet terms of access: non-commercial research and education",
+    ),
     "folder": ImageDataset(
-        3, None, lambda split, data_dir, download, size, **options: load_folder(split, data_dir, size, **options),
-        None, None,
+        3,
+        None,
+        lambda split, data_dir, download, size, **options: load_folder(split, data_dir, size, **options),
+        None,
+        None,
         "a folder of PNG/JPEG images given as data.data_dir (e.g. CelebA-HQ exported as images)",
-        "the terms of the images in the folder"),
+        "the terms of the images in the folder",
+    ),
 }
 
 

@@ -13,9 +13,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 import torch
-from scipy.io.matlab import MatReadError
 
 from invflow.data.download import cache_dir, download_verified, mirror_url
 
@@ -27,9 +25,9 @@ FILE_MD5 = {
 }
 NUM_CLASSES = 10
 _IMAGE_SHAPE = (32, 32, 3)
-# What scipy's MATLAB reader raises on truncated, garbled or non-v5 (e.g. v7.3/HDF5) files.
-_READ_ERRORS = (MatReadError, ValueError, TypeError, IndexError, OSError, EOFError, zlib.error,
-                NotImplementedError)
+# What scipy's MATLAB reader raises on truncated, garbled or non-v5 (e.g. v7.3/HDF5) files
+# (scipy.io.matlab.MatReadError too, added where scipy is imported).
+_READ_ERRORS = (ValueError, TypeError, IndexError, OSError, EOFError, zlib.error, NotImplementedError)
 
 
 def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -38,9 +36,12 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     Label 10 (SVHN's code for the digit 0) becomes 0. ValueError naming the file if it cannot be
     parsed or its ``X`` / ``y`` are missing or misshapen.
     """
+    import scipy.io  # here, not at import: importing invflow.data (or the model code) needs no scipy
+    from scipy.io.matlab import MatReadError
+
     try:
         contents = scipy.io.loadmat(path, variable_names=("X", "y"))
-    except _READ_ERRORS as err:
+    except (MatReadError, *_READ_ERRORS) as err:
         raise ValueError(f"{path}: not a readable MATLAB v5 file ({err}); it is truncated or "
                          "corrupt, delete it and fetch it again") from err
     missing = [key for key in ("X", "y") if key not in contents]

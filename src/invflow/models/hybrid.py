@@ -7,9 +7,10 @@ standard preprocessing of subtracting the mean and dividing by the standard devi
 MNIST and SVHN architectures for hybrid modeling were the same as those for density modeling": the
 logit transform when ``logit_alpha`` is set, per-channel standardisation when it is ``None``.
 A classifier branch reads the hidden state after every squeeze and at the end:
-``3x3 conv → ActNorm → ReLU → global average pool`` to ``classifier_width`` features; the branches are concatenated into a linear softmax. Training
-minimises ``−(λ·log p(x) + log p(y|x))`` with ``λ = hybrid_weight`` (``None`` → ``1/D``),
-the model's own objective (``HybridObjective``).
+``3x3 conv → ActNorm → ReLU → global average pool`` to ``classifier_width`` features; the
+branches are concatenated into a linear softmax. Training minimises
+``−(λ·log p(x) + log p(y|x))`` with ``λ = hybrid_weight`` (``None`` → ``1/D``), the model's own
+objective (``HybridObjective``).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from invflow.layers.normalize import Standardize
 from invflow.layers.squeeze import Squeeze
 from invflow.models.resflow import ResFlowConfig, ResFlowModel, residual_stage, squeezed
 
+
 @dataclass
 class HybridConfig(ResFlowConfig):
     """``model`` section of a hybrid preset: a ResFlow plus the classifier's settings."""
@@ -44,7 +46,9 @@ class HybridConfig(ResFlowConfig):
         super().validate()
         positive(self, "classifier_width", "num_classes")
         if self.factor_out:
-            raise ValueError("model.factor_out is not supported by the hybrid model (the classifier reads full states)")
+            raise ValueError(
+                "model.factor_out is not supported by the hybrid model (the classifier reads full states)"
+            )
         if self.hybrid_weight is not None and self.hybrid_weight < 0:
             raise ValueError(f"model.hybrid_weight (λ) must be >= 0, got {self.hybrid_weight}")
 

@@ -68,8 +68,10 @@ class ResFlowConfig:
             parse_norm_orders(self.norm_orders, 3)
         if learn_mode(self.learn_norm_orders) == "shared" and self.norm_orders is not None \
                 and len(set(parse_norm_orders(self.norm_orders, 3))) != 1:
-            raise ValueError("model.learn_norm_orders=shared learns one order per block; model.norm_orders must "
-                             f"give one initial order, got {self.norm_orders!r}")
+            raise ValueError(
+                "model.learn_norm_orders=shared learns one order per block; model.norm_orders must "
+                f"give one initial order, got {self.norm_orders!r}"
+            )
         if self.n_dist_param is not None:
             try:
                 check_roulette_param(self.n_dist, self.n_dist_param)
@@ -96,7 +98,9 @@ class ResFlowModel(FlowModel):
     rsample_unsupported = ("a residual block's inverse is a fixed-point iteration run without autograd "
                            "(differentiating it would need implicit differentiation); use sample()")
 
-    def __init__(self, flow: Flow, prior: StandardNormal, input_shape: tuple[int, ...], config: ResFlowConfig) -> None:
+    def __init__(
+        self, flow: Flow, prior: StandardNormal, input_shape: tuple[int, ...], config: ResFlowConfig
+    ) -> None:
         super().__init__(flow, prior, input_shape)
         self.eval_draws = config.eval_draws
         self.estimator = describe_estimator(config)
@@ -137,9 +141,15 @@ def residual_stage(cfg: ResFlowConfig, shape: tuple[int, ...]) -> list[Flow]:
             g = mlp_residual_net(shape[0], cfg.hidden_channels, cfg.mlp_hidden_layers, cfg.coeff,
                                  cfg.norm_orders, cfg.learn_norm_orders)
         else:
-            g = conv_residual_net(shape[0], cfg.hidden_channels, cfg.coeff, cfg.norm_orders, cfg.learn_norm_orders)
+            g = conv_residual_net(
+                shape[0], cfg.hidden_channels, cfg.coeff, cfg.norm_orders, cfg.learn_norm_orders
+            )
         block = cfg.block(g, shape)
-        flows += [ActNorm(shape[0], vector=vector), block, ActNorm(shape[0], vector=vector)] if cfg.actnorm else [block]
+        flows += (
+            [ActNorm(shape[0], vector=vector), block, ActNorm(shape[0], vector=vector)]
+            if cfg.actnorm
+            else [block]
+        )
     return flows
 
 
@@ -159,7 +169,9 @@ def resflow_scales(cfg: ResFlowConfig, shape: tuple[int, int, int], scale: int =
     after = squeezed(shape, f"at scale {scale + 1}")
     if cfg.factor_out:
         kept = (after[0] - after[0] // 2, *after[1:])
-        return SequentialFlow(*flows, Squeeze(shape[0]), FactorOut(after, resflow_scales(cfg, kept, scale + 1)))
+        return SequentialFlow(
+            *flows, Squeeze(shape[0]), FactorOut(after, resflow_scales(cfg, kept, scale + 1))
+        )
     return SequentialFlow(*flows, Squeeze(shape[0]), resflow_scales(cfg, after, scale + 1))
 
 

@@ -4,7 +4,7 @@ orders (appendix D)."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -27,7 +27,9 @@ def parse_norm_orders(norm_orders: NormOrders, n_layers: int) -> list[float]:
         try:
             orders = [math.inf if c == "f" else float(c) for c in norm_orders]
         except ValueError:
-            raise ValueError(f"norm_orders string may hold digits and 'f' (for ∞), got {norm_orders!r}") from None
+            raise ValueError(
+                f"norm_orders string may hold digits and 'f' (for ∞), got {norm_orders!r}"
+            ) from None
     elif isinstance(norm_orders, float | int):
         orders = [float(norm_orders)]
     else:
@@ -35,7 +37,9 @@ def parse_norm_orders(norm_orders: NormOrders, n_layers: int) -> list[float]:
     if len(orders) == 1:
         orders = orders * (n_layers + 1)
     if len(orders) != n_layers + 1:
-        raise ValueError(f"norm_orders: expected 1 or {n_layers + 1} orders for {n_layers} layers, got {len(orders)}")
+        raise ValueError(
+            f"norm_orders: expected 1 or {n_layers + 1} orders for {n_layers} layers, got {len(orders)}"
+        )
     if any(p < 1 for p in orders):
         raise ValueError(f"norm_orders must all be >= 1, got {orders}")
     if orders[0] != orders[-1]:
@@ -55,7 +59,9 @@ def learn_mode(learn: LearnOrders) -> str:
     return mode
 
 
-def _chain_orders(norm_orders: NormOrders, n_layers: int, learn: LearnOrders) -> list[float | LearnedNormOrder]:
+def _chain_orders(
+    norm_orders: NormOrders, n_layers: int, learn: LearnOrders
+) -> list[float | LearnedNormOrder]:
     """Per-layer boundary orders (Chen et al. 2019, app. D, "Learning norm orders").
 
     ``per-state``: every state has its own learned order, the output reusing the input's (the
@@ -69,7 +75,9 @@ def _chain_orders(norm_orders: NormOrders, n_layers: int, learn: LearnOrders) ->
         return list(orders)
     if mode == "shared":
         if len(set(orders)) != 1:
-            raise ValueError(f"learn_norm_orders=shared learns one order per block; give one initial order, got {orders}")
+            raise ValueError(
+                f"learn_norm_orders=shared learns one order per block; give one initial order, got {orders}"
+            )
         return [LearnedNormOrder(orders[0])] * (n_layers + 1)
     learned: list[float | LearnedNormOrder] = [LearnedNormOrder(p) for p in orders[:-1]]
     return learned + [learned[0]]
@@ -127,7 +135,13 @@ def mlp_residual_net(
             layers.append(LipSwish())
         layers.append(
             SpectralNormLinear(
-                widths[i], widths[i + 1], coeff=coeff, domain=p[i], codomain=p[i + 1], tol=tol, max_iterations=max_iterations
+                widths[i],
+                widths[i + 1],
+                coeff=coeff,
+                domain=p[i],
+                codomain=p[i + 1],
+                tol=tol,
+                max_iterations=max_iterations,
             )
         )
     return nn.Sequential(*layers)

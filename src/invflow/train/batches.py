@@ -41,12 +41,16 @@ class ImageBatches:
                 f"{images.shape[0]} training images"
             )
         if data.crop >= min(images.shape[-2:]):
-            raise ValueError(f"data.crop={data.crop} (reflection padding) must be smaller than the image size "
-                             f"{images.shape[-2]}x{images.shape[-1]}")
+            raise ValueError(
+                f"data.crop={data.crop} (reflection padding) must be smaller than the image size "
+                f"{images.shape[-2]}x{images.shape[-1]}"
+            )
         entry = IMAGE_DATASETS.get(data.dataset)
         if data.flip and entry is not None and not entry.mirror_symmetric:
-            warnings.warn(f"data.flip=true on {data.dataset!r}, whose images are not mirror-symmetric (digits)",
-                          stacklevel=2)
+            warnings.warn(
+                f"data.flip=true on {data.dataset!r}, whose images are not mirror-symmetric (digits)",
+                stacklevel=2,
+            )
         self.images, self.labels, self.data, self.seed, self.ctx = images, labels, data, seed, ctx
         self.per_epoch = images.shape[0] // global_batch
         self._epoch, self._perm = -1, None
@@ -54,7 +58,9 @@ class ImageBatches:
     def batch(self, step: int) -> Batch:
         epoch, index = divmod(step, self.per_epoch)
         if epoch != self._epoch:
-            self._perm = torch.randperm(self.images.shape[0], generator=derived_generator(self.seed, 1, epoch))
+            self._perm = torch.randperm(
+                self.images.shape[0], generator=derived_generator(self.seed, 1, epoch)
+            )
             self._epoch = epoch
         start = (index * self.ctx.world_size + self.ctx.rank) * self.data.batch_size
         idx = self._perm[start : start + self.data.batch_size]
@@ -73,11 +79,15 @@ class ToyBatches:
 
     def __init__(self, data: DataConfig, seed: int, ctx: DistContext = DistContext()) -> None:
         if data.flip or data.crop:
-            raise ValueError(f"data.flip and data.crop apply to images; {data.dataset!r} is a 2D toy data set")
+            raise ValueError(
+                f"data.flip and data.crop apply to images; {data.dataset!r} is a 2D toy data set"
+            )
         self.data, self.seed, self.rank = data, seed, ctx.rank
 
     def batch(self, step: int) -> Batch:
-        x = sample_toy2d(self.data.dataset, self.data.batch_size, derived_generator(self.seed, 3, step, self.rank))
+        x = sample_toy2d(
+            self.data.dataset, self.data.batch_size, derived_generator(self.seed, 3, step, self.rank)
+        )
         return Batch(x, torch.zeros(x.shape[0], dtype=torch.long))
 
 

@@ -5,7 +5,6 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
-
 EMA_SCHEDULES = ("warmup", "constant")
 
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -51,11 +52,22 @@ def data_provenance(config: Config, split: str, data_dir: str | None, evaluated:
     """Where an evaluation's samples come from: data set, split, directory (absolute) and counts."""
     d = config.data
     if is_toy(d):
-        return {"dataset": d.dataset, "split": f"held-out sample (seed {config.train.seed})", "data_dir": None,
-                "count": evaluated, "available": d.toy_samples}
+        return {
+            "dataset": d.dataset,
+            "split": f"held-out sample (seed {config.train.seed})",
+            "data_dir": None,
+            "count": evaluated,
+            "available": d.toy_samples,
+        }
     where = data_dir or d.data_dir
     where = str(Path(where).resolve()) if where else "the invflow cache ($INVFLOW_CACHE or ~/.cache/invflow)"
-    return {"dataset": d.dataset, "split": split, "data_dir": where, "count": evaluated, "available": available}
+    return {
+        "dataset": d.dataset,
+        "split": split,
+        "data_dir": where,
+        "count": evaluated,
+        "available": available,
+    }
 
 
 def describe_provenance(p: dict[str, Any]) -> str:
@@ -74,7 +86,9 @@ def held_out_batches(config: Config, images=None, limit: int | None = None,
     if images is None:
         from invflow.data.toy2d import sample_toy2d
 
-        points = sample_toy2d(config.data.dataset, config.data.toy_samples, derived_generator(config.train.seed, 4))
+        points = sample_toy2d(
+            config.data.dataset, config.data.toy_samples, derived_generator(config.train.seed, 4)
+        )
         labels = torch.zeros(points.shape[0], dtype=torch.long)
         source = (points, labels)
     else:
@@ -107,14 +121,23 @@ class EvalResult:
     extras: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
-        out = {self.metric: self.mean, f"{self.metric}_stderr": self.stderr, "count": self.count, **self.extras}
+        out = {
+            self.metric: self.mean,
+            f"{self.metric}_stderr": self.stderr,
+            "count": self.count,
+            **self.extras,
+        }
         if self.estimator_stderr is not None:
             out[f"{self.metric}_estimator_stderr"] = self.estimator_stderr
         return out
 
     def __str__(self) -> str:
-        text = f"{self.metric} {format_estimate(self.mean, self.stderr)} (standard error over {self.count} samples)" \
-            if self.count > 1 else f"{self.metric} {self.mean:.4f} (standard error undefined: only {self.count} sample)"
+        text = (
+            f"{self.metric} {format_estimate(self.mean, self.stderr)} "
+            f"(standard error over {self.count} samples)"
+            if self.count > 1
+            else f"{self.metric} {self.mean:.4f} (standard error undefined: only {self.count} sample)"
+        )
         if self.estimator_stderr is not None:
             text += f", estimator standard error {self.estimator_stderr:.4f} ({self.draws} draws per sample)"
         extras = "".join(f", {k} {v:.4f}" for k, v in self.extras.items())
@@ -153,14 +176,20 @@ def evaluate(model: FlowModel, objective: Objective, batches: Iterator[Batch], d
     finally:
         model.train(was_training)
     keys = list(objective.extras)
-    totals = all_reduce_sum(torch.cat([totals, torch.tensor([extra_sums.get(k, 0.0) for k in keys], dtype=torch.float64)]), ctx)
+    totals = all_reduce_sum(
+        torch.cat([totals, torch.tensor([extra_sums.get(k, 0.0) for k in keys], dtype=torch.float64)]), ctx
+    )
     n, total, total_sq, spread = (float(v) for v in totals[:4])
     if n == 0:
         raise ValueError("evaluation got no data")
     mean = total / n
     if n < 2:
-        warnings.warn(f"evaluated on only {int(n)} sample: the split is too small for a standard error, and one "
-                      "sample says little about the model; evaluate on a larger split", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"evaluated on only {int(n)} sample: the split is too small for a standard error, and one "
+            "sample says little about the model; evaluate on a larger split",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     variance = (total_sq - n * mean**2) / (n - 1) if n > 1 else float("nan")
     stderr = math.sqrt(max(variance, 0.0) / n) if n > 1 else float("nan")
     estimator_stderr = math.sqrt(spread / draws) / n if draws > 1 else None

@@ -21,7 +21,11 @@ def best_and_last(metrics: Path, metric: str) -> dict[str, Any]:
         raise ValueError(f"{metrics}: no test evaluation of {metric} recorded")
 
     def entry(r: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if r is None else {"step": r["step"], "value": r[metric], "stderr": r.get(f"{metric}_stderr")}
+        return (
+            None
+            if r is None
+            else {"step": r["step"], "value": r[metric], "stderr": r.get(f"{metric}_stderr")}
+        )
 
     finite = [r for r in tests if r[metric] is not None]
     best = min(finite, key=lambda r: (r[metric], r["step"])) if finite else None
@@ -45,8 +49,19 @@ def record_test_split(root: Path, data: DataConfig, data_dir: str | None) -> Pat
         return None
     rule, files = held_out
     path = Path(root) / "test_split.json"
-    write_atomic(path, json.dumps({"data_dir": str(data_dir or data.data_dir), "rule": rule,
-                                "folder_test_images": data.folder_test_images,
-                                "folder_split_seed": data.folder_split_seed, "count": len(files), "files": files},
-                               indent=1) + "\n")
+    write_atomic(
+        path,
+        json.dumps(
+            {
+                "data_dir": str(data_dir or data.data_dir),
+                "rule": rule,
+                "folder_test_images": data.folder_test_images,
+                "folder_split_seed": data.folder_split_seed,
+                "count": len(files),
+                "files": files,
+            },
+            indent=1,
+        )
+        + "\n",
+    )
     return path

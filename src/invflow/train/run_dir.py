@@ -15,7 +15,12 @@ import yaml
 from invflow.config import Config, dump_config, migrate_legacy_keys
 from invflow.models import config_from_dict
 from invflow.storage import DiskFullError, is_disk_full, write_atomic
-from invflow.train.checkpoint import CheckpointError, FoundCheckpoint, latest_good_checkpoint, load_checkpoint_file
+from invflow.train.checkpoint import (
+    CheckpointError,
+    FoundCheckpoint,
+    latest_good_checkpoint,
+    load_checkpoint_file,
+)
 
 
 class RunDir:

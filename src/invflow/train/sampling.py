@@ -43,7 +43,9 @@ def write_samples(model: FlowModel, config: Config, path: Path, n: int, temperat
                 if samples is None:
                     return None
                 data = sample_toy2d(config.data.dataset, 100_000, torch.Generator().manual_seed(seed))
-                return write_atomic(path, density_2d_png(model.log_prob, samples, title=config.name, data=data))
+                return write_atomic(
+                    path, density_2d_png(model.log_prob, samples, title=config.name, data=data)
+                )
             images = _sample(model, n, temperature, path, drop_nonfinite)
             if images is None:
                 return None
@@ -55,14 +57,18 @@ def write_samples(model: FlowModel, config: Config, path: Path, n: int, temperat
         model.train(was_training)
 
 
-def _sample(model: FlowModel, n: int, temperature: float, path: Path, drop_nonfinite: bool) -> torch.Tensor | None:
+def _sample(
+    model: FlowModel, n: int, temperature: float, path: Path, drop_nonfinite: bool
+) -> torch.Tensor | None:
     try:
         return model.sample(n, temperature)
     except NonFiniteSamples as err:
         if not drop_nonfinite:
             raise
         finite = err.samples[~nonfinite_rows(err.samples)]
-        shown = f"{path} shows only the {len(finite)} finite ones" if len(finite) else f"{path} is not written"
+        shown = (
+            f"{path} shows only the {len(finite)} finite ones" if len(finite) else f"{path} is not written"
+        )
         print(f"invflow: warning: {err}; {shown}", file=sys.stderr, flush=True)
         if len(finite) == 0:
             return None

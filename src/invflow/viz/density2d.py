@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import io
-from typing import Callable
+from collections.abc import Callable
 
 import matplotlib
 
@@ -22,8 +22,14 @@ def density_on_grid(log_prob: Callable[[Tensor], Tensor], bound: float = 4.0, re
     return xx, yy, values.exp().reshape(resolution, resolution)
 
 
-def density_2d_png(log_prob: Callable[[Tensor], Tensor], samples: Tensor | None = None,
-                   title: str = "", bound: float = 4.0, resolution: int = 200, data: Tensor | None = None) -> bytes:
+def density_2d_png(
+    log_prob: Callable[[Tensor], Tensor],
+    samples: Tensor | None = None,
+    title: str = "",
+    bound: float = 4.0,
+    resolution: int = 200,
+    data: Tensor | None = None,
+) -> bytes:
     """The bytes of a PNG with the data's density (a normalised histogram of ``data``, if given),
     the model density on a grid, and a histogram of model samples (if given), side by side, as
     Figure 12 of Chen et al. 2019 shows the data beside the learned densities."""

@@ -1,0 +1,374 @@
+"""The parts of one training run (docs/architecture.md section 6): set-up, one optimizer step,
+the periodic work (log, evaluate, sample, checkpoint) and teardown. ``invflow.train.loop.train``
+runs them; each part reads at once."""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from invflow.config import Config
+from invflow.core.model import FlowModel
+from invflow.models import build_model
+from invflow.storage import DiskFullError, disk_full_as_error
+from invflow.train import faults
+from invflow.train.batches import Prefetcher
+from invflow.train.checkpoint import latest_good_checkpoint
+from invflow.train.distributed import DistContext, all_reduce_sum, barrier
+from invflow.train.ema import make_ema, update_ema
+from invflow.train.evaluate import EvalResult, evaluate, held_out_batches
+from invflow.train.interrupt import StopRequest, TrainingInterrupted
+from invflow.train.metrics import MetricsLog
+from invflow.train.progress import progress_line, wants_lines
+from invflow.train.results import record_test_split, write_results
+from invflow.train.run_dir import RunDir, check_same_model
+from invflow.train.sampling import write_samples_or_warn
+from invflow.train.state import TrainingState
+from invflow.train.tensorboard import TensorBoardLog
+
+_clock = time.monotonic  # the wall clock of train.checkpoint_minutes (a test replaces it)
+LOW_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many non-finite losses or gradients."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    run_dir: Path
+    step: int
+    metric: str
+    train_value: float
+    test_value: float
+    test_stderr: float
+    nonfinite: int
+    seconds: float
+    model: FlowModel = field(repr=False, default=None)
+    checkpoint_fallbacks: list[str] = field(default_factory=list)
+    best_test_value: float = float("nan")  # the best periodic test evaluation (results.json)
+    best_test_step: int = -1
+
+
+@dataclass
+class StepOutcome:
+    """What one step decided, agreed across processes: skipped as non-finite, a stop was
+    requested, the checkpoint clock is due."""
+
+    bad: bool
+    stopping: bool
+    clock_due: bool
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str = "constant") -> float:
+    """The learning-rate multiplier of optimizer step ``step`` (0-based): a linear warm-up over
+    ``warmup_steps``, then constant, or (``cosine``) decayed as ``(1 + cos(π t)) / 2`` with
+    ``t`` the fraction of the steps after the warm-up that is done."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    if schedule == "constant" or step < warmup_steps:
+        return warm
+    done = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
+
+
+def build_for_training(config: Config, device: torch.device) -> FlowModel:
+    """The model on ``device``, refusing what its family does not support (its hooks say why)."""
+    tc = config.train
+    model = build_model(config).to(device)
+    if tc.compile and model.compile_unsupported:
+        raise ValueError(f"train.compile=true is not supported by the {config.family} family: "
+                         f"{model.compile_unsupported}")
+    if tc.precision != "fp32":
+        if model.low_precision_unsupported:
+            raise ValueError(
+                f"train.precision={tc.precision} is not supported by the {config.family} family: "
+                f"{model.low_precision_unsupported}"
+            )
+        model.set_conditioner_precision(LOW_PRECISION[tc.precision])
+    return model
+
+
+@torch.no_grad()
+def initialize(model: FlowModel, batches, objective, device: torch.device) -> None:
+    """Data-dependent initialisation (ActNorm) from the first training batch, in its own RNG fork."""
+    batch = batches.batch(0)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        objective.loss(model, batch.to(device))
+
+
+class TrainingSession:
+    """One run's model, optimizer, logs and clocks, and the parts of the loop that use them."""
+
+    def __init__(self, config: Config, run: RunDir, source, test_data, ctx: DistContext, device: torch.device,
+                 stop: StopRequest) -> None:
+        self.config, self.tc, self.run, self.ctx, self.device, self.stop = (
+            config,
+            config.train,
+            run,
+            ctx,
+            device,
+            stop,
+        )
+        self.source, self.test_data = source, test_data
+        self.batches = Prefetcher(source, config.data.num_workers, pin_memory=device.type == "cuda") \
+            if config.data.num_workers > 0 else source
+        self.log: MetricsLog | None = None
+        self.board: TensorBoardLog | None = None
+        self.bar = None
+
+    def set_up(self, resume: bool, data_dir: str | None, progress: bool | None) -> None:
+        """Model, objective, optimizer, EMA, the checkpoint to resume from, the wrapped forward, logs."""
+        tc, ctx = self.tc, self.ctx
+        self.model = build_for_training(self.config, self.device)
+        self.objective = self.model.make_objective(self.config.data.n_bits)
+        initialize(self.model, self.source, self.objective, self.device)  # rank 0's init wins under DDP
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, tc.warmup_steps, tc.steps, tc.lr_schedule))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=tc.precision == "fp16")
+        self.ema = make_ema(self.model, tc.ema_decay, tc.ema_schedule)
+        self.state = TrainingState(self.config, self.model, self.ema, self.optimizer, self.scheduler,
+                                   self.scaler, ctx)
+        found = self._resume() if resume else None
+        faults.check_startup()
+        net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                      else None) if ctx.enabled else self.model
+        self.forward = torch.compile(net) if tc.compile else net
+        self._open_logs(found, data_dir)
+        self._start_clocks(progress)
+
+    def _resume(self):
+        found = latest_good_checkpoint(self.run.checkpoints)
+        if found is not None:
+            check_same_model(found.state["config"], self.config, found.path)
+            self.state.load(found.state, found.path)
+            if self.ctx.is_main:
+                print(f"resuming {self.run.root} from {found.path.name} at step {self.state.step}")
+        return found
+
+    def _open_logs(self, found, data_dir: str | None) -> None:
+        """Rank 0 writes the config, metrics.jsonl and TensorBoard; a resumed run never records a
+        step twice (TensorBoard events past the resumed step are purged)."""
+        self.fallbacks = found.fallbacks() if found is not None else []
+        if not self.ctx.is_main:
+            return
+        self.run.write_config(self.config)
+        record_test_split(self.run.root, self.config.data, data_dir)
+        self.log = MetricsLog(self.run.metrics, resume_step=self.state.step if found is not None else 0)
+        if self.tc.tensorboard:
+            self.board = TensorBoardLog(self.run.tensorboard, purge_step=self.state.step + 1)
+        if self.fallbacks:
+            self.log.write({"step": self.state.step, "event": "checkpoint_fallback", "used": found.path.name,
+                            "skipped": self.fallbacks})
+
+    def _start_clocks(self, progress: bool | None) -> None:
+        self.started = self.window_start = time.perf_counter()
+        self.cpu_started = time.process_time()
+        self.last_save = _clock()
+        self.window_images, self.window_step = 0, self.state.step
+        self.train_value = float("nan")
+        self.bar = tqdm(
+            total=self.tc.steps,
+            initial=self.state.step,
+            dynamic_ncols=True,
+            desc=self.config.name,
+            disable=True if not self.ctx.is_main else (None if progress is None else not progress),
+        )
+        self.lines = self.ctx.is_main and wants_lines(progress)  # a log file: plain lines, not the bar
+
+    # ------------------------------------------------------------------------------------ one step
+    def step(self) -> StepOutcome:
+        """Forward, backward, clipping, a non-finite check agreed across processes, then the update
+        (or, for a non-finite step, no update at all)."""
+        tc, ctx, state = self.tc, self.ctx, self.state
+        batch = self.batches.batch(state.step).to(self.device)
+        loss, stats = self.objective.loss(self.model, batch, self.forward)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip or math.inf)
+        # Gradients are already averaged over processes; the loss, a stop request and the wall clock
+        # are local, so agree on them in one reduction.
+        clock_due = (
+            tc.checkpoint_minutes is not None and _clock() - self.last_save >= 60 * tc.checkpoint_minutes
+        )
+        flags = all_reduce_sum(torch.tensor([float(not (torch.isfinite(loss) and torch.isfinite(grad_norm))),
+                                             float(self.stop.requested), float(clock_due)]), ctx)
+        outcome = StepOutcome(*(bool(f > 0) for f in flags))
+        state.step += 1
+        faults.check_after_step(state.step)
+        self.bar.update(1)
+        if outcome.bad:
+            self._skip_nonfinite()
+        else:
+            self._update(batch.x.shape[0])
+            if state.step % tc.log_every == 0 or state.step == tc.steps:
+                self._log_train(stats, grad_norm)
+        return outcome
+
+    def _skip_nonfinite(self) -> None:
+        """A non-finite step must never reach the weights: count it, stop after too many."""
+        self.state.nonfinite += 1
+        self.scaler.update()
+        self.write({"step": self.state.step, "split": "train", "nonfinite": self.state.nonfinite})
+        if self.state.nonfinite > self.tc.max_nonfinite:
+            raise TrainingDiverged(
+                f"stopping: {self.state.nonfinite} non-finite losses or gradients (train.max_nonfinite="
+                f"{self.tc.max_nonfinite}); lower train.lr, raise train.warmup_steps or set train.grad_clip"
+            )
+
+    def _update(self, images: int) -> None:
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.model.after_optimizer_step()
+        if not bool(torch.isfinite(torch.stack(torch._foreach_norm(list(self.model.parameters())))).all()):
+            raise TrainingDiverged(f"stopping at step {self.state.step}: the update made weights non-finite "
+                                   "although the loss and gradients were finite; lower train.lr or set "
+                                   "train.grad_clip")
+        update_ema(self.ema, self.model)
+        self.window_images += images * self.ctx.world_size
+
+    def _log_train(self, stats: dict[str, torch.Tensor], grad_norm: torch.Tensor) -> None:
+        """The training record (means over processes), the bar or a progress line."""
+        elapsed = time.perf_counter() - self.window_start
+        names = sorted(stats)
+        reduced = all_reduce_sum(torch.stack([stats[k].detach().float().cpu() for k in names]), self.ctx)
+        means = {k: float(v) / self.ctx.world_size for k, v in zip(names, reduced)}
+        metric = self.objective.metric
+        self.train_value = means[metric]
+        rate = self.window_images / elapsed if elapsed > 0 else float("nan")
+        self.write(
+            {
+                "step": self.state.step,
+                "split": "train",
+                **means,
+                "lr": self.scheduler.get_last_lr()[0],
+                "grad_norm": float(grad_norm),
+                "images_per_s": rate,
+                "elapsed_s": time.perf_counter() - self.started,
+                "cpu_s": time.process_time() - self.cpu_started,
+                "nonfinite": self.state.nonfinite,
+                **self.model.training_stats(),
+            }
+        )
+        self.bar.set_postfix({metric: f"{self.train_value:.3f}", "img/s": f"{rate:.0f}"})
+        if self.lines:
+            print(
+                progress_line(
+                    self.config.name,
+                    self.state.step,
+                    self.tc.steps,
+                    metric,
+                    self.train_value,
+                    rate,
+                    elapsed / max(self.state.step - self.window_step, 1),
+                ),
+                flush=True,
+            )
+        self.window_start, self.window_images, self.window_step = time.perf_counter(), 0, self.state.step
+
+    # ------------------------------------------------------------------------------ periodic work
+    def periodic(self, clock_due: bool) -> None:
+        """Evaluate, write a sample grid and checkpoint when their step (or the clock) says so."""
+        step, tc = self.state.step, self.tc
+        if step % tc.eval_every == 0:
+            result = self.held_out()
+            self.write({"step": step, "split": "test", **result.as_dict()})
+            if self.ctx.is_main:
+                self.bar.write(f"step {step}: test {result}")
+        if step % tc.sample_every == 0 and self.ctx.is_main:
+            self.sample_grid(f"step-{step:08d}")
+        if step % tc.checkpoint_every == 0 or clock_due:
+            self.save()
+
+    def held_out(self) -> EvalResult:
+        """The EMA model on the held-out batches."""
+        batches = held_out_batches(self.config, self.test_data, self.tc.eval_batches, self.ctx)
+        return evaluate(
+            self.ema.module, self.objective, batches, self.device, seed=self.tc.seed, ctx=self.ctx
+        )
+
+    def write(self, record: dict) -> None:
+        """A metrics record (and its TensorBoard scalars), rank 0 only; a full disk checkpoints first."""
+        if self.log is None:
+            return
+        try:
+            self.log.write(record)
+            if self.board is not None:
+                with disk_full_as_error(self.run.tensorboard):
+                    self.board.scalars(record)
+        except DiskFullError as err:
+            raise self.state.save_after_disk_full(self.run, err) from None
+
+    def sample_grid(self, name: str) -> None:
+        """A sample grid (and its TensorBoard image): a full disk costs the picture, not the run."""
+        tc = self.tc
+        path = write_samples_or_warn(self.ema.module, self.config, self.run.samples / f"{name}.png",
+                                     tc.n_samples_grid, tc.sample_temperature, seed=tc.seed)
+        if self.board is None or path is None:
+            return
+        try:
+            with disk_full_as_error(self.run.tensorboard):
+                self.board.image("samples", self.state.step, path)
+        except DiskFullError as err:
+            warnings.warn(f"{err}; the sample image is not in TensorBoard, training goes on", RuntimeWarning,
+                          stacklevel=2)
+
+    def save(self) -> Path | None:
+        path = self.state.save(self.run)
+        self.last_save = _clock()
+        return path
+
+    # ----------------------------------------------------------------------------------- teardown
+    def stop_here(self) -> None:
+        """Checkpoint the finished step and stop (``TrainingInterrupted``)."""
+        self.bar.close()
+        path = self.save()
+        if self.board is not None:
+            self.board.close()
+        raise TrainingInterrupted(self.stop.signum, self.state.step, path)
+
+    def finish(self) -> TrainResult:
+        """Last checkpoint, final evaluation and sample grid, results.json; the run's report."""
+        self.bar.close()
+        self.state.save(self.run)
+        result = self.held_out()
+        self.write({"step": self.state.step, "split": "test", **result.as_dict()})
+        if self.ctx.is_main:
+            self.sample_grid("final")
+        if self.board is not None:
+            self.board.close()
+        best = write_results(self.run.root, self.run.metrics, self.objective.metric)["best"] \
+            if self.ctx.is_main else None
+        best = best or {"value": float("nan"), "step": -1}  # no finite evaluation (or not rank 0)
+        barrier(self.ctx)
+        return TrainResult(
+            self.run.root,
+            self.state.step,
+            self.objective.metric,
+            self.train_value,
+            result.mean,
+            result.stderr,
+            self.state.nonfinite,
+            time.perf_counter() - self.started,
+            self.model,
+            self.fallbacks,
+            best["value"],
+            best["step"],
+        )
+
+    def close(self) -> None:
+        """Release what runs beside the loop (the prefetching thread, the bar), on any exit."""
+        if isinstance(self.batches, Prefetcher):
+            self.batches.close()
+        if self.bar is not None:
+            self.bar.close()
