@@ -120,6 +120,7 @@ class TrainConfig:
     deterministic: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False
+    threads: int | None = None
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     n_samples_grid: int = 64
     sample_temperature: float = 1.0
@@ -134,6 +135,8 @@ class TrainConfig:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.grad_clip is not None:
             positive(self, "grad_clip")
+        if self.threads is not None:
+            positive(self, "threads")
         if not self.sample_temperature >= 0:
             raise ValueError(f"train.sample_temperature must be >= 0, got {self.sample_temperature}")
         if self.eval_batches is not None:

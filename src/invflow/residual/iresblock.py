@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from invflow.core.flow import Flow, check_shape
+from invflow.residual.forward_jacobian import forward_with_jacobian, supports_forward_jacobian
 from invflow.residual.logdet import (
     N_DISTRIBUTIONS,
     backward_in_forward,
@@ -89,7 +90,10 @@ class InvertibleResidualBlock(Flow):
 
     Log-det (``logdet``):
 
-    - ``"exact"``: full Jacobian and ``slogdet``, in training and eval (small inputs only);
+    - ``"exact"``: full Jacobian and ``slogdet``, in training and eval (small inputs only); for
+      vectors through a chain of layers that carry their Jacobian forward (the MLPs of
+      :func:`~invflow.residual.nets.mlp_residual_net`) in forward mode, else one
+      vector–Jacobian product per row;
     - ``"unbiased"``: Russian-roulette power series (Theorem 1): ``n_exact_terms`` terms always,
       then ``N ~ n_dist`` more (``poisson`` with rate ``n_dist_param`` (default 2), ``geometric``
       with ``p = n_dist_param`` (default 0.5), or ``fixed``: no tail, a *biased*
@@ -167,6 +171,8 @@ class InvertibleResidualBlock(Flow):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x, "forward")
+        if self.logdet == "exact" and x.dim() == 2 and supports_forward_jacobian(self.g):
+            return self._forward_mode_exact(x)
         params = [p for p in self.g.parameters() if p.requires_grad]
         need_grad = torch.is_grad_enabled() and (x.requires_grad or bool(params))
         with torch.enable_grad():
@@ -181,6 +187,16 @@ class InvertibleResidualBlock(Flow):
         if not need_grad:
             y, logdet = y.detach(), logdet.detach()
         return y, logdet
+
+    def _forward_mode_exact(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The exact log-det of a vector block from its Jacobian carried forward with the
+        activations (:mod:`invflow.residual.forward_jacobian`): one plain backward to train, no
+        double backward, no graph at all under ``torch.no_grad()``."""
+        gx, jac_t = forward_with_jacobian(self.g, x)
+        eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+        logdet = torch.linalg.slogdet(eye + jac_t).logabsdet
+        self._stats = {"estimate": logdet.detach(), "n_terms": 0}
+        return x + gx, logdet
 
     def _estimate(self, gx: Tensor, x: Tensor, params: list[Tensor], need_grad: bool) -> Tensor:
         exact_terms = self.n_exact_terms if self.training else max(self.n_exact_terms, self.eval_terms)

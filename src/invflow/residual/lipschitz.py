@@ -219,6 +219,13 @@ class SpectralNormLinear(_InducedNormMixin, nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.normalized_weight(x), self.bias)
 
+    def forward_with_jacobian(self, x: Tensor, t: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``(W̃x + b, t·W̃ᵀ)`` (``t = None``: the identity, giving ``W̃ᵀ`` for every sample); see
+        :mod:`invflow.residual.forward_jacobian`."""
+        weight = self.normalized_weight(x)
+        wt = weight.t()
+        return F.linear(x, weight, self.bias), wt.expand(x.shape[0], *wt.shape) if t is None else t @ wt
+
 
 class SpectralNormConv2d(_InducedNormMixin, nn.Conv2d):
     """Stride-1 "same" convolution whose operator on the input's ``H x W`` has induced

@@ -7,7 +7,9 @@ one step, periodic work, teardown) are ``TrainingSession``'s methods (``train/se
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -74,10 +76,24 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
                 if ctx.is_main:
                     print(f"using the run's recorded data directory {recorded}")
         config = _with_data_dir(config, data_dir or config.data.data_dir)
-        with StopRequest() as stop:
+        with StopRequest() as stop, intra_op_threads(config.train.threads):
             return _train(config, run, resume, data_dir, progress, ctx, device, stop)
     finally:
         lock.release()
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` for the run, restored after (``None``: leave torch's).
+    Tiny models are faster on one thread: the per-operation cost of waking a second thread is
+    larger than the work, and on a loaded machine each operation waits for the busier core."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, progress: bool | None,

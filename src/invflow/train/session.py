@@ -25,6 +25,7 @@ from invflow.train.ema import make_ema, update_ema
 from invflow.train.evaluate import EvalResult, evaluate, held_out_batches
 from invflow.train.interrupt import StopRequest, TrainingInterrupted
 from invflow.train.metrics import MetricsLog
+from invflow.train.optimizer import make_adam
 from invflow.train.progress import progress_line, wants_lines
 from invflow.train.results import record_test_split, write_results
 from invflow.train.run_dir import RunDir, check_same_model
@@ -130,7 +131,7 @@ class TrainingSession:
         self.model = build_for_training(self.config, self.device)
         self.objective = self.model.make_objective(self.config.data.n_bits)
         initialize(self.model, self.source, self.objective, self.device)  # rank 0's init wins under DDP
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.optimizer = make_adam(self.model.parameters(), tc.lr, tc.weight_decay, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, tc.warmup_steps, tc.steps, tc.lr_schedule))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=tc.precision == "fp16")
