@@ -47,6 +47,7 @@ def one_line_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
     ("modellevels=2", "must be section.key"),
     ("train.n_samples_grid=20000", "train.n_samples_grid must be <= 10000 (one PNG grid), got 20000"),
     ("train.checkpoint_minutes=0", "train.checkpoint_minutes must be > 0, got 0"),
+    ("train.threads=0", "train.threads must be > 0, got 0"),
 ])
 def test_invalid_set_values(setting: str, message: str, tmp_path: Path, capsys) -> None:
     err = one_line_error(
