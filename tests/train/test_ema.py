@@ -47,3 +47,24 @@ def test_unknown_schedule_is_refused() -> None:
 
     with pytest.raises(ValueError, match="EMA schedule"):
         make_ema(nn.Linear(1, 1), 0.9, "cosine")
+
+
+def test_multi_tensor_update_equals_averaged_models_own() -> None:
+    """``update_ema``'s two multi-tensor calls against ``AveragedModel.update_parameters`` over
+    steps with changing weights (both warm-up and constant schedules)."""
+    for schedule in ("warmup", "constant"):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+        fast, reference = make_ema(model, 0.9, schedule), make_ema(model, 0.9, schedule)
+        for _ in range(5):
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(torch.randn_like(p))
+                model[1].running_mean.add_(1.0)
+            update_ema(fast, model)
+            reference.update_parameters(model)
+            for b_ref, b in zip(reference.module.buffers(), model.buffers()):
+                b_ref.copy_(b)
+        assert int(fast.n_averaged) == int(reference.n_averaged) == 5
+        for a, b in zip(fast.module.state_dict().values(), reference.module.state_dict().values()):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)

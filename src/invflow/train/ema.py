@@ -42,7 +42,21 @@ def make_ema(model: nn.Module, decay: float, schedule: str = "warmup") -> Averag
 
 @torch.no_grad()
 def update_ema(ema: AveragedModel, model: nn.Module) -> None:
-    """One EMA update from ``model`` (the first update copies the weights)."""
-    ema.update_parameters(model)
-    for ema_buffer, buffer in zip(ema.module.buffers(), model.buffers()):
-        ema_buffer.copy_(buffer)
+    """One EMA update from ``model`` (the first update copies the weights), then the buffers copied.
+
+    What ``AveragedModel.update_parameters`` does for parameters on one device (the training
+    loop's case), as two multi-tensor calls: its own per-parameter bookkeeping took 4-5 ms a step
+    for the 192 tensors of the checkerboard model, against 0.4 ms for the update itself.
+    """
+    ema_params, params = list(ema.module.parameters()), list(model.parameters())
+    if len(ema_params) != len(params) or len({p.device for p in params + ema_params}) > 1:
+        ema.update_parameters(model)  # the general path (and its errors)
+    elif int(ema.n_averaged) == 0:
+        torch._foreach_copy_(ema_params, params)
+        ema.n_averaged += 1
+    else:
+        ema.multi_avg_fn(ema_params, params, ema.n_averaged)
+        ema.n_averaged += 1
+    ema_buffers, buffers = list(ema.module.buffers()), list(model.buffers())
+    if ema_buffers:
+        torch._foreach_copy_(ema_buffers, buffers)
