@@ -21,8 +21,19 @@ def test_unset_is_a_plain_write(monkeypatch: pytest.MonkeyPatch) -> None:
     assert buffer.getvalue() == b"abc"
 
 
+def test_term_after_step_signals_only_at_its_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``term-after-step:S`` sends this process SIGTERM (not SIGKILL) after step S, nowhere else."""
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(faults.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setenv(faults.ENV_VAR, "term-after-step:3")
+    faults.check_startup()
+    for step in range(1, 6):
+        faults.check_after_step(step)
+    assert sent == [(os.getpid(), signal.SIGTERM)]
+
+
 @pytest.mark.parametrize(
-    "value", ["boom", "after-step", "after-step:x", "checkpoint-write:1", "after-step:-1"]
+    "value", ["boom", "after-step", "after-step:x", "checkpoint-write:1", "after-step:-1", "term-after-step"]
 )
 def test_malformed_value_is_named(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv(faults.ENV_VAR, value)

@@ -6,6 +6,8 @@ before the timer fires, or the kill may land anywhere. Instead the process kills
 
 - ``startup``: after the model is built and a checkpoint (if any) restored, before the first step;
 - ``after-step:S``: right after optimizer step ``S`` is taken, before it can be checkpointed;
+- ``term-after-step:S``: the same point, but the process sends itself ``SIGTERM`` (what a
+  scheduler or Ctrl-C sends) instead of dying: the run must stop cleanly, as for a real signal;
 - ``checkpoint-write:K:N``: during this process's ``K``-th checkpoint file write (1-based), after
   ``N`` bytes of the temporary file are on disk (at most all but one byte, so the file is always
   cut short), i.e. a crash in the middle of writing a checkpoint.
@@ -29,7 +31,7 @@ def _spec() -> tuple[str, tuple[int, ...]] | None:
     if not raw:
         return None
     name, *args = raw.split(":")
-    arity = {"startup": 0, "after-step": 1, "checkpoint-write": 2}
+    arity = {"startup": 0, "after-step": 1, "term-after-step": 1, "checkpoint-write": 2}
     try:
         numbers = tuple(int(a) for a in args)
     except ValueError:
@@ -40,8 +42,8 @@ def _spec() -> tuple[str, tuple[int, ...]] | None:
         or len(numbers) != len(args)
         or any(n < 0 for n in numbers)
     ):
-        raise ValueError(f"{ENV_VAR}={raw!r}: expected 'startup', 'after-step:S' or 'checkpoint-write:K:N' "
-                         "with non-negative integers")
+        raise ValueError(f"{ENV_VAR}={raw!r}: expected 'startup', 'after-step:S', 'term-after-step:S' or "
+                         "'checkpoint-write:K:N' with non-negative integers")
     return name, numbers
 
 
@@ -57,10 +59,15 @@ def check_startup() -> None:
 
 
 def check_after_step(step: int) -> None:
-    """Die here if ``INVFLOW_FAULT=after-step:<step>``."""
+    """Die here if ``INVFLOW_FAULT=after-step:<step>``; send this process ``SIGTERM`` if
+    ``INVFLOW_FAULT=term-after-step:<step>``."""
     spec = _spec()
-    if spec is not None and spec[0] == "after-step" and spec[1][0] == step:
+    if spec is None or spec[1][:1] != (step,):
+        return
+    if spec[0] == "after-step":
         _die()
+    elif spec[0] == "term-after-step":
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def write_checkpoint_bytes(f: BinaryIO, data: bytes) -> None:
