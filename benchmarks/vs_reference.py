@@ -181,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--loss", choices=("bpd", "nats"), default="bpd", help="--learning: the loss minimised"
     )
+    parser.add_argument("--init-seed", type=int, default=0,
+                        help="--learning: torch seed of both models' initialisation (batches: seed 7)")
     parser.add_argument(
         "--out", help="result file stem in benchmarks/results (default vs_reference[_learning])"
     )

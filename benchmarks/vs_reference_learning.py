@@ -119,12 +119,13 @@ def run_learning(args: argparse.Namespace) -> int:
     gen = torch.Generator().manual_seed(12345)
     x_test = (test.float() + torch.rand(test.shape, generator=gen)) / 256
     meta = environment(
-        "cpu", loss=args.loss, lr=LR, warmup=WARMUP, clip=CLIP, batch=BATCH, test_images=TEST_IMAGES
+        "cpu", loss=args.loss, lr=LR, warmup=WARMUP, clip=CLIP, batch=BATCH, test_images=TEST_IMAGES,
+        init_seed=args.init_seed,
     )
     print_environment(meta)
     rows = []
     for model in args.models:
-        torch.manual_seed(0)
+        torch.manual_seed(args.init_seed)  # both models' initialisation; the batches always come from seed 7
         if model == "glow":
             pair = (invflow_glow(GLOW_SIZES["small"]), reference_glow(GLOW_SIZES["small"]))
             steps = args.glow_steps
