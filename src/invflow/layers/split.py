@@ -13,15 +13,15 @@ of the ``log σ`` outputs divided at run time by ``fan_in = 9·C_1`` (the equali
 device of Karras et al. 2018, sec. 4.1: the same family of functions, another parametrisation):
 ``log σ = (W_σ * x_1) / (9·C_1) + b_σ``, ``μ = W_μ * x_1 + b_μ``. Why: Adam moves every weight by
 about ``lr`` per step whatever its gradient's size, and on MNIST's background every tap of the patch
-carries the same value, so a summing ``log σ`` head falls by up to ``lr·Σ|x_1|`` per step (≈ 0.065 at
-lr 1e-3 with the background's ``|x_1| ≈ 3.6`` measured at step 150, 65 times a per-channel scale).
-The factored background turned sharp within ~100 steps, which multiplies the gradient of every
-layer below by ``1/σ``: the global gradient norm (loss in nats) grew from 1.5k to a median 29k over
-steps 126-150 against normflows' 7k, and global-norm clipping then shrank every other parameter's
-step (README "vs_reference"; only the ``log σ`` head does this: a conditional mean with ``log σ = 0``
-stayed below 13k over 300 steps). Divided by ``fan_in``, the head moves at the pace of one parameter. The biases are
-not scaled. Checkpoints written before the divisor existed (no ``log_std_fan_in`` buffer) load with
-divisor 1, i.e. exactly the function they held.
+carries the same value, so a summing ``log σ`` head falls by up to ``lr·Σ|x_1|`` per step (≈ 0.065
+at lr 1e-3 with the background's ``|x_1| ≈ 3.6`` measured at step 150, 65 times a per-channel
+scale). The factored background turned sharp within ~100 steps, which multiplies the gradient of
+every layer below by ``1/σ``: the global gradient norm (loss in nats) grew from 1.5k to a median 29k
+over steps 126-150 against normflows' 7k, and global-norm clipping then shrank every other
+parameter's step (README "vs_reference"; only the ``log σ`` head does this: a conditional mean with
+``log σ = 0`` stayed below 13k over 300 steps). Divided by ``fan_in``, the head moves at the pace of
+one parameter. The biases are not scaled. Checkpoints written before the divisor existed (no
+``log_std_fan_in`` buffer) load with divisor 1, i.e. exactly the function they held.
 """
 from __future__ import annotations
 
