@@ -39,7 +39,10 @@ def test_train_eval_sample_from_run_dir(mnist_dir, tmp_path, capsys) -> None:
     records = read_metrics(run / "metrics.jsonl")
     train_bpd = [r["bpd"] for r in records if r["split"] == "train" and "bpd" in r]
     assert len(train_bpd) == 8 and all(map(torch.isfinite, torch.tensor(train_bpd)))
-    assert train_bpd[-1] < train_bpd[0] - 0.5, train_bpd
+    # 40 steps of this 2-step model: 7.92 -> 7.43 (0.49) since the factor-out prior's log σ head moves at
+    # the pace of one parameter (layers/split.py); 7.92 -> 7.29 when it summed its taps, faster here
+    # and slower over 600 steps of the issue-16 Glow (README "vs_reference").
+    assert train_bpd[-1] < train_bpd[0] - 0.4, train_bpd
     test = [r for r in records if r["split"] == "test"]
     assert test and test[-1]["count"] == 2 * 32 and test[-1]["bpd_stderr"] > 0
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "samples" / "final.png").is_file()
