@@ -22,28 +22,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
 
 import torch
 from common import RESULTS, environment, print_environment, write_results
 
-import invflow.residual.iresblock as iresblock
 from invflow.models import build_model, load_config
 from invflow.train.ema import make_ema, update_ema
 
 PRESET = "resflow-toy-checkerboard"
-
-
-@contextmanager
-def reverse_mode() -> Iterator[None]:
-    """Blocks take the reverse-mode rows (``exact_logdet``) instead of the forward-mode Jacobian."""
-    original = iresblock.supports_forward_jacobian
-    iresblock.supports_forward_jacobian = lambda g: False
-    try:
-        yield
-    finally:
-        iresblock.supports_forward_jacobian = original
 
 
 def averaged_model_update(ema, model) -> None:
@@ -57,15 +44,16 @@ def averaged_model_update(ema, model) -> None:
 def make_step(x: torch.Tensor, reverse: bool, fused: bool, new_ema: bool) -> Callable[[], None]:
     torch.manual_seed(0)
     model = build_model(load_config(PRESET))
+    for block in model.blocks():
+        block.carries_jacobian = not reverse  # False: the reverse-mode rows (``exact_logdet``)
     adam = {"fused": True} if fused else {"foreach": False}
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, **adam)
     ema = make_ema(model, 0.99)
 
     def step() -> None:
-        with reverse_mode() if reverse else nullcontext():
-            loss = -model.log_prob(x).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+        loss = -model.log_prob(x).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
         optimizer.step()
         (update_ema if new_ema else averaged_model_update)(ema, model)
 

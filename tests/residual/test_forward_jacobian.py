@@ -94,6 +94,16 @@ def test_which_nets_take_the_forward_mode_path() -> None:
     assert not supports_forward_jacobian(conv_residual_net(2, 4))  # images keep the reverse-mode rows
     assert not supports_forward_jacobian(nn.Sequential())
     assert not supports_forward_jacobian(nn.Sequential(SpectralNormLinear(2, 2), nn.Tanh()))
+    assert InvertibleResidualBlock(mlp_residual_net(2, 8), (2,), logdet="exact").carries_jacobian
+    assert not InvertibleResidualBlock(conv_residual_net(2, 4), (2, 4, 4), logdet="exact").carries_jacobian
+
+
+def test_switching_a_block_back_to_reverse_mode_rows_gives_the_same_logdet() -> None:
+    block = InvertibleResidualBlock(_net(2, "f", seed=5), (2,), logdet="exact")
+    x = torch.randn(4, 2, dtype=torch.float64)
+    forward_mode = block(x)[1]
+    block.carries_jacobian = False
+    torch.testing.assert_close(block(x)[1], forward_mode, atol=1e-13, rtol=0)
 
 
 def test_a_chain_that_changes_the_dimension_is_refused() -> None:

@@ -58,6 +58,22 @@ def _layout_like(t: Tensor | None, like: Tensor) -> Tensor | None:
     return t
 
 
+def _value_and_derivative(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
+    """``(f(x), f'(x))`` without a graph, in four allocations: ``t`` and ``t·s(1−s)`` (freed on
+    return), ``s`` (becomes ``f'``) and the output."""
+    t = beta * x
+    s = torch.sigmoid(t)
+    out = torch.mul(x, s).mul_(1 / SWISH_LIPSCHITZ_BOUND)
+    ss = torch.rsub(s, 1).mul_(s).mul_(t)  # t·s(1−s)
+    return out, s.add_(ss).mul_(1 / SWISH_LIPSCHITZ_BOUND)
+
+
+def _curvature(t: Tensor, s: Tensor) -> Tensor:
+    """``K·q = s(1−s)(2 + t(1−2s))`` by plain differentiable operations (``f''(x) = β·q``,
+    ``∂f'/∂β = x·q``; module docstring)."""
+    return s * (1 - s) * (2 + t * (1 - 2 * s))
+
+
 def _beta_grad(grad: Tensor, x: Tensor, beta: Tensor) -> Tensor:
     """``Σ grad·∂f/∂β = Σ grad·x²·s(1−s)/K`` (0-d), ``s`` recomputed rather than stored (one
     hidden-sized tensor less held per activation until the model's backward)."""
@@ -95,9 +111,7 @@ class _LipSwishBackward(torch.autograd.Function):
             g_grad = gg_x * d
             if torch.is_grad_enabled():  # differentiated again: plain out-of-place operations
                 t = beta * x
-                s = torch.sigmoid(t)
-                q = s * (1 - s) * (2 + t * (1 - 2 * s))
-                g_x = grad * gg_x * q * (beta / k)
+                g_x = grad * gg_x * _curvature(t, torch.sigmoid(t)) * (beta / k)
                 g_beta = torch.sum(g_x * x) / beta
             else:  # the same values with three scratch tensors instead of a dozen
                 t = beta * x
@@ -126,13 +140,7 @@ class _LipSwishFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        # four allocations: t and t·s(1−s) (freed on return), s (becomes d) and the output
-        t = beta * x
-        s = torch.sigmoid(t)
-        out = torch.mul(x, s).mul_(1 / SWISH_LIPSCHITZ_BOUND)
-        ss = torch.rsub(s, 1).mul_(s).mul_(t)  # t·s(1−s)
-        d = s.add_(ss).mul_(1 / SWISH_LIPSCHITZ_BOUND)
-        return out, d
+        return _value_and_derivative(x, beta)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
@@ -170,11 +178,7 @@ class _LipSwishWithDerivative(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        t = beta * x
-        s = torch.sigmoid(t)
-        out = torch.mul(x, s).mul_(1 / SWISH_LIPSCHITZ_BOUND)
-        d = torch.rsub(s, 1).mul_(s).mul_(t).add_(s).mul_(1 / SWISH_LIPSCHITZ_BOUND)
-        return out, d
+        return _value_and_derivative(x, beta)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
@@ -194,7 +198,7 @@ class _LipSwishWithDerivative(torch.autograd.Function):
             grad_x = g_out * ((s + t * ss) / k)
             grad_beta = torch.sum(g_out * x * x * ss) / k
         if g_d is not None:
-            gq = g_d * (ss * (2 + t * (1 - 2 * s)) / k)
+            gq = g_d * (_curvature(t, s) / k)
             grad_x = gq * beta if grad_x is None else grad_x + gq * beta
             grad_beta = torch.sum(gq * x) if grad_beta is None else grad_beta + torch.sum(gq * x)
         return grad_x, None if grad_beta is None else grad_beta.reshape(beta.shape)
@@ -203,9 +207,7 @@ class _LipSwishWithDerivative(torch.autograd.Function):
 def lipswish_with_derivative(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
     """``(x·σ(βx)/1.1, f'(x))`` fused; values and first and second derivatives equal to
     :func:`lipswish_reference` and its autograd derivative."""
-    if not torch.is_grad_enabled() or not (x.requires_grad or beta.requires_grad):
-        return lipswish_reference(x, beta), _derivatives(x, beta)[0]
-    return _LipSwishWithDerivative.apply(x, beta)
+    return _LipSwishWithDerivative.apply(x, beta)  # no graph is recorded where none is needed
 
 
 def lipswish(x: Tensor, beta: Tensor) -> Tensor:

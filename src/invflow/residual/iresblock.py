@@ -159,6 +159,9 @@ class InvertibleResidualBlock(Flow):
         self.inverse_rtol = inverse_rtol
         self.inverse_max_iter = inverse_max_iter
         self.last_inverse_iterations = 0
+        # decided once: the structure of g does not change between forwards (an attribute, so a
+        # benchmark can switch an exact block back to the reverse-mode rows)
+        self.carries_jacobian = len(self.shape) == 1 and supports_forward_jacobian(g)
         self._stats: dict[str, Tensor | int] = {}
 
     def extra_repr(self) -> str:
@@ -171,7 +174,7 @@ class InvertibleResidualBlock(Flow):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         self._check(x, "forward")
-        if self.logdet == "exact" and x.dim() == 2 and supports_forward_jacobian(self.g):
+        if self.logdet == "exact" and self.carries_jacobian:
             return self._forward_mode_exact(x)
         params = [p for p in self.g.parameters() if p.requires_grad]
         need_grad = torch.is_grad_enabled() and (x.requires_grad or bool(params))
