@@ -1,9 +1,10 @@
 """The shared layer registry: every flow layer is swept through the same brute-force checks.
 
 Each module in ``tests/layer_cases/`` defines ``CASES: list[LayerCase]``. ``all_cases()``
-collects them and ``tests/test_layer_harness.py`` checks every case in float64 for
-inverse(forward(x)) == x, log-det == log|det| of the autograd Jacobian, per-sample
-independence, and a ``ValueError`` on badly shaped input.
+collects them and ``tests/test_layer_harness.py`` runs the public checks of ``invflow.testing``
+on every case in float64 (inverse(forward(x)) == x, log-det == log|det| of the autograd
+Jacobian, per-sample independence, every parameter's gradient), for several contexts when the
+case is conditional, and a ``ValueError`` on badly shaped input.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from invflow import testing
 from invflow.core.flow import Flow
 
 
@@ -46,6 +48,7 @@ class LayerCase:
     inverse_atol: float = 1e-9
     logdet_atol: float = 1e-8
     check_wrong_channels: bool = True
+    context_features: int = 0
 
     def __str__(self) -> str:
         return self.name
@@ -55,14 +58,28 @@ class LayerCase:
         torch.manual_seed(seed)
         layer = self.make().double()
         gen = torch.Generator().manual_seed(seed + 1)
-        with torch.no_grad():
-            layer(self.sampler((8, *self.input_shape), gen))  # data-dependent init (ActNorm)
+        x = self.sampler((8, *self.input_shape), gen)
+        with torch.no_grad():  # data-dependent init (ActNorm)
+            context = torch.zeros(8, self.context_features, dtype=torch.float64)
+            layer(x) if not self.context_features else layer(x, context)
         randomize_parameters(layer, seed + 2)
         return layer.eval()
 
     def inputs(self, seed: int = 0) -> Tensor:
         gen = torch.Generator().manual_seed(seed + 3)
         return self.sampler((self.batch, *self.input_shape), gen)
+
+    def contexts(self, draws: int = 3) -> list[Tensor | None]:
+        """``[None]`` for an unconditional case; else ``draws`` different float64 contexts
+        ``(batch, context_features)``: one-hot labels, then Gaussian vectors."""
+        if not self.context_features:
+            return [None]
+        labels = torch.arange(self.batch) % self.context_features
+        out = [torch.nn.functional.one_hot(labels, self.context_features).double()]
+        for seed in range(1, draws):
+            gen = torch.Generator().manual_seed(100 + seed)
+            out.append(torch.randn(self.batch, self.context_features, generator=gen, dtype=torch.float64))
+        return out
 
     def wrong_shapes(self) -> list[tuple[int, ...]]:
         shape = self.input_shape
@@ -92,18 +109,8 @@ def randomize_parameters(layer: Flow, seed: int) -> None:
 
 
 def jacobian_logdet(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """Per-sample ``log|det J|`` of ``fn`` by brute force: the full autograd Jacobian of each sample."""
-    out = []
-    for xi in x:
-        def single(v: Tensor) -> Tensor:
-            return fn(v.unsqueeze(0)).reshape(-1)
-
-        jac = torch.autograd.functional.jacobian(single, xi)
-        jac = jac.reshape(jac.shape[0], -1)
-        if jac.shape[0] != jac.shape[1]:
-            raise AssertionError(f"Jacobian is not square: {tuple(jac.shape)}")
-        out.append(torch.linalg.slogdet(jac).logabsdet)
-    return torch.stack(out)
+    """Per-sample ``log|det J|`` of ``fn`` by brute force (``invflow.testing.jacobian_logdet``)."""
+    return testing.jacobian_logdet(lambda v, _: fn(v), x)
 
 
 def all_cases() -> list[LayerCase]:

@@ -38,9 +38,13 @@ def test_every_preset_builds_and_inverts(name: str) -> None:
     torch.manual_seed(0)
     model = invflow.build_model(load_config(name, small_overrides(name))).double()
     x = 0.1 + 0.8 * torch.rand(2, *model.input_shape, dtype=torch.float64)
-    z, logdet = model.flow(x)
+    spec = model.context_spec  # conditional presets: one context per sample, as the layers read it
+    given = None if spec is None else (
+        torch.tensor([0, 1]) if spec.is_class else torch.randn(2, spec.context_dim))
+    context = model.encode_context(given, 2, name)
+    z, logdet = model.flow(x, context)
     assert z.shape == (2, model.dims) and torch.isfinite(logdet).all()
-    torch.testing.assert_close(model.flow.inverse(z)[0], x, atol=1e-6, rtol=0)
+    torch.testing.assert_close(model.flow.inverse(z, context)[0], x, atol=1e-6, rtol=0)
 
 
 def test_tiny_inherits_from_its_base() -> None:

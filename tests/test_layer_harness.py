@@ -1,67 +1,65 @@
-"""The generic layer checks, run on every case of the shared registry (tests/harness.py)."""
+"""The generic layer checks of ``invflow.testing``, run on every case of the shared registry
+(tests/harness.py), for several contexts when the case is conditional."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from harness import LayerCase, all_cases, jacobian_logdet
+from harness import LayerCase, all_cases
+from invflow import testing
 
 CASES = all_cases()
 
 
-@pytest.mark.parametrize("case", CASES, ids=str)
-def test_inverse_of_forward_is_identity(case: LayerCase) -> None:
+def _each_context(case: LayerCase):
     layer = case.build()
     x = case.inputs()
-    with torch.no_grad():
-        z, _ = layer(x)
-        x_rec, _ = layer.inverse(z)
-    assert x_rec.shape == x.shape
-    torch.testing.assert_close(x_rec, x, atol=case.inverse_atol, rtol=0)
+    for context in case.contexts():
+        yield layer, x, context
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_inverse_logdet_is_minus_forward_logdet_at_the_inverse_point(case: LayerCase) -> None:
-    # log|det ∂x/∂z| at z = -log|det ∂z/∂x| at x = f^{-1}(z), on latents the layer maps data to.
-    layer = case.build()
-    with torch.no_grad():
-        z, _ = layer(case.inputs())
-        x, inverse_logdet = layer.inverse(z)
-        _, forward_logdet = layer(x)
-        x_only = layer.inverse_without_logdet(z)
-    assert inverse_logdet.shape == (z.shape[0],)
-    assert inverse_logdet.dtype == torch.float64
-    torch.testing.assert_close(inverse_logdet, -forward_logdet, atol=case.logdet_atol, rtol=0)
-    torch.testing.assert_close(x_only, x, atol=0, rtol=0)
+def test_inverse_of_forward_is_identity_and_inverse_logdet_is_minus_forward(case: LayerCase) -> None:
+    for layer, x, context in _each_context(case):
+        testing.check_inverse(layer, x, context, atol=case.inverse_atol, logdet_atol=case.logdet_atol)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_logdet_matches_autograd_jacobian(case: LayerCase) -> None:
-    layer = case.build()
-    x = case.inputs()
-    _, logdet = layer(x)
-    assert logdet.shape == (x.shape[0],)
-    assert logdet.dtype == torch.float64
-    expected = jacobian_logdet(lambda v: layer(v)[0], x)
-    torch.testing.assert_close(logdet.detach(), expected, atol=case.logdet_atol, rtol=0)
+    for layer, x, context in _each_context(case):
+        _, logdet = layer(x) if context is None else layer(x, context)
+        assert logdet.dtype == torch.float64
+        testing.check_logdet(layer, x, context, atol=case.logdet_atol)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_samples_are_independent(case: LayerCase) -> None:
-    layer = case.build()
-    x = case.inputs()
-    with torch.no_grad():
-        z, logdet = layer(x)
-        for i in range(x.shape[0]):
-            zi, ldi = layer(x[i : i + 1])
-            torch.testing.assert_close(zi[0], z[i], atol=1e-10, rtol=1e-10)
-            torch.testing.assert_close(ldi[0], logdet[i], atol=1e-10, rtol=1e-10)
+def test_samples_and_their_contexts_are_independent(case: LayerCase) -> None:
+    for layer, x, context in _each_context(case):
+        testing.check_batch_independence(layer, x, context)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_every_parameter_receives_a_gradient(case: LayerCase) -> None:
+    for layer, x, context in _each_context(case):
+        assert testing.check_gradients(layer, x, context) == sum(p.requires_grad for p in layer.parameters())
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.context_features], ids=str)
+def test_conditional_layers_read_their_context_and_refuse_a_missing_one(case: LayerCase) -> None:
+    layer, x = case.build(), case.inputs()
+    for context in case.contexts():
+        testing.check_context_used(layer, x, context)
+    with pytest.raises(ValueError, match="conditional and needs a context"):
+        layer(x)
+    with pytest.raises(ValueError, match="expected a context of shape"):
+        layer(x, case.contexts()[0][:, :-1])
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_bad_shapes_raise_value_error(case: LayerCase) -> None:
     layer = case.build()
+    context = case.contexts()[0]
     for shape in case.wrong_shapes():
         x = torch.zeros(2, *shape, dtype=torch.float64) + 0.5
         with pytest.raises(ValueError):
-            layer(x)
+            layer(x) if context is None else layer(x, context[:2])

@@ -128,6 +128,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         data_provenance,
         describe_provenance,
         evaluate,
+        generative_classifier_accuracy,
         held_out_batches,
         load_split,
     )
@@ -149,12 +150,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"data: {describe_provenance(source)}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
     weights = "raw" if args.no_ema else "EMA"
+    spec = loaded.model.context_spec
+    if spec is not None:
+        print(f"conditional: {result.metric} is -log p(x | y) given each example's "
+              f"{'label' if spec.is_class else 'context'}")
     print(f"{config.name} ({weights} weights, {args.split} split): {result}")
+    if spec is not None and spec.is_class:
+        accuracy, count = generative_classifier_accuracy(
+            loaded.model, loaded.model.make_objective(config.data.n_bits),
+            held_out_batches(config, data, args.batches), device, seed=args.seed)
+        print(f"generative classifier argmax_y log p(x | y) (uniform p(y)): accuracy {accuracy:.4f} "
+              f"on {count} examples")
     return 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from invflow.api import load_model
+    from invflow.train.grid_contexts import grid_contexts
     from invflow.train.sampling import write_samples
 
     loaded = load_model(args.run)
@@ -164,7 +176,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         Path(args.output) if args.output else _default_output(args.run, "sample.png"), args.force, "samples"
     )
     temperature = config.train.sample_temperature if args.temperature is None else args.temperature
-    write_samples(model, config, out, args.n, temperature, seed=args.seed)
+    contexts = grid_contexts(model, args.n, args.class_index, args.classes == "all", args.context)
+    write_samples(model, config, out, args.n, temperature, seed=args.seed, contexts=contexts)
     counts = model.inverse_iteration_counts()
     iterations = f" ({sum(counts)} fixed-point iterations over all blocks)" if counts else ""
     print(f"wrote {out} (temperature {temperature:g}){iterations}")
@@ -369,7 +382,9 @@ def _add_sample(sub) -> None:
                  "Images are shown at the data's bit depth; 2D models get a density plot beside a "
                  "histogram of samples. Residual flows report their fixed-point iterations.",
                  ["invflow sample runs/glow-mnist-tiny", "invflow sample runs/glow-mnist-tiny -n 36 "
-                  "--temperature 0.7 -o t07.png --force"])
+                  "--temperature 0.7 -o t07.png --force",
+                  "invflow sample runs/glow-mnist-cond-tiny --class 3",
+                  'invflow sample runs/glow-toy-2moons-rotated --context "0.0,1.0"'])
     p.add_argument(
         "run", metavar="RUN", help="run directory (its newest good checkpoint) or a checkpoint file"
     )
@@ -388,6 +403,13 @@ def _add_sample(sub) -> None:
         "--force", action="store_true", help="overwrite the output file if it exists (default: refuse)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the latent draws")
+    p.add_argument("--class", dest="class_index", type=int, default=None, metavar="K",
+                   help="class-conditional models: a grid of class K only (default: --classes all)")
+    p.add_argument("--classes", choices=["all"], default=None,
+                   help="class-conditional models: one labelled row per class (the default for them)")
+    p.add_argument("--context", metavar="V1,V2,...", default=None,
+                   help='models conditioned on vectors: the context, e.g. "0.5,1.0" (default: none; a 2D '
+                   "toy then shows 4 contexts drawn from its data)")
     p.set_defaults(func=cmd_sample)
 
 

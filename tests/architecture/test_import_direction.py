@@ -19,7 +19,7 @@ RANKS = {
     "config": 0, "viz": 0, "configs": 0, "storage": 0,
     "data": 1,
     "core": 2,
-    "layers": 3, "residual": 3,
+    "layers": 3, "residual": 3, "testing": 3,
     "models": 4,
     "train": 5,
     "api": 6, "latent": 6, "info": 6,

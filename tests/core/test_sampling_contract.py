@@ -34,7 +34,7 @@ def test_log_prob_of_sample_works_for_every_family(name: str) -> None:
     model = tiny(name)
     for temperature in (1.0, 3.0):  # at T = 3 a logit model's inverse reaches past [0, 1]
         torch.manual_seed(1)
-        x = model.sample(6, temperature)
+        x = model.sample(6, temperature=temperature)
         if len(model.input_shape) == 3:
             assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0, (float(x.min()), float(x.max()))
         with torch.no_grad():
@@ -44,9 +44,9 @@ def test_log_prob_of_sample_works_for_every_family(name: str) -> None:
 def test_raw_sample_is_the_unclamped_inverse() -> None:
     model = tiny("glow-mnist-tiny")
     torch.manual_seed(1)
-    raw = model.sample(6, 3.0, raw=True)
+    raw = model.sample(6, temperature=3.0, raw=True)
     torch.manual_seed(1)
-    clamped = model.sample(6, 3.0)
+    clamped = model.sample(6, temperature=3.0)
     assert raw.min() < 0 or raw.max() > 1  # a fresh Glow at T = 3 reaches outside [0, 1]
     torch.testing.assert_close(clamped, raw.clamp(0, 1))
     with torch.no_grad():  # the raw sample is the exact inverse of the latent
@@ -80,7 +80,7 @@ def test_conditioners_that_see_out_of_distribution_input_do_not_overflow_the_inv
                 last.weight.copy_(torch.randn(last.weight.shape, generator=generator) * 2.0)
                 last.bias.copy_(torch.randn(last.bias.shape, generator=generator) * 5.0 - 10.0)
     torch.manual_seed(4)
-    x = model.sample(64, 1.0, raw=True)
+    x = model.sample(64, temperature=1.0, raw=True)
     assert torch.isfinite(x).all()
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from invflow.data import TOY_DATASETS, sample_toy2d
+from invflow.data.toy2d import sample_toy2d_with_context
 
 
 def _seeded(seed: int) -> torch.Generator:
@@ -14,7 +15,33 @@ def _seeded(seed: int) -> torch.Generator:
 
 
 def test_names() -> None:
-    assert TOY_DATASETS == ("checkerboard", "8gaussians", "2moons", "rings", "pinwheel", "swissroll")
+    assert TOY_DATASETS == ("checkerboard", "8gaussians", "2moons", "rings", "pinwheel", "swissroll",
+                            "8gaussians-class", "2moons-rotated")
+
+
+def test_labelled_eight_gaussians_are_the_same_points_with_their_component() -> None:
+    x, labels = sample_toy2d_with_context("8gaussians-class", 4000, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(x, sample_toy2d("8gaussians", 4000, torch.Generator().manual_seed(3)))
+    angle = torch.atan2(x[:, 1], x[:, 0]).remainder(2 * math.pi)
+    nearest = torch.round(angle / (math.pi / 4)).long() % 8
+    assert labels.dtype == torch.long and float((nearest == labels).float().mean()) > 0.99
+    given, given_labels = sample_toy2d_with_context("8gaussians-class", 500, torch.Generator(),
+                                                    given=torch.tensor(5))
+    assert bool((given_labels == 5).all())
+    centre = 2 * math.sqrt(2) * torch.tensor([math.cos(5 * math.pi / 4), math.sin(5 * math.pi / 4)])
+    assert float((given.mean(dim=0) - centre).norm()) < 0.1
+
+
+def test_rotated_moons_are_two_moons_turned_by_their_context() -> None:
+    x, context = sample_toy2d_with_context("2moons-rotated", 3000, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(context.norm(dim=1), torch.ones(3000))
+    cos, sin = context[:, 0], context[:, 1]
+    back = torch.stack([cos * x[:, 0] + sin * x[:, 1], -sin * x[:, 0] + cos * x[:, 1]], dim=1)
+    reference = sample_toy2d("2moons", 3000, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(back.mean(dim=0), reference.mean(dim=0), atol=0.1, rtol=0)
+    _, fixed = sample_toy2d_with_context("2moons-rotated", 10, torch.Generator(),
+                                         given=torch.tensor([0.0, 2.0]))
+    torch.testing.assert_close(fixed, torch.tensor([[0.0, 1.0]]).expand(10, 2))
 
 
 @pytest.mark.parametrize("name", TOY_DATASETS)

@@ -130,7 +130,7 @@ def test_image_size_not_divisible_by_the_squeezes_fails_at_build(overrides: dict
 )
 def test_sample_bad_arguments(toy, n: int, temperature: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        toy.sample(n, temperature)
+        toy.sample(n, temperature=temperature)
 
 
 @pytest.mark.parametrize("mixing", ["woodbury", "periodic"])

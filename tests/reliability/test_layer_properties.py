@@ -25,6 +25,7 @@ from invflow.layers import (
     Squeeze,
     WoodburyMixing,
 )
+from invflow.layers.conditional_prior import ConditionalGaussianPrior
 from invflow.residual import InvertibleResidualBlock, conv_residual_net
 
 BOUNDED = settings(max_examples=40, deadline=None, derandomize=True, database=None)
@@ -40,8 +41,9 @@ FACTORIES: dict[str, Callable[[Shape], tuple[Flow, Shape]]] = {
     "AdditiveCoupling": lambda s: (AdditiveCoupling(s, 6, swap=True), s),
     "SplineCoupling": lambda s: (SplineCoupling(s, 6, bins=3, tail_bound=2.0), s),
     "EmergingConv": lambda s: (EmergingConv(s[0], kernel_size=3), s),
-    "PeriodicConv": lambda s: (PeriodicConv(*s), s),
+    "PeriodicConv": lambda s: (PeriodicConv(*s, kernel_size=3 if min(s[1:]) >= 3 else 1), s),
     "MaCowUnit": lambda s: (MaCowUnit(s[0], hidden=6), s),
+    "ConditionalGaussianPrior": lambda s: (ConditionalGaussianPrior(s, 3), s),
     "ChannelWoodbury": lambda s: (ChannelWoodbury(*s, latent_dim=2), s),
     "SpatialWoodbury": lambda s: (SpatialWoodbury(*s, latent_dim=3), s),
     "WoodburyMixing": lambda s: (WoodburyMixing(*s, latent_channel=2, latent_spatial=3), s),
@@ -52,15 +54,19 @@ FACTORIES: dict[str, Callable[[Shape], tuple[Flow, Shape]]] = {
         s,
     ),
 }
-# Registry layers whose construction is tied to one nested structure: checked over seeds and batches only.
-STRUCTURE_ONLY = {"FactorOut"}
+# Registry layers whose construction is tied to one nested structure (and plain compositions of other
+# layers): checked over seeds and batches only.
+STRUCTURE_ONLY = {"FactorOut", "SequentialFlow"}
 CASES = all_cases()
 
 
-def check_invertible(layer: Flow, x: torch.Tensor, atol: float) -> None:
+def check_invertible(layer: Flow, x: torch.Tensor, atol: float, features: int = 0, seed: int = 0) -> None:
+    """Invertible at ``x``; a conditional layer (context width ``features``) at a random context."""
+    gen = torch.Generator().manual_seed(seed)
+    args = (torch.randn(x.shape[0], features, generator=gen, dtype=x.dtype),) if features else ()
     with torch.no_grad():
-        z, logdet = layer(x)
-        x_rec, _ = layer.inverse(z)
+        z, logdet = layer(x, *args)
+        x_rec, _ = layer.inverse(z, *args)
     assert logdet.shape == (x.shape[0],) and logdet.dtype == torch.float64
     assert torch.isfinite(logdet).all(), logdet
     torch.testing.assert_close(x_rec, x, atol=atol, rtol=0)
@@ -80,12 +86,15 @@ def test_invertible_over_shapes_and_seeds(kind: str, channels: int, height: int,
     torch.manual_seed(seed)
     layer, shape = FACTORIES[kind]((channels, height, width))
     sampler = unit_interval_sampler if kind == "LogitTransform" else default_sampler
-    case = LayerCase(kind, lambda: layer, shape, batch=batch, sampler=sampler)
-    check_invertible(case.build(seed), case.inputs(seed), atol=1e-8)
+    features = getattr(layer, "context_features", 0)
+    case = LayerCase(kind, lambda: layer, shape, batch=batch, sampler=sampler, context_features=features)
+    check_invertible(case.build(seed), case.inputs(seed), atol=1e-8, features=features, seed=seed)
 
 
 @BOUNDED
 @given(case=st.sampled_from(CASES), batch=st.integers(1, 4), seed=st.integers(0, 2**16))
 def test_registry_cases_invertible_over_seeds(case: LayerCase, batch: int, seed: int) -> None:
-    drawn = LayerCase(case.name, case.make, case.input_shape, batch=batch, sampler=case.sampler)
-    check_invertible(drawn.build(seed), drawn.inputs(seed), atol=max(case.inverse_atol, 1e-9))
+    drawn = LayerCase(case.name, case.make, case.input_shape, batch=batch, sampler=case.sampler,
+                      context_features=case.context_features)
+    check_invertible(drawn.build(seed), drawn.inputs(seed), atol=max(case.inverse_atol, 1e-9),
+                     features=case.context_features, seed=seed)

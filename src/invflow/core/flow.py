@@ -7,32 +7,42 @@ from torch import Tensor, nn
 
 
 class Flow(nn.Module):
-    """An invertible map ``x -> z`` with the log-determinant of its Jacobian.
+    """An invertible map ``x -> z`` with the log-determinant of its Jacobian, optionally given a
+    context ``c``.
 
-    ``forward(x)`` returns ``(z, logdet)`` where ``logdet = log|det dz/dx|`` per sample, shape
-    ``(batch,)`` in the dtype and on the device of ``x``. ``inverse(z)`` returns ``(x, logdet)``
-    with ``logdet = log|det dx/dz| = −log|det dz/dx|`` at ``x`` (the convention of nflows'
-    transforms). ``inverse_without_logdet(z)`` returns ``x`` alone; layers whose inverse log-det
-    costs an extra pass (residual blocks) override it, so sampling does not pay for it.
+    ``forward(x, context)`` returns ``(z, logdet)`` where ``logdet = log|det ∂z/∂x|`` per sample
+    (``c`` held fixed), shape ``(batch,)`` in the dtype and on the device of ``x``.
+    ``inverse(z, context)`` returns ``(x, logdet)`` with ``logdet = log|det ∂x/∂z| = −log|det ∂z/∂x|``
+    at ``x`` (the convention of nflows' transforms). ``inverse_without_logdet(z, context)`` returns
+    ``x`` alone; layers whose inverse log-det costs an extra pass (residual blocks) override it, so
+    sampling does not pay for it.
+
+    ``context`` is ``None`` or a floating ``(batch, context_features)`` tensor
+    (:mod:`invflow.core.context`); a layer built without context accepts it and ignores it, and
+    a conditional layer refuses a missing or misshapen one.
+
+    ``differentiable_inverse`` states whether autograd differentiates ``inverse`` correctly (to
+    ``z``, the context and the parameters); ``FlowModel.rsample`` requires it of every layer.
     ``layer_name`` is the layer's place in a model (``flow.flows.0.flows.3``), set by
     ``name_layers``, so errors and reports can say which layer they mean.
     """
 
     layer_name: str = ""
+    differentiable_inverse: bool = True
 
     def describe(self) -> str:
         """``"flow.flows.3 (ActNorm)"``, or the class name of a layer outside a model."""
         return f"{self.layer_name} ({type(self).__name__})" if self.layer_name else type(self).__name__
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
 
-    def inverse_without_logdet(self, z: Tensor) -> Tensor:
+    def inverse_without_logdet(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """``x = f^{-1}(z)`` without its log-det: what sampling needs."""
-        return self.inverse(z)[0]
+        return inverse_of(self, z, context)[0]
 
 
 def name_layers(root: nn.Module) -> None:
@@ -42,35 +52,62 @@ def name_layers(root: nn.Module) -> None:
             module.layer_name = name
 
 
+def first_nondifferentiable_inverse(root: nn.Module) -> Flow | None:
+    """The first ``Flow`` under ``root`` (itself included) whose inverse autograd cannot
+    differentiate, or ``None`` when every layer's can."""
+    for module in root.modules():
+        if isinstance(module, Flow) and not module.differentiable_inverse:
+            return module
+    return None
+
+
+def forward_of(flow: Flow, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``flow(x, context)``, or ``flow(x)`` without a context: a user's layer written as
+    ``forward(self, x)`` keeps working wherever no context is passed."""
+    return flow(x) if context is None else flow(x, context)
+
+
+def inverse_of(flow: Flow, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``flow.inverse(z, context)``, or ``flow.inverse(z)`` without a context (see ``forward_of``)."""
+    return flow.inverse(z) if context is None else flow.inverse(z, context)
+
+
+def inverse_without_logdet_of(flow: Flow, z: Tensor, context: Tensor | None) -> Tensor:
+    """``flow.inverse_without_logdet(z, context)``, without the context when there is none."""
+    return flow.inverse_without_logdet(z) if context is None else flow.inverse_without_logdet(z, context)
+
+
 def zero_logdet(x: Tensor) -> Tensor:
     """A ``(batch,)`` log-det accumulator on the device and in the dtype of ``x``."""
     return x.new_zeros(x.shape[0])
 
 
 class SequentialFlow(Flow):
-    """Composition ``f_n ∘ … ∘ f_1``: log-dets add (chain rule), the inverse runs backwards."""
+    """Composition ``f_n ∘ … ∘ f_1``: log-dets add (chain rule), the inverse runs backwards. The
+    context goes to every flow; without one, flows are called without it, so a user's layer
+    written as ``forward(self, x)`` keeps working in unconditional models."""
 
     def __init__(self, *flows: Flow) -> None:
         super().__init__()
         self.flows = nn.ModuleList(flows)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         logdet = zero_logdet(x)
         for flow in self.flows:
-            x, ld = flow(x)
+            x, ld = forward_of(flow, x, context)
             logdet = logdet + ld
         return x, logdet
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         logdet = zero_logdet(z)
         for flow in reversed(self.flows):
-            z, ld = flow.inverse(z)
+            z, ld = inverse_of(flow, z, context)
             logdet = logdet + ld
         return z, logdet
 
-    def inverse_without_logdet(self, z: Tensor) -> Tensor:
+    def inverse_without_logdet(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         for flow in reversed(self.flows):
-            z = flow.inverse_without_logdet(z)
+            z = inverse_without_logdet_of(flow, z, context)
         return z
 
     def __len__(self) -> int:
@@ -88,11 +125,12 @@ class InverseFlow(Flow):
         super().__init__()
         self.flow = flow
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return self.flow.inverse(z)
+    def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return inverse_of(self.flow, z, context)
 
-    def inverse(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.flow(x)
+    def inverse(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return forward_of(self.flow, x, context)
+
 
 
 class Flatten(Flow):
@@ -102,11 +140,11 @@ class Flatten(Flow):
         super().__init__()
         self.shape = tuple(shape)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(x, self.shape, type(self).__name__)
         return x.reshape(x.shape[0], -1), zero_logdet(x)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(z, (math.prod(self.shape),), f"{type(self).__name__}.inverse")
         return z.reshape(z.shape[0], *self.shape), zero_logdet(z)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from invflow.core.flow import Flow
+from invflow.core.flow import Flow, inverse_of
 
 
 class NonFiniteSamples(RuntimeError):
@@ -30,8 +30,8 @@ def nonfinite_rows(x: Tensor) -> Tensor:
     return ~x.isfinite().reshape(x.shape[0], -1).all(dim=1)
 
 
-def first_nonfinite_layer(flow: Flow, z: Tensor) -> str:
-    """Rerun ``flow.inverse(z)`` watching every ``Flow`` inside it; describe the first one that
+def first_nonfinite_layer(flow: Flow, z: Tensor, context: Tensor | None = None) -> str:
+    """Rerun ``flow.inverse(z, context)`` watching every ``Flow`` inside it; describe the first one that
     turned a finite input row into a non-finite output row (``"unknown"`` if none does again)."""
     culprits: list[str] = []
     watched = [m for m in flow.modules() if isinstance(m, Flow)]
@@ -39,8 +39,8 @@ def first_nonfinite_layer(flow: Flow, z: Tensor) -> str:
     def watch(module: Flow):
         inverse = module.inverse
 
-        def watched_inverse(y: Tensor) -> tuple[Tensor, Tensor]:
-            x, logdet = inverse(y)
+        def watched_inverse(y: Tensor, *context: Tensor) -> tuple[Tensor, Tensor]:
+            x, logdet = inverse(y, *context)
             if (
                 not culprits
                 and isinstance(x, Tensor)
@@ -54,7 +54,7 @@ def first_nonfinite_layer(flow: Flow, z: Tensor) -> str:
     try:
         for module in watched:
             module.inverse = watch(module)  # an instance attribute shadowing the method, removed below
-        flow.inverse(z)
+        inverse_of(flow, z, context)
     finally:
         for module in watched:
             del module.inverse

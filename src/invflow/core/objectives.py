@@ -7,9 +7,11 @@
 A model chooses its objective (``FlowModel.make_objective``); a family with another objective
 defines it next to its model (the hybrid model's, ``invflow.models.hybrid.HybridObjective``).
 
-``loss(model, batch, forward)`` computes the log-density through ``forward`` (the model, or its
-DistributedDataParallel / compiled wrapper), whose output is ``(log_prob, outputs)`` as
-``FlowModel.forward`` returns it. ``eval_batch`` returns the metric for ``draws`` independent
+``loss(model, batch, forward)`` computes the log-density through ``forward(x, context)`` (the
+model, or its DistributedDataParallel / compiled wrapper), whose output is ``(log_prob, outputs)``
+as ``FlowModel.forward`` returns it; ``context`` is the batch's labels (or context vectors) for a
+conditional model (``FlowModel.batch_context``), ``None`` otherwise, so the conditional models
+report ``−log p(x | y)``. ``eval_batch`` returns the metric for ``draws`` independent
 draws of a stochastic log-det estimate on the same dequantized inputs, shape ``(draws, B)``,
 and per-sample extras.
 """
@@ -28,7 +30,7 @@ from invflow.data.dequantize import dequantize
 if TYPE_CHECKING:  # annotations only: core.model imports this module
     from invflow.core.model import FlowModel
 
-Forward = Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]]
+Forward = Callable[[Tensor, Tensor | None], tuple[Tensor, dict[str, Tensor]]]
 
 
 class Objective(Protocol):
@@ -39,6 +41,8 @@ class Objective(Protocol):
 
     def loss(self, model: FlowModel, batch: Batch, forward: Forward | None = None
              ) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+    def model_input(self, model: FlowModel, batch: Batch) -> Tensor: ...
 
     def eval_batch(self, model: FlowModel, batch: Batch, draws: int) -> tuple[Tensor, dict[str, Tensor]]: ...
 
@@ -58,18 +62,23 @@ class ImageBitsPerDim:
         self.n_bits = n_bits
 
     def dequantized(self, model: FlowModel, batch: Batch) -> Tensor:
-        return dequantize(batch.x, self.n_bits, dtype=model.prior.dtype)
+        return dequantize(batch.x, self.n_bits, dtype=model.dtype)
+
+    def model_input(self, model: FlowModel, batch: Batch) -> Tensor:
+        """What ``model.log_prob`` reads of ``batch``: the uniformly dequantized images."""
+        return self.dequantized(model, batch)
 
     def loss(
         self, model: FlowModel, batch: Batch, forward: Forward | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        log_p, _ = (model if forward is None else forward)(self.dequantized(model, batch))
+        forward = model if forward is None else forward
+        log_p, _ = forward(self.dequantized(model, batch), model.batch_context(batch))
         bpd = nats_to_bits_per_dim(log_p, model.dims, self.n_bits)
         return bpd.mean(), {self.metric: bpd.detach().mean()}
 
     def eval_batch(self, model: FlowModel, batch: Batch, draws: int) -> tuple[Tensor, dict[str, Tensor]]:
-        x = self.dequantized(model, batch)
-        return torch.stack([nats_to_bits_per_dim(model.log_prob(x), model.dims, self.n_bits)
+        x, context = self.dequantized(model, batch), model.batch_context(batch)
+        return torch.stack([nats_to_bits_per_dim(model.log_prob(x, context), model.dims, self.n_bits)
                             for _ in range(draws)]), {}
 
 
@@ -79,13 +88,18 @@ class VectorBits:
     metric = "bits"
     extras: tuple[str, ...] = ()
 
+    def model_input(self, model: FlowModel, batch: Batch) -> Tensor:
+        """What ``model.log_prob`` reads of ``batch``: the vectors in the model's dtype."""
+        return batch.x.to(model.dtype)
+
     def loss(
         self, model: FlowModel, batch: Batch, forward: Forward | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        log_p, _ = (model if forward is None else forward)(batch.x.to(model.prior.dtype))
+        forward = model if forward is None else forward
+        log_p, _ = forward(batch.x.to(model.dtype), model.batch_context(batch))
         bits = -log_p / math.log(2)
         return bits.mean(), {self.metric: bits.detach().mean()}
 
     def eval_batch(self, model: FlowModel, batch: Batch, draws: int) -> tuple[Tensor, dict[str, Tensor]]:
-        x = batch.x.to(model.prior.dtype)
-        return torch.stack([-model.log_prob(x) / math.log(2) for _ in range(draws)]), {}
+        x, context = batch.x.to(model.dtype), model.batch_context(batch)
+        return torch.stack([-model.log_prob(x, context) / math.log(2) for _ in range(draws)]), {}

@@ -9,7 +9,8 @@ from torch import Tensor
 
 @dataclass
 class Batch:
-    """Model input (uint8 images or float vectors) and class labels (zeros for toy data)."""
+    """Model input (uint8 images or float vectors) and its context: class labels ``(B,)``, context
+    vectors ``(B, k)`` of a conditional toy, or zeros ``(B,)`` for toy data without one."""
 
     x: Tensor
     y: Tensor

@@ -21,7 +21,7 @@ from invflow.data.folder import load_folder, test_file_names
 from invflow.data.imagenet import load_imagenet
 from invflow.data.mnist import load_mnist
 from invflow.data.svhn import load_svhn
-from invflow.data.toy2d import TOY_DATASETS
+from invflow.data.toy2d import CONDITIONAL_SAMPLERS, TOY_DATASETS
 
 Loader = Callable[
     ..., tuple[torch.Tensor, torch.Tensor, int]
@@ -41,6 +41,7 @@ class ImageDataset:
     source: str
     license: str
     mirror_symmetric: bool = True  # random horizontal flips are a valid augmentation
+    num_classes: int | None = None  # class labels a conditional model can be given
 
 
 IMAGE_DATASETS: dict[str, ImageDataset] = {
@@ -53,6 +54,7 @@ IMAGE_DATASETS: dict[str, ImageDataset] = {
         "http://yann.lecun.com/exdb/mnist/ (LeCun et al. 1998)",
         "CC BY-SA 3.0 (Y. LeCun and C. Cortes)",
         mirror_symmetric=False,
+        num_classes=10,
     ),
     "cifar10": ImageDataset(
         3,
@@ -62,6 +64,7 @@ IMAGE_DATASETS: dict[str, ImageDataset] = {
         (0.2470, 0.2435, 0.2616),
         "https://www.cs.toronto.edu/~kriz/cifar.html (Krizhevsky 2009)",
         "no explicit license; the authors ask users to cite the tech report",
+        num_classes=10,
     ),
     "svhn": ImageDataset(
         3,
@@ -72,6 +75,7 @@ IMAGE_DATASETS: dict[str, ImageDataset] = {
         "http://ufldl.stanford.edu/housenumbers/ (Netzer et al. 2011)",
         "non-commercial use only",
         mirror_symmetric=False,
+        num_classes=10,
     ),
     "imagenet32": ImageDataset(
         3,
@@ -120,6 +124,22 @@ def input_shape(data: DataConfig) -> tuple[int, ...]:
     if size is None:
         raise ValueError(f"data.image_size must be set for data.dataset={data.dataset!r}")
     return (entry.channels, size, size)
+
+
+def context_of(data: DataConfig) -> tuple[int | None, int | None]:
+    """``(num_classes, None)`` for a labelled data set, ``(None, context_dim)`` for a toy with a vector
+    context: what a conditional model of ``data`` is conditioned on; a ``ValueError`` naming the
+    data sets that have one when ``data.dataset`` has none."""
+    if data.dataset in CONDITIONAL_SAMPLERS:
+        _, classes, width = CONDITIONAL_SAMPLERS[data.dataset]
+        return classes, width
+    entry = IMAGE_DATASETS.get(data.dataset)
+    if entry is not None and entry.num_classes is not None:
+        return entry.num_classes, None
+    having = sorted([n for n, e in IMAGE_DATASETS.items() if e.num_classes] + list(CONDITIONAL_SAMPLERS))
+    raise ValueError(f"model.conditional needs labels or contexts, and data.dataset={data.dataset!r} has "
+                     "none; "
+                     f"data sets with them: {', '.join(having)}")
 
 
 def held_out_files(data: DataConfig, data_dir: str | None) -> tuple[str, list[str]] | None:

@@ -34,11 +34,20 @@ def checkerboard(n: int, g: torch.Generator | None = None) -> torch.Tensor:
     return (cell + _rand(n, g, 2)) * 2 - 4
 
 
+def eight_gaussians_with_labels(n: int, g: torch.Generator | None = None, label: torch.Tensor | None = None
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Equal mixture of 8 isotropic Gaussians (std 0.5/sqrt 2) on a circle of radius 2 sqrt 2, and
+    which component drew each point (0 at angle 0, counter-clockwise in steps of 45°); ``label``
+    (a 0-dim integer tensor) draws every point from that component."""
+    component = torch.randint(8, (n,), generator=g) if label is None else torch.full((n,), int(label))
+    angle = component.float() * (math.pi / 4)
+    centres = torch.stack([angle.cos(), angle.sin()], dim=1) * (2 * math.sqrt(2))
+    return centres + _randn(n, g, 2) * (0.5 / math.sqrt(2)), component
+
+
 def eight_gaussians(n: int, g: torch.Generator | None = None) -> torch.Tensor:
     """Equal mixture of 8 isotropic Gaussians (std 0.5/sqrt 2) on a circle of radius 2 sqrt 2."""
-    angle = torch.randint(8, (n,), generator=g).float() * (math.pi / 4)
-    centres = torch.stack([angle.cos(), angle.sin()], dim=1) * (2 * math.sqrt(2))
-    return centres + _randn(n, g, 2) * (0.5 / math.sqrt(2))
+    return eight_gaussians_with_labels(n, g)[0]
 
 
 def two_moons(n: int, g: torch.Generator | None = None) -> torch.Tensor:
@@ -78,6 +87,32 @@ def swissroll(n: int, g: torch.Generator | None = None) -> torch.Tensor:
     return points / 5
 
 
+def rotated_moons(n: int, g: torch.Generator | None = None, context: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``two_moons`` rotated about the origin by an angle ``θ ~ U[0, 2π)`` per point, with the context
+    ``(cos θ, sin θ)``: a continuous family of densities ``p(x | θ)``. ``context`` (a 2-vector,
+    normalised to unit length) fixes the angle of every point."""
+    points = two_moons(n, g)
+    if context is None:
+        theta = _rand(n, g) * (2 * math.pi)
+        cos, sin = theta.cos(), theta.sin()
+    else:
+        unit = context.float() / context.float().norm()
+        cos, sin = unit[0].expand(n), unit[1].expand(n)
+    x, y = points[:, 0], points[:, 1]
+    return torch.stack([cos * x - sin * y, sin * x + cos * y], dim=1), torch.stack([cos, sin], dim=1)
+
+
+#: ``(n, generator, context=None) -> (x, contexts)``: the context drawn with each point, or fixed
+LabelledSampler = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+#: Toy densities with a context: name -> (sampler of ``(x, context)``, number of classes for
+#: integer labels or ``None``, context width for vectors or ``None``).
+CONDITIONAL_SAMPLERS: dict[str, tuple[LabelledSampler, int | None, int | None]] = {
+    "8gaussians-class": (eight_gaussians_with_labels, 8, None),
+    "2moons-rotated": (rotated_moons, None, 2),
+}
+
 SAMPLERS: dict[str, Sampler] = {
     "checkerboard": checkerboard,
     "8gaussians": eight_gaussians,
@@ -86,15 +121,27 @@ SAMPLERS: dict[str, Sampler] = {
     "pinwheel": pinwheel,
     "swissroll": swissroll,
 }
-TOY_DATASETS: tuple[str, ...] = tuple(SAMPLERS)
+TOY_DATASETS: tuple[str, ...] = tuple(SAMPLERS) + tuple(CONDITIONAL_SAMPLERS)
 
 
-def sample_toy2d(name: str, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n`` float32 samples ``(n, 2)`` of the toy density ``name`` (one of ``TOY_DATASETS``)."""
-    if name not in SAMPLERS:
+def sample_toy2d_with_context(name: str, n: int, generator: torch.Generator | None = None,
+                              given: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` float32 samples ``(n, 2)`` of the toy density ``name`` (one of ``TOY_DATASETS``) and their
+    contexts: int64 labels ``(n,)`` or float32 vectors ``(n, k)`` for the conditional toys
+    (``CONDITIONAL_SAMPLERS``; ``given``, one label or vector, draws ``p(x | given)``), zeros ``(n,)``
+    for the others."""
+    if name not in TOY_DATASETS:
         raise ValueError(f"unknown toy data set {name!r}; choose one of {', '.join(TOY_DATASETS)}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"number of toy samples must be a positive integer, got {n!r}")
     if generator is not None and generator.device.type != "cpu":
         raise ValueError(f"sample_toy2d needs a CPU generator, got one on {generator.device}")
-    return SAMPLERS[name](n, generator).float()
+    if name in CONDITIONAL_SAMPLERS:
+        x, context = CONDITIONAL_SAMPLERS[name][0](n, generator, given)
+        return x.float(), context if context.dtype == torch.long else context.float()
+    return SAMPLERS[name](n, generator).float(), torch.zeros(n, dtype=torch.long)
+
+
+def sample_toy2d(name: str, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` float32 samples ``(n, 2)`` of the toy density ``name`` (one of ``TOY_DATASETS``)."""
+    return sample_toy2d_with_context(name, n, generator)[0]

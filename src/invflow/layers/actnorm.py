@@ -62,13 +62,13 @@ class ActNorm(Flow):
         pixels = 1 if self.vector else x.shape[2] * x.shape[3]
         return (pixels * self.log_scale.sum()).to(x.dtype).expand(x.shape[0])
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(x, self._expected(), "ActNorm.forward")
         if self.training and not self.initialized:
             self.initialize(x)
         y = (x + self._view(self.bias)) * torch.exp(self._view(self.log_scale))
         return y, self._logdet(x)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(z, self._expected(), "ActNorm.inverse")
         return z * torch.exp(-self._view(self.log_scale)) - self._view(self.bias), -self._logdet(z)

@@ -9,6 +9,12 @@ conditions the transform of ``x_b``:
 Images are ``(B, C, H, W)`` with convolutional conditioners; vectors ``(B, D)`` with MLPs. A
 coupling builds its conditioner from ``hidden`` (Glow's network), or from a user's
 ``conditioner(in_channels, out_channels)`` factory (like nflows' ``transform_net_create_fn``).
+
+A conditional coupling (``context_features = k > 0``) computes ``h = NN([x_a, c])``: the context
+``(B, k)`` is broadcast over the spatial grid and concatenated to ``x_a`` as ``k`` more input
+channels, so the conditioner's first map learns the context's embedding (for one-hot class labels,
+a learned per-class bias of its first layer). The map of ``x_b`` for a fixed ``c`` is the one above,
+so the log-det and inverse are unchanged; a user's factory receives ``in_channels = n_a + k``.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from invflow.core.context import broadcast_context, check_layer_context
 from invflow.core.flow import Flow, check_shape, zero_logdet
 from invflow.core.hooks import LowPrecisionConditioner
 from invflow.layers.conv_conditioner import ConvConditioner
@@ -75,13 +82,14 @@ class _Coupling(LowPrecisionConditioner, Flow):
     from ``default_conditioner(shape, hidden)``; exactly one of ``hidden`` and ``conditioner`` is
     set. ``autocast_dtype`` (set by ``FlowModel.set_conditioner_precision``) runs only the
     conditioner network in bf16/fp16; its output is cast back, so the transform and log-det stay
-    in the input's precision.
+    in the input's precision. ``context_features > 0`` makes the conditioner read the context too
+    (module docstring).
     """
 
     params_per_dim = 1
 
     def __init__(self, shape: tuple[int, ...], hidden: int | None = None, swap: bool = False,
-                 conditioner: ConditionerFactory | None = None) -> None:
+                 conditioner: ConditionerFactory | None = None, context_features: int = 0) -> None:
         super().__init__()
         name = type(self).__name__
         self.shape = tuple(shape)
@@ -93,11 +101,15 @@ class _Coupling(LowPrecisionConditioner, Flow):
         if (hidden is None) == (conditioner is None):
             raise ValueError(f"{name}: give either hidden (the default conditioner's width) or a conditioner "
                              "factory, not both or neither")
+        if context_features < 0:
+            raise ValueError(f"{name}: context_features must be >= 0, got {context_features}")
         self.swap = swap
         self.split = channels // 2
         self.n_a = channels - self.split if swap else self.split
         self.n_params = self.params_per_dim * (channels - self.n_a)
-        self.net = (conditioner or default_conditioner(self.shape, hidden))(self.n_a, self.n_params)
+        self.context_features = context_features
+        factory = conditioner or default_conditioner(self.shape, hidden)
+        self.net = factory(self.n_a + context_features, self.n_params)
 
     def _check(self, x: Tensor, where: str) -> None:
         check_shape(x, (self.shape[0],) + (None,) * (len(self.shape) - 1), f"{type(self).__name__}.{where}")
@@ -109,7 +121,10 @@ class _Coupling(LowPrecisionConditioner, Flow):
     def _merge(self, a: Tensor, b: Tensor) -> Tensor:
         return torch.cat((b, a) if self.swap else (a, b), dim=1)
 
-    def _conditioner(self, a: Tensor) -> Tensor:
+    def _conditioner(self, a: Tensor, context: Tensor | None) -> Tensor:
+        context = check_layer_context(context, self.context_features, a.shape[0], self.describe())
+        if context is not None:
+            a = torch.cat([a, broadcast_context(context.to(a.dtype), a)], dim=1)
         if self.autocast_dtype is None:
             h = self.net(a)
         else:
@@ -120,16 +135,16 @@ class _Coupling(LowPrecisionConditioner, Flow):
                              f"{(a.shape[0], self.n_params, *a.shape[2:])}, got {tuple(h.shape)}")
         return h
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(x, "forward")
         a, b = self._split(x)
-        y_b, logdet = self._transform(b, self._conditioner(a))
+        y_b, logdet = self._transform(b, self._conditioner(a, context))
         return self._merge(a, y_b), logdet
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(z, "inverse")
         a, y_b = self._split(z)
-        x_b, logdet = self._inverse_transform(y_b, self._conditioner(a))
+        x_b, logdet = self._inverse_transform(y_b, self._conditioner(a, context))
         return self._merge(a, x_b), logdet
 
 

@@ -111,7 +111,7 @@ class EmergingConv(Flow):
             self.weight2, self.log_diag2
         )
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_image(x, self.channels, type(self).__name__)
         k1, k2 = self.kernels()
         z = causal_conv(causal_conv(x, k1), flip_kernel(k2))
@@ -121,7 +121,7 @@ class EmergingConv(Flow):
         hw = x.shape[-2] * x.shape[-1]
         return zero_logdet(x) + hw * (self.log_diag1.sum() + self.log_diag2.sum())
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_image(z, self.channels, f"{type(self).__name__}.inverse")
         k1, k2 = self.kernels()
         flip = (1, 2, 3)

@@ -78,10 +78,10 @@ class InvConv1x1(Flow):
         pixels = 1 if self.vector else x.shape[2] * x.shape[3]
         return (pixels * self.log_abs_det()).to(x.dtype).expand(x.shape[0])
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(x, self._expected(), "InvConv1x1.forward")
         return self._mix(x, self.matrix()), self._logdet(x)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(z, self._expected(), "InvConv1x1.inverse")
         return self._mix(z, self.inverse_matrix()), -self._logdet(z)

@@ -24,7 +24,7 @@ class LogitTransform(Flow):
         self.shape = tuple(shape)
         self.alpha = alpha
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(x, self.shape, "LogitTransform.forward")
         # One reduction and one host sync per forward; the message's min/max are computed only on error.
         if not torch.compiler.is_compiling() and bool(((x < 0) | (x > 1)).any()):
@@ -42,6 +42,6 @@ class LogitTransform(Flow):
         elementwise = -math.log(1 - 2 * self.alpha) - F.softplus(-s) - F.softplus(s)
         return elementwise.reshape(s.shape[0], -1).sum(dim=1)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(z, self.shape, "LogitTransform.inverse")
         return (torch.sigmoid(z) - self.alpha) / (1 - 2 * self.alpha), self._inverse_logdet(z)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from invflow.core.context import ContextBias, check_layer_context
 from invflow.core.flow import Flow, SequentialFlow, check_image, zero_logdet
 from invflow.layers.coupling import bounded_log_scale
 
@@ -35,6 +36,9 @@ class MaskedConvCoupling(Flow):
     (the masked convolution, realised by shifting rather than by zeroing kernel entries; for
     the horizontal directions the window is ``k_h`` preceding columns by ``k_w`` rows),
     then ELU → 1x1 conv → ELU → zero-initialised 1x1 conv; 1x1 convs keep the causal order.
+    With ``context_features = k > 0`` a learned bias of the context ``(B, k)`` is added to the
+    window convolution's hidden channels (``ContextBias``): the same for every pixel, so the
+    causal order, the triangular Jacobian and the row-by-row inverse are unchanged for each ``c``.
 
     Complexity for a ``(B, C, H, W)`` input with ``n`` hidden channels, along ``L`` = H (or W
     for horizontal directions): forward and log-det are one parallel pass,
@@ -44,7 +48,8 @@ class MaskedConvCoupling(Flow):
     """
 
     def __init__(
-        self, channels: int, hidden: int, kernel_size: tuple[int, int] = (2, 3), direction: str = "down"
+        self, channels: int, hidden: int, kernel_size: tuple[int, int] = (2, 3), direction: str = "down",
+        context_features: int = 0,
     ) -> None:
         super().__init__()
         if direction not in DIRECTIONS:
@@ -60,6 +65,9 @@ class MaskedConvCoupling(Flow):
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.head = nn.Sequential(nn.ELU(), nn.Conv2d(hidden, hidden, 1), nn.ELU(), last)
+        self.context_features = context_features
+        if context_features:
+            self.context_bias = ContextBias(hidden, context_features)
 
     def _to_rows(self, x: Tensor) -> Tensor:
         """View ``x`` so that the conditioning context of each row is the rows above it."""
@@ -76,11 +84,14 @@ class MaskedConvCoupling(Flow):
             x = x.transpose(-2, -1)
         return x
 
-    def _shift_log_scale(self, window: Tensor) -> tuple[Tensor, Tensor]:
+    def _shift_log_scale(self, window: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         """Conditioner on a zero-padded window: output row ``r`` sees window rows ``r … r + k_h − 1``."""
         k_w = self.kernel_size[1]
         left = (k_w - 1) // 2
-        h = self.head(self.context(F.pad(window, (left, k_w - 1 - left, 0, 0))))
+        hidden = self.context(F.pad(window, (left, k_w - 1 - left, 0, 0)))
+        if context is not None:
+            hidden = self.context_bias(hidden, context.to(hidden.dtype))
+        h = self.head(hidden)
         # Channels interleave (shift, pre-scale) as in AffineCoupling.
         return h[:, 0::2], bounded_log_scale(h[:, 1::2])
 
@@ -88,17 +99,22 @@ class MaskedConvCoupling(Flow):
         """All rows but the last below ``k_h`` zero rows: output row ``i`` sees rows ``i − k_h … i − 1``."""
         return F.pad(x[:, :, :-1], (0, 0, self.kernel_size[0], 0))
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _layer_context(self, context: Tensor | None, batch: int) -> Tensor | None:
+        return check_layer_context(context, self.context_features, batch, self.describe())
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_image(x, self.channels, f"{type(self).__name__}.forward")
+        context = self._layer_context(context, x.shape[0])
         rows = self._to_rows(x)
-        shift, log_scale = self._shift_log_scale(self._causal_window(rows))
+        shift, log_scale = self._shift_log_scale(self._causal_window(rows), context)
         y = (rows + shift) * log_scale.exp()
         return self._from_rows(y), log_scale.reshape(x.shape[0], -1).sum(dim=1)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Row-by-row solve ``x_i = y_i / s_i(x_{<i}) − t_i(x_{<i})``, one whole row per step; the
         log-det is ``−Σ log s`` of the scales the solve used."""
         check_image(z, self.channels, f"{type(self).__name__}.inverse")
+        context = self._layer_context(context, z.shape[0])
         rows = self._to_rows(z)
         k_h = self.kernel_size[0]
         # Start from k_h zero rows, the padding the forward pass sees; rows are collected in a
@@ -106,7 +122,7 @@ class MaskedConvCoupling(Flow):
         solved = [torch.zeros_like(rows[:, :, :1])] * k_h
         logdet = zero_logdet(z)
         for i in range(rows.shape[-2]):
-            shift, log_scale = self._shift_log_scale(torch.cat(solved[-k_h:], dim=2))
+            shift, log_scale = self._shift_log_scale(torch.cat(solved[-k_h:], dim=2), context)
             solved.append(rows[:, :, i : i + 1] * (-log_scale).exp() - shift)
             logdet = logdet - log_scale.reshape(z.shape[0], -1).sum(dim=1)
         return self._from_rows(torch.cat(solved[k_h:], dim=2)), logdet
@@ -123,14 +139,17 @@ class MaCowUnit(SequentialFlow):
     solves backwards, ``2H + 2W`` sequential steps in all (see ``MaskedConvCoupling``).
     """
 
-    def __init__(self, channels: int, hidden: int, kernel_size: tuple[int, int] = (2, 3)) -> None:
-        super().__init__(*(MaskedConvCoupling(channels, hidden, kernel_size, d) for d in DIRECTIONS))
+    def __init__(self, channels: int, hidden: int, kernel_size: tuple[int, int] = (2, 3),
+                 context_features: int = 0) -> None:
+        super().__init__(*(MaskedConvCoupling(channels, hidden, kernel_size, d, context_features)
+                           for d in DIRECTIONS))
         self.channels = channels
+        self.context_features = context_features
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_image(x, self.channels, f"{type(self).__name__}.forward")
-        return super().forward(x)
+        return super().forward(x, context)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_image(z, self.channels, f"{type(self).__name__}.inverse")
-        return super().inverse(z)
+        return super().inverse(z, context)

@@ -23,10 +23,10 @@ class Standardize(Flow):
         logdet = -self.shape[1] * self.shape[2] * torch.log(self.std).sum()
         return logdet.to(x.dtype).expand(x.shape[0])
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(x, self.shape, "Standardize.forward")
         return (x - self.mean) / self.std, self._logdet(x)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(z, self.shape, "Standardize.inverse")
         return z * self.std + self.mean, -self._logdet(z)

@@ -94,12 +94,12 @@ class PeriodicConv(Flow):
         """The ``(h, w//2+1, c, c)`` frequency blocks of the current kernel."""
         return kernel_spectrum(self.weight, *self.shape[1:])
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(x, self.shape, type(self).__name__)
         spectrum = self.spectrum()
         return periodic_conv(x, spectrum), zero_logdet(x) + periodic_logdet(spectrum, self.shape[2])
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(z, self.shape, f"{type(self).__name__}.inverse")
         spectrum = self.spectrum()
         return periodic_conv_inverse(z, spectrum), zero_logdet(z) - periodic_logdet(spectrum, self.shape[2])

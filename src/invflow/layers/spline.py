@@ -160,6 +160,7 @@ class SplineCoupling(_Coupling):
         min_bin_height: float = 1e-3,
         min_derivative: float = 1e-3,
         conditioner: ConditionerFactory | None = None,
+        context_features: int = 0,
     ) -> None:
         if bins < 1:
             raise ValueError(f"SplineCoupling: bins must be >= 1, got {bins}")
@@ -174,7 +175,7 @@ class SplineCoupling(_Coupling):
             raise ValueError(f"SplineCoupling: min_derivative must lie in [0, 1), got {min_derivative}")
         # The base class sizes the conditioner from params_per_dim, so set it before building.
         self.params_per_dim = 3 * bins - 1
-        super().__init__(shape, hidden, swap, conditioner)
+        super().__init__(shape, hidden, swap, conditioner, context_features)
         self.bins = bins
         self.tail_bound = tail_bound
         self.min_bin_width = min_bin_width

@@ -22,6 +22,11 @@ parameter's step (README "vs_reference"; only the ``log σ`` head does this: a c
 ``log σ = 0`` stayed below 13k over 300 steps). Divided by ``fan_in``, the head moves at the pace of
 one parameter. The biases are not scaled. Checkpoints written before the divisor existed (no
 ``log_std_fan_in`` buffer) load with divisor 1, i.e. exactly the function they held.
+
+A conditional factor-out (``context_features = k > 0``) adds a learned, zero-initialised
+per-channel term of the context to both heads, ``[μ, log σ] += W c + b`` (``ContextBias``): with
+one-hot labels a learned per-class mean and log-scale of every factored channel, as in Glow's
+class-conditional models (Kingma & Dhariwal 2018, sec. 5). The context also goes to ``inner``.
 """
 from __future__ import annotations
 
@@ -31,14 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from invflow.core.flow import Flow, check_image
+from invflow.core.context import ContextBias, check_layer_context
+from invflow.core.flow import Flow, check_image, forward_of, inverse_of, inverse_without_logdet_of
 from invflow.layers.conv_conditioner import ZeroConv2d
 
 
 class FactorOut(Flow):
     """Factor out half the channels of ``(C, H, W)`` through a learned conditional Gaussian."""
 
-    def __init__(self, shape: tuple[int, int, int], inner: Flow, learn_prior: bool = True) -> None:
+    def __init__(self, shape: tuple[int, int, int], inner: Flow, learn_prior: bool = True,
+                 context_features: int = 0) -> None:
         super().__init__()
         self.shape = tuple(shape)
         c, h, w = self.shape
@@ -52,6 +59,9 @@ class FactorOut(Flow):
         if learn_prior:
             # the divisor of the log σ head's weights (a float buffer, exact in any precision: 9·C_1)
             self.register_buffer("log_std_fan_in", torch.tensor(float(9 * self.kept)))
+        self.context_features = context_features
+        if context_features:
+            self.context_prior = ContextBias(2 * self.factored, context_features)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
@@ -70,35 +80,39 @@ class FactorOut(Flow):
         divisor[1::2] = self.log_std_fan_in
         return weight / divisor
 
-    def _mean_log_std(self, x1: Tensor) -> tuple[Tensor, Tensor]:
+    def _mean_log_std(self, x1: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        context = check_layer_context(context, self.context_features, x1.shape[0], self.describe())
         if self.prior_net is None:
-            zeros = x1.new_zeros(x1.shape[0], self.factored, *x1.shape[2:])
-            return zeros, zeros
-        h = F.conv2d(x1, self.prior_weight(), self.prior_net.bias, padding=1)
+            h = x1.new_zeros(x1.shape[0], 2 * self.factored, *x1.shape[2:])
+        else:
+            h = F.conv2d(x1, self.prior_weight(), self.prior_net.bias, padding=1)
+        if context is not None:
+            h = self.context_prior(h, context.to(h.dtype))
         return h[:, 0::2], h[:, 1::2]
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_image(x, self.shape[0], "FactorOut.forward")
         if tuple(x.shape[2:]) != self.shape[1:]:
             raise ValueError(
                 f"FactorOut.forward: expected spatial size {self.shape[1:]}, got {tuple(x.shape[2:])}"
             )
         x1, x2 = x[:, : self.kept], x[:, self.kept :]
-        mean, log_std = self._mean_log_std(x1)
+        mean, log_std = self._mean_log_std(x1, context)
         eps = (x2 - mean) * torch.exp(-log_std)
-        z_inner, logdet = self.inner(x1)
+        z_inner, logdet = forward_of(self.inner, x1, context)
         logdet = logdet - log_std.reshape(x.shape[0], -1).sum(dim=1)
         return torch.cat([eps.reshape(x.shape[0], -1), z_inner], dim=1), logdet
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        eps, x1, logdet = self._split_latents(z, self.inner.inverse)
-        mean, log_std = self._mean_log_std(x1)
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        eps, x1, logdet = self._split_latents(z, lambda part: inverse_of(self.inner, part, context))
+        mean, log_std = self._mean_log_std(x1, context)
         logdet = logdet + log_std.reshape(z.shape[0], -1).sum(dim=1)
         return torch.cat([x1, mean + torch.exp(log_std) * eps], dim=1), logdet
 
-    def inverse_without_logdet(self, z: Tensor) -> Tensor:
-        eps, x1, _ = self._split_latents(z, lambda part: (self.inner.inverse_without_logdet(part), None))
-        mean, log_std = self._mean_log_std(x1)
+    def inverse_without_logdet(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        eps, x1, _ = self._split_latents(
+            z, lambda part: (inverse_without_logdet_of(self.inner, part, context), None))
+        mean, log_std = self._mean_log_std(x1, context)
         return torch.cat([x1, mean + torch.exp(log_std) * eps], dim=1)
 
     def _split_latents(self, z: Tensor, invert_inner) -> tuple[Tensor, Tensor, Tensor | None]:

@@ -16,14 +16,14 @@ class Squeeze(Flow):
         self.channels = channels
         self.factor = factor
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_image(x, self.channels, "Squeeze.forward", divisible_by=self.factor)
         b, c, h, w = x.shape
         f = self.factor
         y = x.reshape(b, c, h // f, f, w // f, f).permute(0, 1, 3, 5, 2, 4)
         return y.reshape(b, c * f * f, h // f, w // f), zero_logdet(x)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         f = self.factor
         check_image(z, self.channels * f * f, "Squeeze.inverse")
         b, _, h, w = z.shape

@@ -52,11 +52,11 @@ class _AxisWoodbury(Flow):
     def _mix(self, x: Tensor, inverse: bool) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(x, self.shape, type(self).__name__)
         return self._mix(x, inverse=False), zero_logdet(x) + self.repeats * sylvester_logdet(self.U, self.V)
 
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(z, self.shape, f"{type(self).__name__}.inverse")
         return self._mix(z, inverse=True), zero_logdet(z) - self.repeats * sylvester_logdet(self.U, self.V)
 

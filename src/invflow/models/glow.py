@@ -11,16 +11,19 @@ from dataclasses import dataclass
 from typing import Literal
 
 from invflow.config import DataConfig, positive
+from invflow.core.context import ContextSpec
 from invflow.core.distributions import StandardNormal
 from invflow.core.flow import Flatten, Flow, SequentialFlow
 from invflow.core.model import FlowModel
 from invflow.data.registry import input_shape
 from invflow.layers.actnorm import ActNorm
+from invflow.layers.conditional_prior import ConditionalGaussianPrior
 from invflow.layers.coupling import AdditiveCoupling, AffineCoupling
 from invflow.layers.invconv import InvConv1x1
 from invflow.layers.logit import LogitTransform
 from invflow.layers.split import FactorOut
 from invflow.layers.squeeze import Squeeze
+from invflow.models.conditioning import model_context
 
 Mixing = Literal["1x1", "lu", "emerging", "periodic", "woodbury", "me-woodbury"]
 Coupling = Literal["affine", "additive", "spline", "macow"]
@@ -46,6 +49,7 @@ class GlowConfig:
     periodic_kernel_size: int = 3
     spline_bins: int = 4
     spline_tail_bound: float = 3.0
+    conditional: bool = False  # p(x | y): the data set's labels (or toy contexts), see build()
 
     def validate(self) -> None:
         positive(self, "levels", "steps_per_level", "hidden_channels", "emerging_kernel_size",
@@ -88,31 +92,36 @@ def make_mixing(cfg: GlowConfig, shape: tuple[int, int, int], level: int) -> Flo
                       latent_width=cfg.latent("width", level, min(w, 16)))
 
 
-def make_coupling(cfg: GlowConfig, shape: tuple[int, ...], swap: bool) -> Flow:
-    """The coupling layer named by ``cfg.coupling`` for per-sample ``shape``."""
+def make_coupling(cfg: GlowConfig, shape: tuple[int, ...], swap: bool, context: int = 0) -> Flow:
+    """The coupling layer named by ``cfg.coupling`` for per-sample ``shape``, reading a context of
+    width ``context`` (0: none)."""
     if cfg.coupling == "affine":
-        return AffineCoupling(shape, cfg.hidden_channels, swap=swap)
+        return AffineCoupling(shape, cfg.hidden_channels, swap=swap, context_features=context)
     if cfg.coupling == "additive":
-        return AdditiveCoupling(shape, cfg.hidden_channels, swap=swap)
+        return AdditiveCoupling(shape, cfg.hidden_channels, swap=swap, context_features=context)
     if cfg.coupling == "spline":
         from invflow.layers.spline import SplineCoupling
 
         return SplineCoupling(shape, cfg.hidden_channels, swap=swap, bins=cfg.spline_bins,
-                              tail_bound=cfg.spline_tail_bound)
+                              tail_bound=cfg.spline_tail_bound, context_features=context)
     if len(shape) != 3:
         raise ValueError("model.coupling=macow needs image data")
     from invflow.layers.macow import MaCowUnit
 
-    return MaCowUnit(shape[0], cfg.hidden_channels)
+    return MaCowUnit(shape[0], cfg.hidden_channels, context_features=context)
 
 
-def glow_step(cfg: GlowConfig, shape: tuple[int, int, int], level: int, index: int) -> list[Flow]:
-    """One Glow step: ActNorm → mixing → coupling."""
-    return [ActNorm(shape[0]), make_mixing(cfg, shape, level), make_coupling(cfg, shape, swap=index % 2 == 1)]
+def glow_step(cfg: GlowConfig, shape: tuple[int, int, int], level: int, index: int,
+              context: int = 0) -> list[Flow]:
+    """One Glow step: ActNorm → mixing → coupling (the mixing layers have no conditioner, so they
+    stay unconditional in a conditional model)."""
+    return [ActNorm(shape[0]), make_mixing(cfg, shape, level),
+            make_coupling(cfg, shape, swap=index % 2 == 1, context=context)]
 
 
-def glow_levels(cfg: GlowConfig, shape: tuple[int, int, int], level: int = 0) -> Flow:
-    """Levels ``level..L-1`` on input ``(C, H, W)``, returning flat latents."""
+def glow_levels(cfg: GlowConfig, shape: tuple[int, int, int], level: int = 0, context: int = 0) -> Flow:
+    """Levels ``level..L-1`` on input ``(C, H, W)``, returning flat latents; with a context of width
+    ``context``, conditional couplings and factor-out priors and a conditional top Gaussian."""
     c, h, w = shape
     if h % 2 or w % 2:
         raise ValueError(
@@ -122,17 +131,21 @@ def glow_levels(cfg: GlowConfig, shape: tuple[int, int, int], level: int = 0) ->
     squeezed = (4 * c, h // 2, w // 2)
     flows: list[Flow] = [Squeeze(c)]
     for k in range(cfg.steps_per_level):
-        flows += glow_step(cfg, squeezed, level, k)
+        flows += glow_step(cfg, squeezed, level, k, context)
     if level == cfg.levels - 1:
+        flows += [ConditionalGaussianPrior(squeezed, context)] if context else []
         flows.append(Flatten(squeezed))
     else:
-        inner = glow_levels(cfg, (squeezed[0] - squeezed[0] // 2, *squeezed[1:]), level + 1)
-        flows.append(FactorOut(squeezed, inner, learn_prior=cfg.split_prior))
+        inner = glow_levels(cfg, (squeezed[0] - squeezed[0] // 2, *squeezed[1:]), level + 1, context)
+        flows.append(FactorOut(squeezed, inner, learn_prior=cfg.split_prior, context_features=context))
     return SequentialFlow(*flows)
 
 
-def build_glow(cfg: GlowConfig, shape: tuple[int, ...]) -> FlowModel:
-    """A Glow-family ``FlowModel`` for per-sample ``shape`` (images ``(C, H, W)`` or vectors ``(D,)``)."""
+def build_glow(cfg: GlowConfig, shape: tuple[int, ...], context: ContextSpec | None = None) -> FlowModel:
+    """A Glow-family ``FlowModel`` for per-sample ``shape`` (images ``(C, H, W)`` or vectors ``(D,)``),
+    conditional on ``context`` when given (Kingma & Dhariwal 2018, sec. 5: class-conditional
+    couplings and priors)."""
+    k = 0 if context is None else context.features
     if len(shape) == 1:
         if cfg.mixing != "lu" or cfg.coupling == "macow":
             raise ValueError(
@@ -141,17 +154,19 @@ def build_glow(cfg: GlowConfig, shape: tuple[int, ...]) -> FlowModel:
             )
         dims = shape[0]
         flows: list[Flow] = []
-        for k in range(cfg.steps_per_level):
+        for step in range(cfg.steps_per_level):
             flows += [ActNorm(dims, vector=True), InvConv1x1(dims, lu=True, vector=True),
-                      make_coupling(cfg, shape, swap=k % 2 == 1)]
-        return FlowModel(SequentialFlow(*flows), StandardNormal((dims,)), shape)
+                      make_coupling(cfg, shape, swap=step % 2 == 1, context=k)]
+        flows += [ConditionalGaussianPrior(shape, k)] if k else []
+        return FlowModel(SequentialFlow(*flows), StandardNormal((dims,)), shape, context)
     flows = [LogitTransform(shape, cfg.logit_alpha)] if cfg.logit_alpha is not None else []
-    flows.append(glow_levels(cfg, shape))
+    flows.append(glow_levels(cfg, shape, context=k))
     flow = SequentialFlow(*flows)
     numel = shape[0] * shape[1] * shape[2]
-    return FlowModel(flow, StandardNormal((numel,)), shape)
+    return FlowModel(flow, StandardNormal((numel,)), shape, context)
 
 
 def build(cfg: GlowConfig, data: DataConfig) -> FlowModel:
-    """The registry's builder: a Glow-family model for the per-sample shape of ``data``."""
-    return build_glow(cfg, input_shape(data))
+    """The registry's builder: a Glow-family model for the per-sample shape of ``data``, conditional
+    on the data set's labels or contexts when ``model.conditional``."""
+    return build_glow(cfg, input_shape(data), model_context(cfg.conditional, data))

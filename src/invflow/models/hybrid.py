@@ -49,6 +49,9 @@ class HybridConfig(ResFlowConfig):
             raise ValueError(
                 "model.factor_out is not supported by the hybrid model (the classifier reads full states)"
             )
+        if self.conditional:
+            raise ValueError("model.conditional is not supported by the hybrid model (it models p(x) and "
+                             "p(y | x)); use a conditional glow or resflow preset for p(x | y)")
         if self.hybrid_weight is not None and self.hybrid_weight < 0:
             raise ValueError(f"model.hybrid_weight (λ) must be >= 0, got {self.hybrid_weight}")
 
@@ -61,7 +64,7 @@ class HybridObjective(ImageBitsPerDim):
 
     def loss(self, model: HybridModel, batch: Batch, forward: Forward | None = None
              ) -> tuple[Tensor, dict[str, Tensor]]:
-        log_p, outputs = (model if forward is None else forward)(self.dequantized(model, batch))
+        log_p, outputs = (model if forward is None else forward)(self.dequantized(model, batch), None)
         logits = outputs["logits"]
         bpd = nats_to_bits_per_dim(log_p, model.dims, self.n_bits)
         cross_entropy = F.cross_entropy(logits, batch.y)
@@ -102,8 +105,10 @@ class HybridModel(ResFlowModel):
         self.hybrid_weight = 1.0 / self.dims if config.hybrid_weight is None else config.hybrid_weight
         name_layers(self)  # the classifier branches' ActNorms too
 
-    def forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """``(log p(x), {"logits": class logits})``, what the hybrid objective trains."""
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(log p(x), {"logits": class logits})``, what the hybrid objective trains (unconditional:
+        a context is refused)."""
+        self.encode_context(context, x.shape[0], "HybridModel.forward")
         log_p, logits = self.log_prob_and_logits(x)
         return log_p, {"logits": logits}
 

@@ -14,14 +14,17 @@ from typing import Literal
 import torch
 
 from invflow.config import DataConfig, positive
+from invflow.core.context import ContextSpec
 from invflow.core.distributions import StandardNormal
 from invflow.core.flow import Flatten, Flow, SequentialFlow
 from invflow.core.model import FlowModel
 from invflow.data.registry import input_shape
 from invflow.layers.actnorm import ActNorm
+from invflow.layers.conditional_prior import ConditionalGaussianPrior
 from invflow.layers.logit import LogitTransform
 from invflow.layers.split import FactorOut
 from invflow.layers.squeeze import Squeeze
+from invflow.models.conditioning import model_context
 from invflow.residual import InvertibleResidualBlock, LearnedNormOrder, conv_residual_net, mlp_residual_net
 from invflow.residual.iresblock import ESTIMATOR
 from invflow.residual.logdet import check_roulette_param
@@ -54,6 +57,7 @@ class ResFlowConfig:
     norm_orders: str | None = None
     learn_norm_orders: bool | Literal["shared", "per-state"] = False  # true = per-state (app. D)
     mlp_hidden_layers: int = 3
+    conditional: bool = False  # p(x | y): the data set's labels (or toy contexts), see build()
 
     def validate(self) -> None:
         positive(self, "scales", "blocks_per_scale", "hidden_channels", "n_samples", "eval_draws",
@@ -95,13 +99,12 @@ class ResFlowModel(FlowModel):
                            "(double backward), which torch.compile's aot_autograd cannot do")
     low_precision_unsupported = ("residual blocks' power series and fixed-point inverse rely on Lip(g) < 1, "
                                  "which low-precision rounding breaks")
-    rsample_unsupported = ("a residual block's inverse is a fixed-point iteration run without autograd "
-                           "(differentiating it would need implicit differentiation); use sample()")
 
     def __init__(
-        self, flow: Flow, prior: StandardNormal, input_shape: tuple[int, ...], config: ResFlowConfig
+        self, flow: Flow, prior: StandardNormal, input_shape: tuple[int, ...], config: ResFlowConfig,
+        context: ContextSpec | None = None,
     ) -> None:
-        super().__init__(flow, prior, input_shape)
+        super().__init__(flow, prior, input_shape, context)
         self.eval_draws = config.eval_draws
         self.estimator = describe_estimator(config)
 
@@ -132,18 +135,18 @@ def describe_estimator(cfg: ResFlowConfig) -> str:
             f"{cfg.n_samples} {cfg.hutchinson} probe(s)), averaged over {cfg.eval_draws} draws per image")
 
 
-def residual_stage(cfg: ResFlowConfig, shape: tuple[int, ...]) -> list[Flow]:
-    """``blocks_per_scale`` residual blocks on ``shape``, each between two ActNorms."""
+def residual_stage(cfg: ResFlowConfig, shape: tuple[int, ...], context: int = 0) -> list[Flow]:
+    """``blocks_per_scale`` residual blocks on ``shape``, each between two ActNorms; with a context of
+    width ``context``, each ``g(x, c)`` shifts its hidden pre-activations by the context."""
     vector = len(shape) == 1
     flows: list[Flow] = []
     for _ in range(cfg.blocks_per_scale):
         if vector:
             g = mlp_residual_net(shape[0], cfg.hidden_channels, cfg.mlp_hidden_layers, cfg.coeff,
-                                 cfg.norm_orders, cfg.learn_norm_orders)
+                                 cfg.norm_orders, cfg.learn_norm_orders, context_features=context)
         else:
-            g = conv_residual_net(
-                shape[0], cfg.hidden_channels, cfg.coeff, cfg.norm_orders, cfg.learn_norm_orders
-            )
+            g = conv_residual_net(shape[0], cfg.hidden_channels, cfg.coeff, cfg.norm_orders,
+                                  cfg.learn_norm_orders, context_features=context)
         block = cfg.block(g, shape)
         flows += (
             [ActNorm(shape[0], vector=vector), block, ActNorm(shape[0], vector=vector)]
@@ -161,18 +164,19 @@ def squeezed(shape: tuple[int, int, int], where: str) -> tuple[int, int, int]:
     return (4 * c, h // 2, w // 2)
 
 
-def resflow_scales(cfg: ResFlowConfig, shape: tuple[int, int, int], scale: int = 0) -> Flow:
-    """Scales ``scale..scales-1`` on ``(C, H, W)``, returning flat latents."""
-    flows = residual_stage(cfg, shape)
+def resflow_scales(cfg: ResFlowConfig, shape: tuple[int, int, int], scale: int = 0, context: int = 0) -> Flow:
+    """Scales ``scale..scales-1`` on ``(C, H, W)``, returning flat latents; with a context of width
+    ``context``, conditional blocks and factor-out priors and a conditional top Gaussian."""
+    flows = residual_stage(cfg, shape, context)
     if scale == cfg.scales - 1:
-        return SequentialFlow(*flows, Flatten(shape))
+        top = [ConditionalGaussianPrior(shape, context)] if context else []
+        return SequentialFlow(*flows, *top, Flatten(shape))
     after = squeezed(shape, f"at scale {scale + 1}")
     if cfg.factor_out:
         kept = (after[0] - after[0] // 2, *after[1:])
-        return SequentialFlow(
-            *flows, Squeeze(shape[0]), FactorOut(after, resflow_scales(cfg, kept, scale + 1))
-        )
-    return SequentialFlow(*flows, Squeeze(shape[0]), resflow_scales(cfg, after, scale + 1))
+        inner = resflow_scales(cfg, kept, scale + 1, context)
+        return SequentialFlow(*flows, Squeeze(shape[0]), FactorOut(after, inner, context_features=context))
+    return SequentialFlow(*flows, Squeeze(shape[0]), resflow_scales(cfg, after, scale + 1, context))
 
 
 def input_flows(cfg: ResFlowConfig, shape: tuple[int, int, int]) -> tuple[list[Flow], tuple[int, int, int]]:
@@ -184,15 +188,21 @@ def input_flows(cfg: ResFlowConfig, shape: tuple[int, int, int]) -> tuple[list[F
     return flows, shape
 
 
-def build_resflow(cfg: ResFlowConfig, shape: tuple[int, ...]) -> ResFlowModel:
-    """A Residual Flow for per-sample ``shape`` (images ``(C, H, W)`` or vectors ``(D,)``)."""
+def build_resflow(cfg: ResFlowConfig, shape: tuple[int, ...],
+                  context: ContextSpec | None = None) -> ResFlowModel:
+    """A Residual Flow for per-sample ``shape`` (images ``(C, H, W)`` or vectors ``(D,)``), conditional
+    on ``context`` when given."""
+    k = 0 if context is None else context.features
     if len(shape) == 1:
-        return ResFlowModel(SequentialFlow(*residual_stage(cfg, shape)), StandardNormal(shape), shape, cfg)
+        top = [ConditionalGaussianPrior(shape, k)] if k else []
+        flow = SequentialFlow(*residual_stage(cfg, shape, k), *top)
+        return ResFlowModel(flow, StandardNormal(shape), shape, cfg, context)
     flows, inner_shape = input_flows(cfg, shape)
-    flow = SequentialFlow(*flows, resflow_scales(cfg, inner_shape))
-    return ResFlowModel(flow, StandardNormal((shape[0] * shape[1] * shape[2],)), shape, cfg)
+    flow = SequentialFlow(*flows, resflow_scales(cfg, inner_shape, context=k))
+    return ResFlowModel(flow, StandardNormal((shape[0] * shape[1] * shape[2],)), shape, cfg, context)
 
 
 def build(cfg: ResFlowConfig, data: DataConfig) -> ResFlowModel:
-    """The registry's builder: a Residual Flow for the per-sample shape of ``data``."""
-    return build_resflow(cfg, input_shape(data))
+    """The registry's builder: a Residual Flow for the per-sample shape of ``data``, conditional on
+    the data set's labels or contexts when ``model.conditional``."""
+    return build_resflow(cfg, input_shape(data), model_context(cfg.conditional, data))

@@ -22,6 +22,8 @@ from typing import Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
+from invflow.core.context import ContextBias
+
 
 @runtime_checkable
 class ForwardJacobianLayer(Protocol):
@@ -37,14 +39,19 @@ def supports_forward_jacobian(g: nn.Module) -> bool:
     return isinstance(g, nn.Sequential) and len(g) > 0 and all(isinstance(m, ForwardJacobianLayer) for m in g)
 
 
-def forward_with_jacobian(g: nn.Sequential, x: Tensor) -> tuple[Tensor, Tensor]:
-    """``(g(x), J_g(x)ᵀ)`` for a batch of vectors ``x`` of shape ``(B, D)``; the Jacobian has
-    shape ``(B, D, D)`` and is differentiable by plain backprop (no double backward)."""
+def forward_with_jacobian(g: nn.Sequential, x: Tensor, context: Tensor | None = None
+                          ) -> tuple[Tensor, Tensor]:
+    """``(g(x, c), J_g(x)ᵀ)`` for a batch of vectors ``x`` of shape ``(B, D)`` (``ContextBias``
+    layers read ``context``; the Jacobian is in ``x`` with ``c`` fixed); it has shape ``(B, D, D)``
+    and is differentiable by plain backprop (no double backward)."""
     if x.dim() != 2:
         raise ValueError(f"forward_with_jacobian needs a batch of vectors (B, D), got shape {tuple(x.shape)}")
     h, t = x, None
     for layer in g:
-        h, t = layer.forward_with_jacobian(h, t)  # type: ignore[operator]
+        if isinstance(layer, ContextBias):
+            h, t = layer.forward_with_jacobian(h, t, context)
+        else:
+            h, t = layer.forward_with_jacobian(h, t)  # type: ignore[operator]
     if t is None or t.shape != (x.shape[0], x.shape[1], x.shape[1]):
         raise ValueError(
             f"forward_with_jacobian: the chain maps R^{x.shape[1]} to R^{h.shape[-1]}, not to itself")

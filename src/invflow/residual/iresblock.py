@@ -5,10 +5,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
+from invflow.core.context import check_layer_context
 from invflow.core.flow import Flow, check_shape
 from invflow.residual.forward_jacobian import forward_with_jacobian, supports_forward_jacobian
 from invflow.residual.logdet import (
@@ -113,7 +115,16 @@ class InvertibleResidualBlock(Flow):
 
     ``last_logdet_stats()`` returns the last forward's per-sample estimate and its moments.
     ``inverse`` runs :func:`fixed_point_inverse`; ``last_inverse_iterations`` records its count.
+
+    Conditional blocks: a ``g`` with ``context_features > 0`` (``conv_residual_net`` /
+    ``mlp_residual_net`` built with ``context_features``) computes ``g(x, c)``, where the context
+    only shifts hidden pre-activations, so ``Lip_x g(·, c) ≤ coeff^k`` for every ``c`` and the
+    block is ``y = x + g(x, c)``, invertible for each ``c``, with every estimator above applied in
+    ``x`` with ``c`` held fixed. A ``g`` without context ignores the block's ``context``.
     """
+
+    #: the fixed-point inverse runs without autograd: rsample cannot differentiate through it
+    differentiable_inverse = False
 
     def __init__(
         self,
@@ -162,6 +173,7 @@ class InvertibleResidualBlock(Flow):
         # decided once: the structure of g does not change between forwards (an attribute, so a
         # benchmark can switch an exact block back to the reverse-mode rows)
         self.carries_jacobian = len(self.shape) == 1 and supports_forward_jacobian(g)
+        self.context_features = int(getattr(g, "context_features", 0))
         self._stats: dict[str, Tensor | int] = {}
 
     def extra_repr(self) -> str:
@@ -172,15 +184,26 @@ class InvertibleResidualBlock(Flow):
     def _check(self, x: Tensor, where: str) -> None:
         check_shape(x, self.shape, f"{type(self).__name__}.{where}")
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _residual(self, context: Tensor | None, batch: int
+                  ) -> tuple[Callable[[Tensor], Tensor], Tensor | None]:
+        """``x ↦ g(x, c)`` for this call's (checked) context, and that context."""
+        context = check_layer_context(context, self.context_features, batch, self.describe())
+        if context is None:
+            return self.g, None
+        return partial(self.g, context=context), context
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(x, "forward")
+        g, context = self._residual(context, x.shape[0])
         if self.logdet == "exact" and self.carries_jacobian:
-            return self._forward_mode_exact(x)
+            return self._forward_mode_exact(x, context)
         params = [p for p in self.g.parameters() if p.requires_grad]
+        if context is not None and context.requires_grad:
+            params.append(context)  # the Neumann gradient's inputs: c is one when it is learned
         need_grad = torch.is_grad_enabled() and (x.requires_grad or bool(params))
         with torch.enable_grad():
             xr = x if (need_grad and x.requires_grad) else x.detach().requires_grad_(True)
-            gx = self.g(xr)
+            gx = g(xr)
             if self.logdet == "exact":
                 logdet = exact_logdet(gx, xr, create_graph=need_grad)
                 self._stats = {"estimate": logdet.detach(), "n_terms": 0}
@@ -191,11 +214,11 @@ class InvertibleResidualBlock(Flow):
             y, logdet = y.detach(), logdet.detach()
         return y, logdet
 
-    def _forward_mode_exact(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _forward_mode_exact(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         """The exact log-det of a vector block from its Jacobian carried forward with the
         activations (:mod:`invflow.residual.forward_jacobian`): one plain backward to train, no
         double backward, no graph at all under ``torch.no_grad()``."""
-        gx, jac_t = forward_with_jacobian(self.g, x)
+        gx, jac_t = forward_with_jacobian(self.g, x, context)
         eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
         logdet = torch.linalg.slogdet(eye + jac_t).logabsdet
         self._stats = {"estimate": logdet.detach(), "n_terms": 0}
@@ -242,19 +265,20 @@ class InvertibleResidualBlock(Flow):
         return dict(self._stats)
 
     @torch.no_grad()
-    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(x, −log|det(I + J_g(x))|)`` with ``x + g(x) = z``: the fixed-point inverse, then the
         block's log-det estimate at ``x`` (one forward pass; stochastic for ``unbiased``).
         Neither is differentiable."""
-        x = self.inverse_without_logdet(z)
-        return x, -self(x)[1]
+        x = self.inverse_without_logdet(z, context)
+        return x, -self(x, context)[1]
 
     @torch.no_grad()
-    def inverse_without_logdet(self, z: Tensor) -> Tensor:
+    def inverse_without_logdet(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """``x`` with ``x + g(x) = z`` by fixed-point iteration (not differentiable)."""
         self._check(z, "inverse")
+        g, _ = self._residual(context, z.shape[0])
         x, iterations = fixed_point_inverse(
-            self.g, z, self.inverse_atol, self.inverse_rtol, self.inverse_max_iter, where=type(self).__name__
+            g, z, self.inverse_atol, self.inverse_rtol, self.inverse_max_iter, where=type(self).__name__
         )
         self.last_inverse_iterations = iterations
         return x

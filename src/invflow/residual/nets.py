@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
+from invflow.core.context import ContextBias
 from invflow.residual.activations import LipSwish
 from invflow.residual.lipschitz import LearnedNormOrder, SpectralNormConv2d, SpectralNormLinear
 
@@ -83,6 +84,37 @@ def _chain_orders(
     return learned + [learned[0]]
 
 
+class ResidualNet(nn.Sequential):
+    """A chain of layers computing ``g(x, c)``: ``ContextBias`` layers read the context ``c``, every
+    other layer ``x``'s state alone. Without ``ContextBias`` layers it is the plain ``nn.Sequential``
+    (same state-dict keys); ``context_features`` is the context width it reads (0: none)."""
+
+    def __init__(self, *layers: nn.Module, context_features: int = 0) -> None:
+        super().__init__(*layers)
+        self.context_features = context_features
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:  # type: ignore[override]
+        for layer in self:
+            x = layer(x, context) if isinstance(layer, ContextBias) else layer(x)
+        return x
+
+
+def _with_context(layers: list[nn.Module], widths: list[int], context_features: int) -> ResidualNet:
+    """``layers`` (maps interleaved with activations) with a ``ContextBias`` after every map but the
+    last, i.e. on each hidden pre-activation, whose widths are ``widths``: the context shifts hidden
+    states and never scales the path from ``x``, so ``Lip_x g(·, c)`` is the same for every ``c``."""
+    if not context_features:
+        return ResidualNet(*layers)
+    out: list[nn.Module] = []
+    hidden = iter(widths)
+    maps = [i for i, layer in enumerate(layers) if not isinstance(layer, LipSwish)]
+    for i, layer in enumerate(layers):
+        out.append(layer)
+        if i in maps[:-1]:
+            out.append(ContextBias(next(hidden), context_features))
+    return ResidualNet(*out, context_features=context_features)
+
+
 def conv_residual_net(
     channels: int,
     hidden: int,
@@ -92,24 +124,27 @@ def conv_residual_net(
     kernel_size: int = 3,
     tol: float = 1e-4,
     max_iterations: int = 200,
-) -> nn.Sequential:
+    context_features: int = 0,
+) -> ResidualNet:
     """LipSwish → 3x3 conv → LipSwish → 1x1 conv → LipSwish → 3x3 conv (Chen et al. 2019,
     appendix E); each conv operator has induced norm ≤ ``coeff``, so ``Lip(g) ≤ coeff³``.
 
     ``norm_orders``: 4 orders (input, two hidden states, output = input), see
     :func:`parse_norm_orders`; ``learn_norm_orders`` (``per-state``/``shared``, see
-    :func:`_chain_orders`) learns them in (1.5, 2.5).
+    :func:`_chain_orders`) learns them in (1.5, 2.5). ``context_features > 0`` adds a learned
+    bias of the context to both hidden pre-activations (:func:`_with_context`).
     """
     p = _chain_orders(norm_orders, 3, learn_norm_orders)
     common = {"coeff": coeff, "tol": tol, "max_iterations": max_iterations}
-    return nn.Sequential(
+    layers = [
         LipSwish(),
         SpectralNormConv2d(channels, hidden, kernel_size, domain=p[0], codomain=p[1], **common),
         LipSwish(),
         SpectralNormConv2d(hidden, hidden, 1, domain=p[1], codomain=p[2], **common),
         LipSwish(),
         SpectralNormConv2d(hidden, channels, kernel_size, domain=p[2], codomain=p[3], **common),
-    )
+    ]
+    return _with_context(layers, [hidden, hidden], context_features)
 
 
 def mlp_residual_net(
@@ -121,10 +156,12 @@ def mlp_residual_net(
     learn_norm_orders: LearnOrders = False,
     tol: float = 1e-4,
     max_iterations: int = 200,
-) -> nn.Sequential:
+    context_features: int = 0,
+) -> ResidualNet:
     """Linear → (LipSwish → Linear) × ``n_hidden`` for vector data (the 2D experiments of
     Chen et al. 2019, appendix D): ``n_hidden`` hidden states of width ``hidden``,
-    ``n_hidden + 1`` linear maps each with induced norm ≤ ``coeff``, ``n_hidden + 2`` orders."""
+    ``n_hidden + 1`` linear maps each with induced norm ≤ ``coeff``, ``n_hidden + 2`` orders.
+    ``context_features > 0`` adds a learned bias of the context to every hidden pre-activation."""
     if n_hidden < 1:
         raise ValueError(f"n_hidden must be >= 1, got {n_hidden}")
     p = _chain_orders(norm_orders, n_hidden + 1, learn_norm_orders)
@@ -144,4 +181,4 @@ def mlp_residual_net(
                 max_iterations=max_iterations,
             )
         )
-    return nn.Sequential(*layers)
+    return _with_context(layers, [hidden] * n_hidden, context_features)

@@ -16,7 +16,7 @@ from torch import Tensor
 from invflow.config import DataConfig
 from invflow.data.batch import Batch
 from invflow.data.registry import IMAGE_DATASETS
-from invflow.data.toy2d import sample_toy2d
+from invflow.data.toy2d import sample_toy2d_with_context
 from invflow.data.transforms import random_crop_reflect, random_flip
 from invflow.train.distributed import DistContext
 
@@ -85,10 +85,10 @@ class ToyBatches:
         self.data, self.seed, self.rank = data, seed, ctx.rank
 
     def batch(self, step: int) -> Batch:
-        x = sample_toy2d(
+        x, context = sample_toy2d_with_context(
             self.data.dataset, self.data.batch_size, derived_generator(self.seed, 3, step, self.rank)
         )
-        return Batch(x, torch.zeros(x.shape[0], dtype=torch.long))
+        return Batch(x, context)
 
 
 class Prefetcher:

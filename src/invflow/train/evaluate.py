@@ -84,13 +84,11 @@ def held_out_batches(config: Config, images=None, limit: int | None = None,
     Under DDP process ``r`` takes batches ``r, r + world_size, …`` of the first ``limit``."""
     batch_size = config.data.batch_size
     if images is None:
-        from invflow.data.toy2d import sample_toy2d
+        from invflow.data.toy2d import sample_toy2d_with_context
 
-        points = sample_toy2d(
+        source = sample_toy2d_with_context(
             config.data.dataset, config.data.toy_samples, derived_generator(config.train.seed, 4)
         )
-        labels = torch.zeros(points.shape[0], dtype=torch.long)
-        source = (points, labels)
     else:
         source = (images.images, images.labels)
     n_batches = math.ceil(source[0].shape[0] / batch_size)
@@ -196,3 +194,34 @@ def evaluate(model: FlowModel, objective: Objective, batches: Iterator[Batch], d
     return EvalResult(objective.metric, mean, stderr, int(n), draws, estimator_stderr,
                       model.estimator,
                       {k: float(v) / n for k, v in zip(keys, totals[4:])})
+
+
+@torch.no_grad()
+def generative_classifier_accuracy(model: FlowModel, objective: Objective, batches: Iterator[Batch],
+                                   device: torch.device, seed: int = 0) -> tuple[float, int]:
+    """``(accuracy, count)`` of the generative classifier ``argmax_y log p(x | y) + log p(y)`` of a
+    class-conditional model on labelled batches, with ``p(y)`` uniform over the classes (so the
+    rule is ``argmax_y log p(x | y)``); every class is scored on the same dequantized ``x``, and a
+    stochastic log-det estimate (residual flows) is one eval-mode draw per class. Costs one
+    ``log_prob`` pass per class."""
+    spec = model.context_spec
+    if spec is None or not spec.is_class:
+        raise ValueError("the generative classifier needs a class-conditional model")
+    was_training = model.training
+    model.eval()
+    correct = count = 0
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for batch in batches:
+                batch = batch.to(device)
+                x = objective.model_input(model, batch)
+                scores = torch.stack([model.log_prob(x, torch.full_like(batch.y, c))
+                                      for c in range(spec.num_classes)], dim=1)
+                correct += int((scores.argmax(dim=1) == batch.y).sum())
+                count += int(batch.y.shape[0])
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("evaluation got no data")
+    return correct / count, count

@@ -80,9 +80,18 @@ def comparable(config_dict: dict[str, Any]) -> dict[str, Any]:
             "model": config_dict["model"]}
 
 
+def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the keys added since it was written set to their defaults (which keep
+    the old behaviour), so that an added key is not a difference; as stored if it no longer validates."""
+    try:
+        return config_from_dict(saved).to_dict()
+    except ValueError:
+        return saved
+
+
 def check_same_model(saved: dict[str, Any], config: Config, where: Path) -> None:
     """Raise ``CheckpointError`` if a checkpoint was written for a different model or data."""
-    want, got = comparable(config.to_dict()), comparable(saved)
+    want, got = comparable(config.to_dict()), comparable(with_defaults(saved))
     for section in ("data", "model"):
         for key in sorted(set(want[section]) | set(got[section])):
             if want[section].get(key) != got[section].get(key):

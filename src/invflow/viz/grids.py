@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 from torch import Tensor
 
 
@@ -27,8 +27,26 @@ def image_grid(images: Tensor, nrow: int | None = None, padding: int = 2) -> np.
     return array[..., 0] if c == 1 else array
 
 
-def image_grid_png(images: Tensor, nrow: int | None = None) -> bytes:
-    """``images`` (values in [0, 1]) as the bytes of a PNG grid."""
+LABEL_WIDTH = 64  # pixels left of a labelled grid's rows
+
+
+def label_rows(grid: np.ndarray, labels: list[str], tile_height: int, padding: int = 2) -> Image.Image:
+    """The grid with a white margin on the left holding one label per row of tiles."""
+    image = Image.fromarray(grid).convert("RGB")
+    out = Image.new("RGB", (image.width + LABEL_WIDTH, image.height), "white")
+    out.paste(image, (LABEL_WIDTH, 0))
+    draw = ImageDraw.Draw(out)
+    for r, label in enumerate(labels):
+        top = padding + r * (tile_height + padding)
+        draw.text((4, top + max(0, tile_height // 2 - 6)), label, fill="black")
+    return out
+
+
+def image_grid_png(images: Tensor, nrow: int | None = None, row_labels: list[str] | None = None) -> bytes:
+    """``images`` (values in [0, 1]) as the bytes of a PNG grid, ``nrow`` images per row; with
+    ``row_labels``, each row labelled on the left (e.g. its class)."""
     png = io.BytesIO()
-    Image.fromarray(image_grid(images, nrow)).save(png, format="PNG")
+    grid = image_grid(images, nrow)
+    picture = label_rows(grid, row_labels, images.shape[2]) if row_labels else Image.fromarray(grid)
+    picture.save(png, format="PNG")
     return png.getvalue()
