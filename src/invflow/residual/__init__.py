@@ -1,5 +1,6 @@
 """Residual flows (Chen et al. 2019): Lipschitz layers, log-det estimators, invertible blocks."""
 from invflow.residual.activations import LipSwish
+from invflow.residual.implicit_inverse import implicit_fixed_point_inverse
 from invflow.residual.iresblock import (
     ESTIMATOR,
     EstimatorDefaults,
@@ -24,6 +25,7 @@ __all__ = [
     "SpectralNormLinear",
     "conv_residual_net",
     "fixed_point_inverse",
+    "implicit_fixed_point_inverse",
     "mlp_residual_net",
     "parse_norm_orders",
     "update_lipschitz",
