@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from invflow.residual.iresblock import fixed_point_inverse
+from invflow.residual.fixed_point import fixed_point_inverse
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def implicit_fixed_point_inverse(
     """``(x, iterations)`` with ``x + g(x) = y``, differentiable in ``y`` and ``params`` by the
     implicit function theorem (module docstring).
 
-    The forward is :func:`~invflow.residual.iresblock.fixed_point_inverse` with ``atol``,
+    The forward is :func:`~invflow.residual.fixed_point.fixed_point_inverse` with ``atol``,
     ``rtol``, ``max_iter``, run without a graph; the backward solves ``(I + J_g(x))ᵀ u = v`` by the
     same iteration and stopping rule (per sample, ``max|u_new − u| ≤ backward_atol +
     backward_rtol·max|v|``, defaults as the forward's) and warns naming the residual if

@@ -2,7 +2,6 @@
 Chen et al. 2019), and its fixed-point inverse."""
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -12,7 +11,9 @@ from torch import Tensor, nn
 
 from invflow.core.context import check_layer_context
 from invflow.core.flow import Flow, check_shape
+from invflow.residual.fixed_point import fixed_point_inverse  # noqa: F401  (its home before fixed_point.py)
 from invflow.residual.forward_jacobian import forward_with_jacobian, supports_forward_jacobian
+from invflow.residual.implicit_inverse import implicit_fixed_point_inverse
 from invflow.residual.logdet import (
     N_DISTRIBUTIONS,
     backward_in_forward,
@@ -47,46 +48,6 @@ class EstimatorDefaults:
 ESTIMATOR = EstimatorDefaults()
 
 
-def fixed_point_inverse(
-    g: Callable[[Tensor], Tensor],
-    y: Tensor,
-    atol: float | None = None,
-    rtol: float | None = None,
-    max_iter: int = 1000,
-    where: str = "fixed_point_inverse",
-) -> tuple[Tensor, int]:
-    """Solve ``x + g(x) = y`` by ``x <- y - g(x)`` from ``x = y`` (Behrmann et al. 2019, alg. 1).
-
-    Stops when the residual ``|x + g(x) - y| = |x_{new} - x|`` is at most
-    ``atol + rtol·max|y|`` elementwise (the maximum taken over each sample); for ``Lip(g) = L``
-    the error is then at most ``residual / (1 - L)``. ``atol`` defaults to 1e-6 (float32) or
-    1e-12 (float64), ``rtol`` to 8 ulps of the dtype (the floating-point floor for large ``|y|``).
-    Returns ``(x, iterations)``; warns naming the residual if ``max_iter`` is reached first.
-    """
-    if atol is None:
-        atol = 1e-12 if y.dtype == torch.float64 else 1e-6
-    if rtol is None:
-        # The floating-point floor: |x + g(x) - y| cannot drop below a few ulps of |y|.
-        rtol = 8 * torch.finfo(y.dtype).eps
-    scale = y.abs().reshape(y.shape[0], -1).amax(dim=1).reshape(-1, *([1] * (y.dim() - 1)))
-    bound = atol + rtol * scale
-    x = y
-    residual = torch.zeros(())
-    for it in range(1, max_iter + 1):
-        x_new = y - g(x)
-        residual = (x_new - x).abs()
-        x = x_new
-        if bool((residual <= bound).all()):
-            return x, it
-    warnings.warn(
-        f"{where}: fixed-point inverse did not converge in {max_iter} iterations: "
-        f"max residual |x + g(x) - y| = {float(residual.max()):.3e} (atol={atol:g}, rtol={rtol:g})",
-        RuntimeWarning,
-        stacklevel=2,
-    )
-    return x, max_iter
-
-
 class InvertibleResidualBlock(Flow):
     """``y = x + g(x)`` with an (estimated) ``log|det(I + J_g)|`` (Chen et al. 2019).
 
@@ -114,7 +75,12 @@ class InvertibleResidualBlock(Flow):
     variance; no gradient machinery is built under ``torch.no_grad()``.
 
     ``last_logdet_stats()`` returns the last forward's per-sample estimate and its moments.
-    ``inverse`` runs :func:`fixed_point_inverse`; ``last_inverse_iterations`` records its count.
+    ``inverse`` runs :func:`~invflow.residual.fixed_point.fixed_point_inverse`;
+    ``last_inverse_iterations`` records its count. With gradients enabled the inverse is
+    differentiated implicitly (:func:`~invflow.residual.implicit_inverse.implicit_fixed_point_inverse`:
+    the backward solves ``(I + J_g(x))ᵀ u = v`` by the same iteration, memory flat in the iteration
+    count), so ``rsample`` and ``rsample_and_log_prob`` work through residual blocks; under
+    ``torch.no_grad()`` it is the plain iteration.
 
     Conditional blocks: a ``g`` with ``context_features > 0`` (``conv_residual_net`` /
     ``mlp_residual_net`` built with ``context_features``) computes ``g(x, c)``, where the context
@@ -123,8 +89,8 @@ class InvertibleResidualBlock(Flow):
     ``x`` with ``c`` held fixed. A ``g`` without context ignores the block's ``context``.
     """
 
-    #: the fixed-point inverse runs without autograd: rsample cannot differentiate through it
-    differentiable_inverse = False
+    #: the fixed-point inverse is differentiated implicitly (gradients in z, g's parameters and c)
+    differentiable_inverse = True
 
     def __init__(
         self,
@@ -264,21 +230,24 @@ class InvertibleResidualBlock(Flow):
         """
         return dict(self._stats)
 
-    @torch.no_grad()
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(x, −log|det(I + J_g(x))|)`` with ``x + g(x) = z``: the fixed-point inverse, then the
-        block's log-det estimate at ``x`` (one forward pass; stochastic for ``unbiased``).
-        Neither is differentiable."""
+        block's log-det estimate at ``x`` (one forward pass; stochastic for ``unbiased``); both
+        differentiable when gradients are enabled (the estimate as in ``forward``)."""
         x = self.inverse_without_logdet(z, context)
         return x, -self(x, context)[1]
 
-    @torch.no_grad()
     def inverse_without_logdet(self, z: Tensor, context: Tensor | None = None) -> Tensor:
-        """``x`` with ``x + g(x) = z`` by fixed-point iteration (not differentiable)."""
+        """``x`` with ``x + g(x) = z`` by fixed-point iteration, differentiated implicitly in ``z``,
+        ``g``'s parameters and a floating context when gradients are enabled."""
         self._check(z, "inverse")
-        g, _ = self._residual(context, z.shape[0])
-        x, iterations = fixed_point_inverse(
-            g, z, self.inverse_atol, self.inverse_rtol, self.inverse_max_iter, where=type(self).__name__
+        g, context = self._residual(context, z.shape[0])
+        inputs = [p for p in self.g.parameters() if p.requires_grad]
+        if context is not None and context.requires_grad:
+            inputs.append(context)
+        x, iterations = implicit_fixed_point_inverse(
+            g, z, inputs, atol=self.inverse_atol, rtol=self.inverse_rtol, max_iter=self.inverse_max_iter,
+            backward_max_iter=self.inverse_max_iter, where=self.describe(),
         )
         self.last_inverse_iterations = iterations
         return x

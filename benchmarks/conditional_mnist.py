@@ -1,0 +1,93 @@
+"""Conditional against unconditional on real MNIST: the same preset trained with and without
+``model.conditional`` for the same steps on the same batches (the data order is a pure function of
+seed and step), then test bits/dim (``−log p(x)`` against ``−log p(x | y)``), the generative
+classifier's test accuracy and a ``--classes all`` sample grid per conditional run.
+
+    python benchmarks/conditional_mnist.py --data-dir ../shared/data/mnist [--pairs glow resflow]
+
+Each run goes through the CLI (``invflow train`` / ``eval`` / ``sample``) in ``--runs`` (default
+``runs/conditional-mnist``); a finished run is not trained again and an interrupted one resumes, so
+the script can be stopped and started again. Prints a table and writes
+``benchmarks/results/conditional_mnist.json`` and ``conditional_<preset>_classes.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import RESULTS, environment, print_environment, write_results
+
+PAIRS = {
+    "glow": ("glow-mnist-tiny", "glow-mnist-cond-tiny"),
+    "resflow": ("resflow-mnist-tiny", "resflow-mnist-cond-tiny"),
+}
+# test batches (of 32) evaluated per pair: the generative classifier costs one pass per class
+EVAL_BATCHES = {"glow": 100, "resflow": 20}
+
+
+def invflow(*args: str) -> str:
+    """Run the CLI, echo and return its stdout; a failure stops the script with its stderr."""
+    done = subprocess.run([sys.executable, "-m", "invflow", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"invflow {' '.join(args)} failed:\n{done.stderr}")
+    print(done.stdout.strip())
+    return done.stdout
+
+
+def train(preset: str, runs: Path, data_dir: str) -> tuple[Path, float]:
+    """Train (or resume, or skip a finished) run; returns it and the wall seconds spent now."""
+    out = runs / preset
+    start = time.perf_counter()
+    if not (out / "results.json").is_file():
+        resume = ["--resume"] if (out / "checkpoints").is_dir() else []
+        invflow("train", preset, "--out", str(out), "--data-dir", data_dir, *resume)
+    return out, time.perf_counter() - start
+
+
+def evaluate(run: Path, batches: int) -> dict[str, float]:
+    """Test bits/dim (mean, s.e.) on the first ``batches`` test batches and, for class-conditional
+    runs, the generative classifier's accuracy on them."""
+    text = invflow("eval", str(run), "--batches", str(batches))
+    bpd = re.search(r"bpd (\d+\.\d+) ± (\d+\.\d+)", text)
+    result = {"test_bpd": float(bpd.group(1)), "test_bpd_stderr": float(bpd.group(2))}
+    accuracy = re.search(r"accuracy (\d+\.\d+) on (\d+) examples", text)
+    if accuracy:
+        result.update(generative_accuracy=float(accuracy.group(1)), accuracy_examples=int(accuracy.group(2)))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", required=True, help="the MNIST folder")
+    parser.add_argument("--runs", type=Path, default=Path("runs/conditional-mnist"))
+    parser.add_argument("--pairs", nargs="+", choices=sorted(PAIRS), default=sorted(PAIRS))
+    args = parser.parse_args()
+    meta = environment(note="each run one process; wall times include evaluation and sample grids")
+    print_environment(meta)
+    rows = []
+    for pair in args.pairs:
+        for preset in PAIRS[pair]:
+            run, seconds = train(preset, args.runs, args.data_dir)
+            row = {"pair": pair, "preset": preset, "train_seconds_this_call": round(seconds, 1),
+                   "eval_batches": EVAL_BATCHES[pair], **evaluate(run, EVAL_BATCHES[pair])}
+            if "cond" in preset:
+                grid = RESULTS / f"conditional_{preset}_classes.png"
+                invflow("sample", str(run), "-n", "100", "--classes", "all", "-o", str(grid), "--force")
+                row["classes_grid"] = grid.name
+            row["results"] = json.loads((run / "results.json").read_text())
+            rows.append(row)
+    print("\n| preset | test bpd | generative classifier accuracy |\n|---|---|---|")
+    for row in rows:
+        accuracy = f"{row['generative_accuracy']:.4f}" if "generative_accuracy" in row else "—"
+        print(f"| {row['preset']} | {row['test_bpd']:.4f} ± {row['test_bpd_stderr']:.4f} | {accuracy} |")
+    path = write_results(RESULTS / "conditional_mnist.json", meta, rows)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
