@@ -10,6 +10,7 @@ from invflow.layers.macow import MaCowUnit
 from invflow.layers.spline import SplineCoupling
 from invflow.layers.split import FactorOut
 from invflow.residual import InvertibleResidualBlock, conv_residual_net, mlp_residual_net
+from layer_cases.coupling import gelu_conv, tanh_mlp
 
 K = 3  # context width
 
@@ -65,6 +66,17 @@ CASES = [
     case("cond-iresblock-conv-inf-norm-exact", lambda: _conv_block(norm_orders="f"), (2, 4, 4)),
     case("cond-iresblock-mlp-exact-forward-mode", _mlp_block, (2,)),
     case("cond-iresblock-mlp-exact-reverse-mode", lambda: _mlp_block(False), (2,)),
+    # a user's conditioner factory reads [x_a, c] as n_a + K input channels
+    case(
+        "cond-affine-coupling-custom-conv",
+        lambda: AffineCoupling((3, 4, 4), swap=True, conditioner=gelu_conv, context_features=K),
+        (3, 4, 4),
+    ),
+    case(
+        "cond-spline-coupling-custom-mlp",
+        lambda: SplineCoupling((4,), bins=3, conditioner=tanh_mlp, context_features=K),
+        (4,),
+    ),
     case(
         "cond-sequence-with-unconditional-layers",
         lambda: SequentialFlow(ActNorm(2, vector=True), AffineCoupling((2,), hidden=8, context_features=K)),

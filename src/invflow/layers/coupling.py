@@ -10,11 +10,12 @@ Images are ``(B, C, H, W)`` with convolutional conditioners; vectors ``(B, D)`` 
 coupling builds its conditioner from ``hidden`` (Glow's network), or from a user's
 ``conditioner(in_channels, out_channels)`` factory (like nflows' ``transform_net_create_fn``).
 
-A conditional coupling (``context_features = k > 0``) computes ``h = NN([x_a, c])``: the context
-``(B, k)`` is broadcast over the spatial grid and concatenated to ``x_a`` as ``k`` more input
-channels, so the conditioner's first map learns the context's embedding (for one-hot class labels,
-a learned per-class bias of its first layer). The map of ``x_b`` for a fixed ``c`` is the one above,
-so the log-det and inverse are unchanged; a user's factory receives ``in_channels = n_a + k``.
+A conditional coupling (``context_features = k > 0``) computes ``h = NN(x_a, c)``. The library's
+conditioners add a learned bias of the context ``(B, k)`` to their first hidden layer (for one-hot
+labels, a learned per-class bias of each hidden unit); a user's conditioner factory receives
+``in_channels = n_a + k`` and reads ``[x_a, c]``, the context broadcast over the spatial grid as
+``k`` more input channels. The map of ``x_b`` for a fixed ``c`` is the one above, so the log-det
+and inverse are unchanged.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invflow.core.context import broadcast_context, check_layer_context
+from invflow.core.context import ContextBias, broadcast_context, check_layer_context
 from invflow.core.flow import Flow, check_shape, zero_logdet
 from invflow.core.hooks import LowPrecisionConditioner
 from invflow.layers.conv_conditioner import ConvConditioner
@@ -49,18 +50,39 @@ def bounded_log_scale(h: Tensor, bound: float = LOG_SCALE_BOUND) -> Tensor:
     return -bound * torch.tanh(F.softplus(-(h + 2.0)) / bound)
 
 
+class MLPConditioner(nn.Sequential):
+    """Conditioner for vector data: two hidden ReLU layers, zero-initialised output; with
+    ``context_features = k > 0`` a learned bias of the context on the first hidden layer (as
+    ``ConvConditioner``)."""
+
+    def __init__(self, in_features: int, out_features: int, hidden_features: int,
+                 context_features: int = 0) -> None:
+        last = nn.Linear(hidden_features, out_features)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        super().__init__(
+            nn.Linear(in_features, hidden_features),
+            nn.ReLU(),
+            nn.Linear(hidden_features, hidden_features),
+            nn.ReLU(),
+            last,
+        )
+        self.context_features = context_features
+        if context_features:
+            self.context_bias = ContextBias(hidden_features, context_features)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        h = self[0](x)
+        if context is not None:
+            h = self.context_bias(h, context)
+        for layer in list(self)[1:5]:
+            h = layer(h)
+        return h
+
+
 def mlp_coupling_net(in_features: int, out_features: int, hidden_features: int) -> nn.Module:
     """Conditioner for vector data: two hidden ReLU layers, zero-initialised output."""
-    last = nn.Linear(hidden_features, out_features)
-    nn.init.zeros_(last.weight)
-    nn.init.zeros_(last.bias)
-    return nn.Sequential(
-        nn.Linear(in_features, hidden_features),
-        nn.ReLU(),
-        nn.Linear(hidden_features, hidden_features),
-        nn.ReLU(),
-        last,
-    )
+    return MLPConditioner(in_features, out_features, hidden_features)
 
 
 #: ``conditioner(in_channels, out_channels) -> nn.Module``: a network mapping ``x_a``, shape
@@ -68,11 +90,12 @@ def mlp_coupling_net(in_features: int, out_features: int, hidden_features: int) 
 ConditionerFactory = Callable[[int, int], nn.Module]
 
 
-def default_conditioner(shape: tuple[int, ...], hidden: int) -> ConditionerFactory:
-    """Glow's conditioner for images ``(C, H, W)``, an MLP for vectors ``(D,)``, ``hidden`` wide."""
+def default_conditioner(shape: tuple[int, ...], hidden: int, context_features: int = 0) -> ConditionerFactory:
+    """Glow's conditioner for images ``(C, H, W)``, an MLP for vectors ``(D,)``, ``hidden`` wide,
+    reading a context of width ``context_features`` on its first hidden layer."""
     if len(shape) == 1:
-        return lambda n_in, n_out: mlp_coupling_net(n_in, n_out, hidden)
-    return lambda n_in, n_out: ConvConditioner(n_in, n_out, hidden)
+        return lambda n_in, n_out: MLPConditioner(n_in, n_out, hidden, context_features)
+    return lambda n_in, n_out: ConvConditioner(n_in, n_out, hidden, context_features)
 
 
 class _Coupling(LowPrecisionConditioner, Flow):
@@ -108,8 +131,12 @@ class _Coupling(LowPrecisionConditioner, Flow):
         self.n_a = channels - self.split if swap else self.split
         self.n_params = self.params_per_dim * (channels - self.n_a)
         self.context_features = context_features
-        factory = conditioner or default_conditioner(self.shape, hidden)
-        self.net = factory(self.n_a + context_features, self.n_params)
+        # the library's conditioners read the context themselves; a user's reads it as input channels
+        self.concat_context = conditioner is not None
+        if conditioner is None:
+            self.net = default_conditioner(self.shape, hidden, context_features)(self.n_a, self.n_params)
+        else:
+            self.net = conditioner(self.n_a + context_features, self.n_params)
 
     def _check(self, x: Tensor, where: str) -> None:
         check_shape(x, (self.shape[0],) + (None,) * (len(self.shape) - 1), f"{type(self).__name__}.{where}")
@@ -123,13 +150,16 @@ class _Coupling(LowPrecisionConditioner, Flow):
 
     def _conditioner(self, a: Tensor, context: Tensor | None) -> Tensor:
         context = check_layer_context(context, self.context_features, a.shape[0], self.describe())
-        if context is not None:
+        args: tuple[Tensor, ...] = ()
+        if context is not None and self.concat_context:
             a = torch.cat([a, broadcast_context(context.to(a.dtype), a)], dim=1)
+        elif context is not None:
+            args = (context.to(a.dtype),)
         if self.autocast_dtype is None:
-            h = self.net(a)
+            h = self.net(a, *args)
         else:
             with torch.autocast(a.device.type, dtype=self.autocast_dtype):
-                h = self.net(a).to(a.dtype)
+                h = self.net(a, *args).to(a.dtype)
         if h.shape != (a.shape[0], self.n_params, *a.shape[2:]):
             raise ValueError(f"{self.describe()}: the conditioner must map {tuple(a.shape)} to "
                              f"{(a.shape[0], self.n_params, *a.shape[2:])}, got {tuple(h.shape)}")
