@@ -85,7 +85,11 @@ def main() -> None:
     for row in rows:
         accuracy = f"{row['generative_accuracy']:.4f}" if "generative_accuracy" in row else "—"
         print(f"| {row['preset']} | {row['test_bpd']:.4f} ± {row['test_bpd_stderr']:.4f} | {accuracy} |")
-    path = write_results(RESULTS / "conditional_mnist.json", meta, rows)
+    path = RESULTS / "conditional_mnist.json"
+    if path.is_file():  # keep the rows of the presets not run this time
+        ran = {row["preset"] for row in rows}
+        rows = [r for r in json.loads(path.read_text())["results"] if r["preset"] not in ran] + rows
+    path = write_results(path, meta, rows)
     print(f"wrote {path}")
 
 

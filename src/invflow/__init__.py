@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from invflow.version import __version__
 
 # public name -> the module defining it
 _EXPORTS = {
@@ -33,6 +33,12 @@ _EXPORTS = {
     "build_model": "invflow.models",
     "load_config": "invflow.models",
     "load_checkpoint": "invflow.api",
+    "save": "invflow.model_file",
+    "load": "invflow.model_file",
+    "ContextSpec": "invflow.core.context",
+    "Prior": "invflow.core.model",
+    "Flatten": "invflow.core.flow",
+    "ConditionalGaussianPrior": "invflow.layers",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

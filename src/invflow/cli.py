@@ -511,7 +511,7 @@ def _add_info(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from invflow import __version__
+    from invflow.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="invflow",

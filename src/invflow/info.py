@@ -59,7 +59,7 @@ def _data_rows() -> list[tuple[str, str]]:
 
 def environment_rows() -> list[tuple[str, str]]:
     """Everything ``invflow info`` prints, in order."""
-    from invflow import __version__
+    from invflow.version import __version__
 
     mps = getattr(torch.backends, "mps", None)
     rows = [("invflow", __version__), ("python", sys.version.split()[0]), ("platform", platform.platform()),

@@ -16,13 +16,13 @@ PACKAGE = Path(invflow.__file__).parent
 
 # top-level module or package of invflow -> rank; a module may import only strictly lower ranks
 RANKS = {
-    "config": 0, "viz": 0, "configs": 0, "storage": 0,
+    "config": 0, "viz": 0, "configs": 0, "storage": 0, "version": 0,
     "data": 1,
     "core": 2,
     "layers": 3, "residual": 3, "testing": 3,
     "models": 4,
     "train": 5,
-    "api": 6, "latent": 6, "info": 6,
+    "api": 6, "latent": 6, "info": 6, "model_file": 6,
     "compare": 7,
     "cli": 8,
     "__init__": 9, "__main__": 9,

@@ -9,6 +9,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from invflow.config import Config
 from invflow.core.arguments import check_count, check_fits_in_memory, check_number
 from invflow.core.context import ContextSpec
 from invflow.core.flow import (
@@ -78,6 +79,8 @@ class FlowModel(nn.Module):
     eval_draws: int = 1
     #: One line saying which log-det evaluation reports.
     estimator: str = "exact log-det"
+    #: The config ``build_model`` built this model from (``None`` for a model assembled by hand).
+    config: Config | None = None
 
     def __init__(self, flow: Flow, prior: Prior, input_shape: tuple[int, ...],
                  context: ContextSpec | None = None) -> None:
@@ -134,9 +137,13 @@ class FlowModel(nn.Module):
         """The objective training minimises: bits/dim of ``n_bits`` images, bits for vectors."""
         return VectorBits() if len(self.input_shape) == 1 else ImageBitsPerDim(n_bits)
 
-    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+    def log_prob(self, x: Tensor, context: Tensor | None = None, draws: int = 1) -> Tensor:
         """Per-sample log-density ``log p(x | context)`` of ``x`` (shape ``(B, *input_shape)``), in
-        nats; for residual flows an unbiased stochastic estimate (see the class docstring)."""
+        nats; for residual flows an unbiased stochastic estimate (see the class docstring), averaged
+        over ``draws`` independent draws (``log_prob_and_stderr`` also gives its standard error)."""
+        draws = check_count(draws, "draws")
+        if draws > 1:
+            return self.log_prob_and_stderr(x, context, draws)[0]
         check_shape(x, self.input_shape, "FlowModel.log_prob")
         if x.dtype != self.dtype:
             # Integer pixels would otherwise be read as a point far outside [0, 1]: a silent wrong answer.
@@ -151,6 +158,17 @@ class FlowModel(nn.Module):
         z, logdet = forward_of(self.flow, x, encoded)
         return self.prior.log_prob(z) + logdet
 
+    def log_prob_and_stderr(self, x: Tensor, context: Tensor | None = None, draws: int = 8
+                            ) -> tuple[Tensor, Tensor]:
+        """``(mean, standard error)`` per sample of ``draws`` >= 2 independent ``log_prob`` draws: the
+        estimate and its Monte Carlo error for a stochastic log-det (residual flows with
+        ``logdet="unbiased"``; eval mode uses the eval estimator); the error is 0 for exact models."""
+        draws = check_count(draws, "draws")
+        if draws < 2:
+            raise ValueError(f"log_prob_and_stderr needs draws >= 2 for a standard error, got {draws}")
+        values = torch.stack([self.log_prob(x, context) for _ in range(draws)])
+        return values.mean(dim=0), values.std(dim=0) / math.sqrt(draws)
+
     def after_optimizer_step(self) -> None:
         """Hook the training loop calls after each optimizer step: layers holding state derived
         from the weights (e.g. power-iteration vectors) update it in their own
@@ -161,7 +179,11 @@ class FlowModel(nn.Module):
 
     def set_conditioner_precision(self, dtype: torch.dtype | None) -> int:
         """Run coupling conditioner networks under autocast in ``dtype`` (bf16/fp16), keeping
-        log-dets, invertible maps and the prior in full precision; returns how many were set."""
+        log-dets, invertible maps and the prior in full precision; returns how many were set.
+        A model whose ``low_precision_unsupported`` says why it cannot (residual flows) refuses."""
+        if dtype is not None and self.low_precision_unsupported is not None:
+            raise ValueError(f"{type(self).__name__}.set_conditioner_precision({dtype}): "
+                             f"{self.low_precision_unsupported}")
         layers = [m for m in self.modules() if isinstance(m, LowPrecisionConditioner)]
         for layer in layers:
             layer.autocast_dtype = dtype

@@ -1,6 +1,9 @@
 """Flow layers under the names of their concept (docs/architecture.md section 8)."""
+from invflow.core.flow import Flatten
 from invflow.layers.actnorm import ActNorm
-from invflow.layers.coupling import AdditiveCoupling, AffineCoupling
+from invflow.layers.conditional_prior import ConditionalGaussianPrior
+from invflow.layers.conv_conditioner import ConvConditioner, ZeroConv2d
+from invflow.layers.coupling import AdditiveCoupling, AffineCoupling, MLPConditioner
 from invflow.layers.emerging import EmergingConv
 from invflow.layers.invconv import InvConv1x1
 from invflow.layers.logit import LogitTransform
@@ -19,7 +22,8 @@ from invflow.layers.woodbury import (
 )
 
 __all__ = [
-    "ActNorm", "AdditiveCoupling", "AffineCoupling", "ChannelWoodbury", "EmergingConv", "FactorOut",
+    "ActNorm", "AdditiveCoupling", "AffineCoupling", "ChannelWoodbury", "ConditionalGaussianPrior",
+    "ConvConditioner", "EmergingConv", "FactorOut", "Flatten", "MLPConditioner", "ZeroConv2d",
     "HeightWoodbury", "InvConv1x1", "LogitTransform", "MEWoodbury", "MaCowUnit", "MaskedConvCoupling",
     "PeriodicConv", "SpatialWoodbury", "SplineCoupling", "Squeeze", "WidthWoodbury", "WoodburyMixing",
     "rational_quadratic_spline",

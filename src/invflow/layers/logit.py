@@ -26,15 +26,25 @@ class LogitTransform(Flow):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(x, self.shape, "LogitTransform.forward")
-        # One reduction and one host sync per forward; the message's min/max are computed only on error.
-        if not torch.compiler.is_compiling() and bool(((x < 0) | (x > 1)).any()):
+        # The transform's domain, p = α + (1 − 2α)x in [0, 1]: dequantized images in [0, 1] and the
+        # inverse's own outputs (a raw sample reaches −α/(1−2α)). One reduction and one host sync per
+        # forward; the message's min/max are computed only on error.
+        low, high = self.domain()
+        if not torch.compiler.is_compiling() and bool(((x < low) | (x > high)).any()):
             raise ValueError(
-                f"LogitTransform.forward: inputs must be dequantized images in [0, 1], "
-                f"got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]"
+                f"LogitTransform.forward: inputs must be dequantized images in [0, 1] (the transform's "
+                f"domain is [{low:.4g}, {high:.4g}]), got values in "
+                f"[{float(x.min()):.4g}, {float(x.max()):.4g}]"
             )
         p = self.alpha + (1 - 2 * self.alpha) * x
         s = torch.log(p) - torch.log1p(-p)
         return s, -self._inverse_logdet(s)
+
+    def domain(self) -> tuple[float, float]:
+        """``[−α/(1−2α), (1−α)/(1−2α)]``: where ``α + (1 − 2α)x`` lies in [0, 1]; it contains [0, 1]
+        and every output of ``inverse``."""
+        margin = self.alpha / (1 - 2 * self.alpha)
+        return -margin, 1 + margin
 
     def _inverse_logdet(self, s: Tensor) -> Tensor:
         """``log|det dx/ds|`` at the logit ``s``: ``Σ log σ(s)(1 − σ(s)) − log(1 − 2α)``, written as

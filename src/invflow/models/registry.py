@@ -76,4 +76,6 @@ def build_model(name_or_config: str | Config, **overrides: Any) -> FlowModel:
         config = load_config(name_or_config, {k.replace("__", "."): v for k, v in overrides.items()})
     if config.family not in FAMILIES:
         raise ValueError(f"model.family must be one of {', '.join(sorted(FAMILIES))}, got {config.family!r}")
-    return FAMILIES[config.family].build(config.model, config.data)
+    model = FAMILIES[config.family].build(config.model, config.data)
+    model.config = config  # what invflow.save stores beside the weights
+    return model

@@ -58,6 +58,9 @@ class ResFlowConfig:
     learn_norm_orders: bool | Literal["shared", "per-state"] = False  # true = per-state (app. D)
     mlp_hidden_layers: int = 3
     conditional: bool = False  # p(x | y): the data set's labels (or toy contexts), see build()
+    # the Neumann gradient computed inside the forward (Chen et al. 2019, app. C: memory); it needs
+    # a loss that weights every sample's log-density equally, so turn it off for weighted losses
+    backward_in_forward: bool = True
 
     def validate(self) -> None:
         positive(self, "scales", "blocks_per_scale", "hidden_channels", "n_samples", "eval_draws",
@@ -88,6 +91,7 @@ class ResFlowConfig:
             g, shape, logdet=self.logdet, gradient=self.gradient, n_dist=self.n_dist,
             n_dist_param=self.n_dist_param, n_exact_terms=self.n_exact_terms, n_samples=self.n_samples,
             hutchinson=self.hutchinson, eval_terms=self.eval_terms,
+            backward_in_forward=self.backward_in_forward,
         )
 
 

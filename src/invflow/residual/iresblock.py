@@ -160,6 +160,10 @@ class InvertibleResidualBlock(Flow):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(x, "forward")
+        if torch.is_autocast_enabled(x.device.type):
+            raise ValueError(f"{self.describe()}: residual blocks do not run under torch.autocast: the power "
+                             "series and the fixed-point inverse rely on Lip(g) < 1, which low-precision "
+                             "rounding of the normalised weights can break; run them in float32 or float64")
         g, context = self._residual(context, x.shape[0])
         if self.logdet == "exact" and self.carries_jacobian:
             return self._forward_mode_exact(x, context)

@@ -67,7 +67,7 @@ class RunDir:
 
 def versions() -> dict[str, str]:
     """The invflow and torch versions, recorded beside every run and result."""
-    from invflow import __version__
+    from invflow.version import __version__
 
     return {"invflow": __version__, "torch": torch.__version__}
 
