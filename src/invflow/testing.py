@@ -71,11 +71,11 @@ def _worst(got: Tensor, expected: Tensor) -> tuple[float, int]:
 
 def check_logdet(flow: Flow, x: Tensor, context: Tensor | None = None, atol: float = 1e-8) -> float:
     """The layer's log-det against the brute-force Jacobian's; returns the largest error."""
-    _, logdet = forward_of(flow, x, context)
+    logdet = forward_of(flow, x, context)[1].detach()
     if logdet.shape != (x.shape[0],):
         raise FlowCheckError(f"logdet: expected shape ({x.shape[0]},), got {tuple(logdet.shape)}")
     expected = jacobian_logdet(lambda v, i: forward_of(flow, v, _row(context, i))[0], x)
-    error, i = _worst(logdet.detach(), expected)
+    error, i = _worst(logdet, expected)
     if not error <= atol:
         raise FlowCheckError(
             f"logdet: sample {i}: logdet {float(logdet[i]):.6g} brute force "
