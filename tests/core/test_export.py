@@ -56,3 +56,20 @@ def test_exported_log_prob_and_decoder_compute_what_the_model_does(name: str) ->
     torch.testing.assert_close(
         torch.export.export(decoder, args).module()(*args), decoder(*args), atol=0, rtol=0
     )
+
+
+def test_onnx_export_of_a_glow_log_prob_runs_in_onnxruntime(tmp_path) -> None:
+    """ONNX through torch's default (dynamo) exporter, checked by running the file in onnxruntime.
+    (Woodbury layers do not convert: ONNX has no operator for their ``slogdet``.)"""
+    import onnxruntime
+
+    torch.manual_seed(0)
+    model = invflow.build_model("glow-mnist-tiny", **SMALL)
+    x = torch.rand(2, *model.input_shape)
+    model.log_prob(x)
+    model.eval()
+    path = tmp_path / "log_prob.onnx"
+    torch.onnx.export(LogProb(model).eval(), (x,), str(path))
+    session = onnxruntime.InferenceSession(str(path))
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), model.log_prob(x).detach(), atol=1e-4, rtol=1e-5)

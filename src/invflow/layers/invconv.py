@@ -37,7 +37,8 @@ class InvConv1x1(Flow):
     def _factors(self) -> tuple[Tensor, Tensor]:
         eye = torch.eye(self.channels, dtype=self.log_s.dtype, device=self.log_s.device)
         lower = self.lower * self.lower_mask + eye
-        upper = self.upper * self.lower_mask.T + torch.diag(self.sign_s * torch.exp(self.log_s))
+        # eye * s rather than torch.diag(s): the same matrix, and exportable to ONNX by either exporter
+        upper = self.upper * self.lower_mask.T + eye * (self.sign_s * torch.exp(self.log_s))
         return lower, upper
 
     def matrix(self) -> Tensor:
