@@ -184,9 +184,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_examples_output(args: argparse.Namespace, n: int, name: str):
-    """The run's model on ``--device``, its first ``n`` held-out examples and the output path,
-    checked before any work is done."""
+def _model_examples_output(args: argparse.Namespace, n: int, name: str, class_index: int | None = None):
+    """The run's model on ``--device``, its first ``n`` held-out examples (of ``class_index`` only,
+    if given) with their labels or contexts, and the output path, checked before any work is done."""
     from invflow.api import load_model
     from invflow.latent import held_out_examples
     from invflow.train.distributed import select_device
@@ -196,16 +196,23 @@ def _model_examples_output(args: argparse.Namespace, n: int, name: str):
     model, config = loaded.model, loaded.config
     out = _new_output(Path(args.output) if args.output else _default_output(args.run, name), args.force)
     device = select_device(args.device)
-    examples = held_out_examples(config, n, args.data_dir, args.split).to(device)
-    return model.to(device), config, examples, out
+    if class_index is not None:
+        spec = model.context_spec
+        if spec is None or not spec.is_class:
+            raise ValueError("--class and --labels need a class-conditional model")
+        if not 0 <= class_index < spec.num_classes:
+            raise ValueError(f"--class {class_index} is out of range: this model has classes "
+                             f"0-{spec.num_classes - 1}")
+    x, context = held_out_examples(config, n, args.data_dir, args.split, class_index)
+    return model.to(device), config, (x.to(device), context.to(device)), out
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from invflow.latent import reconstruct, write_reconstruction
     from invflow.latent.codec import iterations_note, scale_note
 
-    model, config, x, out = _model_examples_output(args, args.n, "reconstruct.png")
-    result = reconstruct(model, x)
+    model, config, (x, context), out = _model_examples_output(args, args.n, "reconstruct.png")
+    result = reconstruct(model, x, context)
     write_reconstruction(result, out, title=config.name)
     print(f"{config.name}: {x.shape[0]} {args.split} examples encoded and decoded, max |x - f^-1(f(x))| = "
           f"{result.max_error:.3g}{scale_note(config)}{iterations_note(model, result.iterations)}")
@@ -217,16 +224,37 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     from invflow.latent import interpolate, write_interpolation
     from invflow.latent.codec import iterations_note
 
-    model, config, x, out = _model_examples_output(args, 2 * args.pairs, "interpolate.png")
-    if x.shape[0] < 2:
-        raise ValueError(f"the {args.split} split has {x.shape[0]} example(s); an interpolation needs two")
-    pairs = x.shape[0] // 2
-    result = interpolate(model, x[:pairs], x[pairs:2 * pairs], args.steps)
+    labels = _label_pair(args.labels)
+    count = args.pairs if labels else 2 * args.pairs
+    model, config, (x, c), out = _model_examples_output(args, count, "interpolate.png",
+                                                        labels[0] if labels else args.class_index)
+    if labels:  # each example's latent under its own label, decoded under label a turning into b
+        a, b = (torch.full_like(c, k) for k in labels)
+        result = interpolate(model, x, x, args.steps, c, c, decode_contexts=(a, b))
+        what = (f"{x.shape[0]} {args.split} example(s) of class {labels[0]} decoded from label {labels[0]} "
+                f"to {labels[1]}")
+    else:
+        if x.shape[0] < 2:
+            raise ValueError(f"the {args.split} split has {x.shape[0]} example(s); "
+                             "an interpolation needs two")
+        pairs = x.shape[0] // 2
+        result = interpolate(model, x[:pairs], x[pairs:2 * pairs], args.steps, c[:pairs], c[pairs:2 * pairs])
+        what = f"{pairs} pair(s) of {args.split} examples"
     write_interpolation(result, out, title=config.name)
-    print(f"{config.name}: {pairs} pair(s) of {args.split} examples, {args.steps} points per pair"
-          f"{iterations_note(model, result.iterations)}")
+    print(f"{config.name}: {what}, {args.steps} points per pair{iterations_note(model, result.iterations)}")
     print(f"wrote {out} (one row per pair, from the first example to the second)")
     return 0
+
+
+def _label_pair(text: str | None) -> tuple[int, int] | None:
+    """``--labels A,B`` as two integers, or a one-line error."""
+    if text is None:
+        return None
+    try:
+        a, b = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--labels must be two class labels A,B, got {text!r}") from None
+    return a, b
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -445,11 +473,17 @@ def _add_interpolate(sub) -> None:
         [
             "invflow interpolate runs/glow-mnist-tiny",
             "invflow interpolate runs/glow-mnist-tiny --pairs 8 --steps 12 -o walk.png",
+            "invflow interpolate runs/glow-mnist-cond-tiny --labels 3,8",
         ],
     )
     _model_options(p, "the end points")
     p.add_argument("--pairs", type=_positive_int, default=4, help="number of pairs (rows)")
     p.add_argument("--steps", type=_positive_int, default=8, help="points per pair, both ends included")
+    p.add_argument("--class", dest="class_index", type=int, default=None, metavar="K",
+                   help="class-conditional models: pairs of examples of class K (default: any class)")
+    p.add_argument("--labels", metavar="A,B", default=None,
+                   help="class-conditional models: examples of class A, each decoded under a label turning "
+                   "from A into B (default: none)")
     _output_options(p, "RUN/interpolate.png")
     p.set_defaults(func=cmd_interpolate)
 

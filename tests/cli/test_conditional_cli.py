@@ -134,3 +134,54 @@ def test_class_conditional_mnist_grid_has_one_labelled_row_per_digit(mnist_dir: 
     image = Image.open(png)
     tile = 8 + 2  # 8x8 digits and 2 pixels of padding
     assert image.width == LABEL_WIDTH + 3 * tile + 2 and image.height == 10 * tile + 2
+
+
+def test_reconstruct_and_interpolate_use_each_examples_label(class_toy: Path, tmp_path: Path, capsys) -> None:
+    capsys.readouterr()
+    assert main(["reconstruct", str(class_toy), "-n", "8", "-o", str(tmp_path / "r.png")]) == 0
+    error = float(capsys.readouterr().out.split("max |x - f^-1(f(x))| = ")[1].split()[0])
+    assert error < 1e-4
+    assert (
+        main(["interpolate", str(class_toy), "--class", "3", "--pairs", "2", "-o", str(tmp_path / "i.png")])
+        == 0
+    )
+    assert (
+        main(
+            ["interpolate", str(class_toy), "--labels", "3,5", "--pairs", "2", "-o", str(tmp_path / "l.png")]
+        )
+        == 0
+    )
+    assert "of class 3 decoded from label 3 to 5" in capsys.readouterr().out
+
+
+def test_interpolation_ends_decode_to_the_examples_under_their_labels(class_toy: Path) -> None:
+    from invflow.api import load_checkpoint
+    from invflow.latent import held_out_examples, interpolate
+
+    model, config = load_checkpoint(class_toy)
+    x, labels = held_out_examples(config, 4)
+    result = interpolate(model, x[:2], x[2:], 3, labels[:2], labels[2:])
+    assert (result.paths[:, 0] - x[:2]).abs().max() < 1e-4 and (
+        result.paths[:, -1] - x[2:]
+    ).abs().max() < 1e-4
+    morph = interpolate(
+        model, x[:2], x[:2], 3, labels[:2], labels[:2], decode_contexts=(labels[:2], (labels[:2] + 1) % 8)
+    )
+    assert (morph.paths[:, 0] - x[:2]).abs().max() < 1e-4  # t = 0: its own label, itself
+    assert (morph.paths[:, -1] - x[:2]).abs().max() > 1e-3  # t = 1: another label, another point
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--labels", "3,9"], "class label 9 is out of range"),
+        (["--labels", "3"], "--labels must be two class labels A,B, got '3'"),
+        (["--class", "8"], "--class 8 is out of range: this model has classes 0-7"),
+    ],
+)
+def test_bad_interpolation_labels_are_one_line_errors(
+    class_toy: Path, tmp_path: Path, capsys, options, message
+) -> None:
+    assert main(["interpolate", str(class_toy), *options, "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err

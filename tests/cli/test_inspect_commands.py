@@ -129,7 +129,7 @@ def test_interpolation_ends_are_the_examples(trained, image_folder) -> None:
     from invflow.latent import held_out_examples, interpolate
 
     model, config = load_checkpoint(trained("glow"))
-    x = held_out_examples(config, 4, str(image_folder))
+    x, _ = held_out_examples(config, 4, str(image_folder))
     result = interpolate(model, x[:2], x[2:], steps=3)
     assert result.paths.shape == (2, 3, 3, 8, 8)
     assert (result.paths[:, 0] - x[:2]).abs().max() < 1e-4 and (

@@ -5,44 +5,62 @@ import torch
 from torch import Tensor
 
 from invflow.config import Config
+from invflow.core.flow import forward_of, inverse_without_logdet_of
 from invflow.core.model import FlowModel
 from invflow.core.nonfinite import NonFiniteSamples, first_nonfinite_layer, nonfinite_rows
 from invflow.data.registry import is_toy
 
 
-def held_out_examples(config: Config, n: int, data_dir: str | None = None, split: str = "test") -> Tensor:
-    """The first ``n`` examples of ``split`` as the flow sees them: images at the centres of their
-    quantization bins, ``(x_int + 1/2) / 2^n_bits`` in (0, 1) (deterministic, unlike training's
-    uniform dequantization), or points of the fixed held-out sample of a 2D toy density."""
+def held_out_examples(config: Config, n: int, data_dir: str | None = None, split: str = "test",
+                      class_index: int | None = None) -> tuple[Tensor, Tensor]:
+    """The first ``n`` examples of ``split`` as the flow sees them, and their labels (or toy
+    contexts): images at the centres of their quantization bins, ``(x_int + 1/2) / 2^n_bits`` in
+    (0, 1) (deterministic, unlike training's uniform dequantization), or points of the fixed
+    held-out sample of a 2D toy density. ``class_index`` keeps the examples of that class only."""
     from invflow.train.evaluate import held_out_batches, load_split
 
     if n < 1:
         raise ValueError(f"need at least one example, got n={n}")
     if is_toy(config.data):
-        points = torch.cat([batch.x for batch in held_out_batches(config)])
-        return points[:n].float()
-    images = load_split(config, split, data_dir).images[:n]
-    if images.shape[0] == 0:
-        raise ValueError(f"the {split} split of {config.data.dataset} is empty")
-    return (images.float() + 0.5) / 2**config.data.n_bits
+        batches = list(held_out_batches(config))
+        x, labels = torch.cat([b.x for b in batches]).float(), torch.cat([b.y for b in batches])
+    else:
+        data = load_split(config, split, data_dir)
+        x, labels = (data.images.float() + 0.5) / 2**config.data.n_bits, data.labels
+    if class_index is not None:
+        x, labels = x[labels == class_index], labels[labels == class_index]
+    if x.shape[0] == 0:
+        which = "" if class_index is None else f" has no example of class {class_index} and"
+        raise ValueError(f"the {split} split of {config.data.dataset}{which} is empty")
+    return x[:n], labels[:n]
+
+
+def features(model: FlowModel, context: Tensor | None, batch: int) -> Tensor | None:
+    """What the layers read of a conditional model's labels or context vectors (``None`` for an
+    unconditional model, which ignores ``context``)."""
+    if model.context_spec is None:
+        return None
+    return model.encode_context(context, batch, "the context")
 
 
 @torch.no_grad()
-def encode(model: FlowModel, x: Tensor) -> Tensor:
-    """Flat latents ``z = f(x)``, shape ``(B, D)`` (log-dets are computed and dropped)."""
-    z, _ = model.flow(x)
+def encode(model: FlowModel, x: Tensor, context: Tensor | None = None) -> Tensor:
+    """Flat latents ``z = f(x; c)``, shape ``(B, D)`` (log-dets are computed and dropped);
+    ``context`` is what the layers read (``features``), ``None`` for unconditional models."""
+    z, _ = forward_of(model.flow, x, context)
     return z
 
 
 @torch.no_grad()
-def decode(model: FlowModel, z: Tensor) -> tuple[Tensor, int | None]:
-    """``x = f^{-1}(z)`` and, for residual flows, the fixed-point iterations the inverse took
+def decode(model: FlowModel, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, int | None]:
+    """``x = f^{-1}(z; c)`` and, for residual flows, the fixed-point iterations the inverse took
     (summed over blocks); ``None`` for flows with an analytic inverse. Non-finite results raise
     ``NonFiniteSamples`` naming the first layer that produced them, never reach a figure."""
-    x = model.flow.inverse_without_logdet(z)
+    x = inverse_without_logdet_of(model.flow, z, context)
     bad = nonfinite_rows(x)
     if bool(bad.any()):
-        raise NonFiniteSamples(int(bad.sum()), x.shape[0], first_nonfinite_layer(model.flow, z[bad]), None, x)
+        layer = first_nonfinite_layer(model.flow, z[bad], None if context is None else context[bad])
+        raise NonFiniteSamples(int(bad.sum()), x.shape[0], layer, None, x)
     counts = model.inverse_iteration_counts()
     return x, (sum(counts) if counts else None)
 

@@ -13,7 +13,7 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from invflow.core.model import FlowModel  # noqa: E402
-from invflow.latent.codec import decode, encode  # noqa: E402
+from invflow.latent.codec import decode, encode, features  # noqa: E402
 from invflow.storage import write_atomic  # noqa: E402
 from invflow.viz.grids import image_grid_png  # noqa: E402
 
@@ -30,14 +30,29 @@ class Interpolation:
 
 
 @torch.no_grad()
-def interpolate(model: FlowModel, starts: Tensor, ends: Tensor, steps: int) -> Interpolation:
-    """Decode ``steps`` evenly spaced points on the segment between the latents of each pair."""
+def interpolate(model: FlowModel, starts: Tensor, ends: Tensor, steps: int,
+                start_context: Tensor | None = None, end_context: Tensor | None = None,
+                decode_contexts: tuple[Tensor, Tensor] | None = None) -> Interpolation:
+    """Decode ``steps`` evenly spaced points on the segment between the latents of each pair.
+
+    A conditional model encodes each end under its own context (labels or vectors) and decodes
+    point ``t`` under ``(1 − t)·c_a + t·c_b`` of what the layers read (one-hot rows for labels), so
+    both ends decode to themselves; ``decode_contexts = (c_a, c_b)`` decodes under other contexts
+    instead, e.g. one image (``starts = ends``) under a label turning from one class into another.
+    """
     if steps < 2:
         raise ValueError(f"interpolation needs at least 2 steps (both ends), got {steps}")
-    z_a, z_b = encode(model, starts), encode(model, ends)
+    pairs = starts.shape[0]
+    c_a, c_b = features(model, start_context, pairs), features(model, end_context, pairs)
+    z_a, z_b = encode(model, starts, c_a), encode(model, ends, c_b)
     t = torch.linspace(0, 1, steps, dtype=z_a.dtype, device=z_a.device).view(1, steps, 1)
     z = ((1 - t) * z_a.unsqueeze(1) + t * z_b.unsqueeze(1)).reshape(-1, z_a.shape[1])
-    x, iterations = decode(model, z)
+    context = None
+    if c_a is not None:
+        if decode_contexts is not None:
+            c_a, c_b = (features(model, c, pairs) for c in decode_contexts)
+        context = ((1 - t) * c_a.unsqueeze(1) + t * c_b.unsqueeze(1)).reshape(-1, c_a.shape[1])
+    x, iterations = decode(model, z, context)
     paths = x.reshape(starts.shape[0], steps, *starts.shape[1:])
     return Interpolation(starts.cpu(), ends.cpu(), paths.cpu(), iterations)
 

@@ -14,7 +14,7 @@ from PIL import Image  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from invflow.core.model import FlowModel  # noqa: E402
-from invflow.latent.codec import decode, encode  # noqa: E402
+from invflow.latent.codec import decode, encode, features  # noqa: E402
 from invflow.viz.grids import image_grid  # noqa: E402
 
 
@@ -30,9 +30,11 @@ class Reconstruction:
 
 
 @torch.no_grad()
-def reconstruct(model: FlowModel, x: Tensor) -> Reconstruction:
-    """Encode ``x`` and decode its latents."""
-    x_hat, iterations = decode(model, encode(model, x))
+def reconstruct(model: FlowModel, x: Tensor, context: Tensor | None = None) -> Reconstruction:
+    """Encode ``x`` and decode its latents; a conditional model both ways under each example's own
+    ``context`` (labels or vectors; ignored by an unconditional model)."""
+    c = features(model, context, x.shape[0])
+    x_hat, iterations = decode(model, encode(model, x, c), c)
     error = (x_hat - x).abs().max().item()
     return Reconstruction(x.cpu(), x_hat.cpu(), error, iterations)
 
