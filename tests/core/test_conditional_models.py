@@ -168,3 +168,22 @@ def test_context_spec_validates_itself() -> None:
     with pytest.raises(ValueError, match="num_classes must be >= 2"):
         ContextSpec(num_classes=1)
     assert ContextSpec(context_dim=3).features == 3 and ContextSpec(num_classes=10).features == 10
+
+
+def test_generative_classifier_scores_every_class_with_the_same_random_numbers() -> None:
+    """A fresh conditional residual flow ignores its label (zero-initialised context weights): with
+    common random numbers every class gets exactly the same stochastic score, so argmax picks class
+    0 and the accuracy is the share of label 0; independent draws would pick classes at random."""
+    from invflow.data.batch import Batch
+    from invflow.train.evaluate import generative_classifier_accuracy
+
+    torch.manual_seed(0)
+    model = invflow.build_model("resflow-mnist-cond-tiny", **RESIDUAL["resflow-mnist-cond-tiny"])
+    images = torch.randint(0, 256, (12, 1, 8, 8), dtype=torch.uint8)
+    labels = torch.tensor([0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    model.log_prob(images.float() / 256 + 1e-3, labels)  # ActNorm init
+    batches = [Batch(images[:6], labels[:6]), Batch(images[6:], labels[6:])]
+    accuracy, count = generative_classifier_accuracy(
+        model, model.make_objective(8), iter(batches), torch.device("cpu"), seed=3
+    )
+    assert count == 12 and accuracy == 3 / 12

@@ -201,8 +201,9 @@ def generative_classifier_accuracy(model: FlowModel, objective: Objective, batch
                                    device: torch.device, seed: int = 0) -> tuple[float, int]:
     """``(accuracy, count)`` of the generative classifier ``argmax_y log p(x | y) + log p(y)`` of a
     class-conditional model on labelled batches, with ``p(y)`` uniform over the classes (so the
-    rule is ``argmax_y log p(x | y)``); every class is scored on the same dequantized ``x``, and a
-    stochastic log-det estimate (residual flows) is one eval-mode draw per class. Costs one
+    rule is ``argmax_y log p(x | y)``). Every class is scored on the same dequantized ``x`` and, for
+    a stochastic log-det estimate (residual flows), with the same random numbers (probe vectors and
+    series length), so the classes' scores differ by the model, not by estimator noise. Costs one
     ``log_prob`` pass per class."""
     spec = model.context_spec
     if spec is None or not spec.is_class:
@@ -216,7 +217,8 @@ def generative_classifier_accuracy(model: FlowModel, objective: Objective, batch
             for batch in batches:
                 batch = batch.to(device)
                 x = objective.model_input(model, batch)
-                scores = torch.stack([model.log_prob(x, torch.full_like(batch.y, c))
+                draw = int(torch.randint(2**62, ()))
+                scores = torch.stack([_log_prob_with_seed(model, x, torch.full_like(batch.y, c), draw)
                                       for c in range(spec.num_classes)], dim=1)
                 correct += int((scores.argmax(dim=1) == batch.y).sum())
                 count += int(batch.y.shape[0])
@@ -225,3 +227,9 @@ def generative_classifier_accuracy(model: FlowModel, objective: Objective, batch
     if count == 0:
         raise ValueError("evaluation got no data")
     return correct / count, count
+
+
+def _log_prob_with_seed(model: FlowModel, x: torch.Tensor, context: torch.Tensor, seed: int) -> torch.Tensor:
+    """``log p(x | context)`` with the global RNG reset to ``seed`` first: common random numbers."""
+    torch.manual_seed(seed)
+    return model.log_prob(x, context)
