@@ -70,6 +70,8 @@ class DataConfig:
     Image folders (``dataset: folder``) have no official split: ``folder_test_images`` N holds out
     N images drawn at random with ``folder_split_seed`` (Lu & Huang 2020, app. D: "randomly hold out
     3,000 images as a test set"); None keeps the last tenth of the sorted file names.
+    ``folder_labels`` labels each image by the sub-folder it is in (``root/<class>/…``), for
+    conditional models; a folder laid out otherwise is refused by name.
     """
 
     dataset: str = "mnist"
@@ -82,6 +84,7 @@ class DataConfig:
     crop: int = 0
     folder_test_images: int | None = None
     folder_split_seed: int = 0
+    folder_labels: bool = False  # class labels from one sub-folder per class (sorted names: 0, 1, …)
     toy_samples: int = 50_000
 
     def validate(self) -> None:

@@ -5,7 +5,9 @@ dropped, anything else refused by name), center-cropped to a square and resized 
 filter (antialiased when downsampling). The split is deterministic: by default the files sorted
 by relative path, the last tenth is ``test``, the rest ``train``; with ``test_images = N`` a
 random N of them (a permutation seeded by ``split_seed``) is ``test``, as Lu & Huang 2020
-(app. D) do for CelebA-HQ (3,000 images). There are no labels (all zeros, one class).
+(app. D) do for CelebA-HQ (3,000 images). Without ``labels`` every image has label 0 (one
+class); with ``labels`` the folder must hold one sub-folder per class (``root/<class>/…``, the
+sorted names are classes 0, 1, …) and each image gets its sub-folder's class.
 """
 from __future__ import annotations
 
@@ -58,6 +60,25 @@ def test_file_names(data_dir: str, test_images: int | None = None, split_seed: i
     ]
 
 
+def class_folders(root: Path) -> list[str]:
+    """The sorted names of ``root``'s class sub-folders (those holding images); a ``ValueError``
+    naming the problem when the folder is not laid out as ``root/<class>/…`` with two classes or
+    more."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} not found; set data_dir to a folder of class "
+                                "sub-folders")
+    files = list_images(root)
+    loose = [p for p in files if p.parent == root]
+    if loose:
+        raise ValueError(f"data.folder_labels needs one sub-folder per class, but {root} holds {len(loose)} "
+                         f"image(s) outside any sub-folder (e.g. {loose[0].name})")
+    classes = sorted({p.relative_to(root).parts[0] for p in files})
+    if len(classes) < 2:
+        raise ValueError(f"data.folder_labels needs at least two class sub-folders in {root}, found "
+                         f"{len(classes)}: {classes}")
+    return classes
+
+
 def read_square_image(path: Path, size: int | None) -> np.ndarray:
     """``path`` as RGB, center-cropped to a square, resized to ``size`` if given: uint8 (3, s, s)."""
     try:
@@ -81,8 +102,10 @@ def load_folder(
     image_size: int | None = None,
     test_images: int | None = None,
     split_seed: int = 0,
+    labels: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Images of ``split`` as uint8 ``(N, 3, s, s)``, zero labels and one class.
+    """Images of ``split`` as uint8 ``(N, 3, s, s)``, their labels and the number of classes: with
+    ``labels`` the class sub-folder of each image (:func:`class_folders`), else zeros and one class.
 
     ``image_size`` None keeps the images' own (square-cropped) size, which must then be the same
     for every image. ``test_images``/``split_seed``: see :func:`split_files`.
@@ -97,6 +120,7 @@ def load_folder(
     files = list_images(root)
     if not files:
         raise ValueError(f"no PNG/JPEG images found under {root}; set data_dir to an image folder")
+    classes = class_folders(root) if labels else []  # refused before any image is read
     chosen = split_files(files, split, test_images, split_seed)
     if not chosen:
         raise ValueError(
@@ -116,4 +140,8 @@ def load_folder(
                 f"{images.shape[-1]}px; set image_size so that all images are resized"
             )
         images[i] = pixels
-    return torch.from_numpy(images), torch.zeros(len(chosen), dtype=torch.int64), 1
+    if not labels:
+        return torch.from_numpy(images), torch.zeros(len(chosen), dtype=torch.int64), 1
+    index = {name: k for k, name in enumerate(classes)}
+    targets = [index[p.relative_to(root).parts[0]] for p in chosen]
+    return torch.from_numpy(images), torch.tensor(targets, dtype=torch.int64), len(classes)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from invflow.config import DataConfig
 from invflow.data.cifar import load_cifar10
-from invflow.data.folder import load_folder, test_file_names
+from invflow.data.folder import class_folders, load_folder, test_file_names
 from invflow.data.imagenet import load_imagenet
 from invflow.data.mnist import load_mnist
 from invflow.data.svhn import load_svhn
@@ -136,9 +137,15 @@ def context_of(data: DataConfig) -> tuple[int | None, int | None]:
     entry = IMAGE_DATASETS.get(data.dataset)
     if entry is not None and entry.num_classes is not None:
         return entry.num_classes, None
+    if data.dataset == "folder" and data.folder_labels:
+        if data.data_dir is None:
+            raise ValueError("data.folder_labels needs data.data_dir (or --data-dir): the class sub-folders "
+                             "give the number of classes")
+        return len(class_folders(Path(data.data_dir).expanduser())), None
     having = sorted([n for n, e in IMAGE_DATASETS.items() if e.num_classes] + list(CONDITIONAL_SAMPLERS))
+    hint = "; an image folder has them with data.folder_labels: true" if data.dataset == "folder" else ""
     raise ValueError(f"model.conditional needs labels or contexts, and data.dataset={data.dataset!r} has "
-                     "none; "
+                     f"none{hint}; "
                      f"data sets with them: {', '.join(having)}")
 
 

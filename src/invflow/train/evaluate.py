@@ -24,7 +24,8 @@ def load_split(config: Config, split: str, data_dir: str | None = None):
 
     d = config.data
     data = load_image_split(d.dataset, split, data_dir or d.data_dir, d.image_size, d.n_bits,
-                            folder_test_images=d.folder_test_images, folder_split_seed=d.folder_split_seed)
+                            folder_test_images=d.folder_test_images, folder_split_seed=d.folder_split_seed,
+                            folder_labels=d.folder_labels)
     check_labels(config, data)
     return data
 
