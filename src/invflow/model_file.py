@@ -13,8 +13,6 @@ existing file is replaced only with ``overwrite=True``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -23,6 +21,7 @@ from safetensors.torch import load_model, save_model
 
 from invflow.core.model import FlowModel
 from invflow.models import build_model, config_from_dict
+from invflow.storage import replace_atomic
 from invflow.version import __version__
 
 FORMAT = "invflow.model"
@@ -41,18 +40,7 @@ def save(model: FlowModel, path: str | Path, overwrite: bool = False) -> Path:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "invflow": __version__,
                 "dtype": str(model.dtype).removeprefix("torch."), "config": json.dumps(config.to_dict())}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_model(model, tmp, metadata=metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return replace_atomic(path, lambda tmp: save_model(model, tmp, metadata=metadata))
 
 
 def read_metadata(path: Path) -> dict[str, str]:

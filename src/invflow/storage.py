@@ -105,6 +105,19 @@ def write_atomic(path: str | Path, *chunks: bytes | str,
                  write: Callable[[BinaryIO, bytes], None] | None = None) -> Path:
     """Write the concatenated ``chunks`` to ``path`` through a fsynced temporary file and a rename;
     ``write(file, chunk)`` replaces :func:`write_bytes` (a hook that ends in it)."""
+
+    def produce(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # by name, so that ``f.name`` says which file is written
+            for chunk in chunks:
+                (write or write_bytes)(f, chunk.encode() if isinstance(chunk, str) else chunk)
+
+    return replace_atomic(path, produce)
+
+
+def replace_atomic(path: str | Path, produce: Callable[[str], None]) -> Path:
+    """``produce(tmp)`` writes a temporary file beside ``path``, which is fsynced and renamed onto
+    ``path``: a reader sees the old file or the whole new one, never a part (a library that writes
+    files by name, e.g. safetensors, goes through here)."""
     path = Path(path)
     with disk_full_as_error(path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,10 +125,8 @@ def write_atomic(path: str | Path, *chunks: bytes | str,
         os.close(fd)
         try:
             os.chmod(tmp, 0o666 & ~_UMASK)
-            with open(tmp, "wb") as f:  # by name, so that ``f.name`` says which file is written
-                for chunk in chunks:
-                    (write or write_bytes)(f, chunk.encode() if isinstance(chunk, str) else chunk)
-                f.flush()
+            produce(tmp)
+            with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:

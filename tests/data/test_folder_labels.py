@@ -25,6 +25,11 @@ def class_folder(root: Path, classes: dict[str, int], size: int = 8) -> Path:
     return root
 
 
+def conditional_folder_model(root: Path, **overrides: object) -> invflow.FlowModel:
+    return invflow.build_model("glow-cifar10-tiny", data__dataset="folder", data__data_dir=str(root),
+                               data__image_size=8, model__conditional=True, **overrides)
+
+
 def test_labels_come_from_the_sorted_class_folders(tmp_path: Path) -> None:
     root = class_folder(tmp_path / "f", {"cat": 10, "ant": 10, "bee": 10})
     train = load_image_split("folder", "train", str(root), folder_labels=True)
@@ -49,14 +54,7 @@ def test_a_folder_without_class_folders_is_refused_by_name(tmp_path: Path, layou
     with pytest.raises(ValueError, match=message):
         load_image_split("folder", "train", str(root), folder_labels=True)
     with pytest.raises(ValueError, match=message):
-        invflow.build_model(
-            "glow-cifar10-tiny",
-            data__dataset="folder",
-            data__data_dir=str(root),
-            data__image_size=8,
-            data__folder_labels=True,
-            model__conditional=True,
-        )
+        conditional_folder_model(root, data__folder_labels=True)
 
 
 def test_a_conditional_model_of_a_labelled_folder_trains_and_samples_per_class(tmp_path: Path) -> None:
@@ -94,10 +92,4 @@ def test_a_conditional_model_of_a_labelled_folder_trains_and_samples_per_class(t
     assert main(["sample", str(run), "--class", "1", "-o", str(tmp_path / "light.png")]) == 0
     assert invflow.load_checkpoint(run)[0].context_spec.num_classes == 2
     with pytest.raises(ValueError, match="an image folder has them with data.folder_labels: true"):
-        invflow.build_model(
-            "glow-cifar10-tiny",
-            data__dataset="folder",
-            data__data_dir=str(root),
-            data__image_size=8,
-            model__conditional=True,
-        )
+        conditional_folder_model(root)
