@@ -185,3 +185,27 @@ def test_bad_interpolation_labels_are_one_line_errors(
     assert main(["interpolate", str(class_toy), *options, "-o", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_compare_trains_and_times_a_vector_conditional_preset(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    assert (
+        main(
+            [
+                "compare",
+                "glow-toy-2moons-rotated",
+                "--seeds",
+                "1",
+                "--steps",
+                "3",
+                "--out",
+                str(out),
+                "--set",
+                "data.toy_samples=64",
+                "--set",
+                "model.hidden_channels=8",
+            ]
+        )
+        == 0
+    )
+    assert "glow-toy-2moons-rotated" in (out / "summary.md").read_text()

@@ -13,6 +13,7 @@ import torch
 from invflow.api import load_model
 from invflow.compare.memory import PeakTensorMemory
 from invflow.config import Config
+from invflow.core.context import ContextSpec
 from invflow.core.model import FlowModel
 from invflow.core.nonfinite import NonFiniteSamples
 from invflow.data.registry import is_toy
@@ -47,7 +48,7 @@ def time_sampling(
         _synchronize(device)
         start = time.perf_counter()
         try:
-            model.sample(n)
+            model.sample(n, context=None if model.context_spec is None else model.context_spec.example(n))
         except NonFiniteSamples as err:  # the time is still the time; the problem is reported
             print(f"invflow: warning: {err}", file=sys.stderr, flush=True)
         _synchronize(device)
@@ -57,14 +58,16 @@ def time_sampling(
 
 
 def synthetic_batch(config: Config, input_shape: tuple[int, ...], device: torch.device,
-                    generator: torch.Generator | None = None) -> Batch:
-    """A batch of the config's size and data kind with random content (costs do not depend on it)."""
+                    generator: torch.Generator | None = None, context: ContextSpec | None = None) -> Batch:
+    """A batch of the config's size and data kind with random content (costs do not depend on it),
+    with contexts of the kind ``context`` describes (zero labels without one)."""
     n = config.data.batch_size
     if is_toy(config.data):
         x = torch.randn(n, *input_shape, generator=generator)
     else:
         x = torch.randint(0, 2**config.data.n_bits, (n, *input_shape), generator=generator, dtype=torch.uint8)
-    return Batch(x.to(device), torch.zeros(n, dtype=torch.long, device=device))
+    y = torch.zeros(n, dtype=torch.long) if context is None else context.example(n)
+    return Batch(x.to(device), y.to(device))
 
 
 def training_step(model: FlowModel, config: Config, batch: Batch, forward=None) -> Callable[[], None]:
@@ -100,7 +103,8 @@ def peak_training_step_bytes(model: FlowModel, config: Config, device: torch.dev
     """Peak bytes of one training step at the config's batch size, after a warm-up step so that
     the optimizer state already exists."""
     model.train()
-    batch = synthetic_batch(config, model.input_shape, device, derived_generator(config.train.seed, 7))
+    batch = synthetic_batch(config, model.input_shape, device, derived_generator(config.train.seed, 7),
+                            model.context_spec)
     step = training_step(model, config, batch)
     step()
     return peak_step_bytes(step, device)

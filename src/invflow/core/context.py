@@ -51,6 +51,13 @@ class ContextSpec:
     def is_class(self) -> bool:
         return self.num_classes is not None
 
+    def example(self, n: int) -> Tensor:
+        """``n`` valid contexts (labels cycling through the classes, or zero vectors): for timing
+        and shape checks, where the content does not matter."""
+        if self.is_class:
+            return torch.arange(n) % self.num_classes
+        return torch.zeros(n, self.context_dim)
+
     def describe(self) -> str:
         """``"class labels (B,) in [0, 10)"`` or ``"vectors (B, 3)"``: what ``encode`` expects."""
         if self.is_class:

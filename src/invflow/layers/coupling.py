@@ -75,9 +75,7 @@ class MLPConditioner(nn.Sequential):
         h = self[0](x)
         if context is not None:
             h = self.context_bias(h, context)
-        for layer in list(self)[1:5]:
-            h = layer(h)
-        return h
+        return self[4](self[3](self[2](self[1](h))))
 
 
 def mlp_coupling_net(in_features: int, out_features: int, hidden_features: int) -> nn.Module:
