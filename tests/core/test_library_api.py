@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import invflow
+from core.test_sampling_contract import FAMILIES, tiny
 from invflow import AffineCoupling, FlowModel, SequentialFlow
 from invflow.layers import ActNorm
 
@@ -175,14 +176,16 @@ def test_backward_in_forward_is_a_config_option_for_weighted_losses() -> None:
         (weights * default.log_prob(x)).sum().backward()
 
 
-@pytest.mark.parametrize("name", ["glow-mnist-tiny", "resflow-mnist-tiny", "glow-mnist-cond-tiny"])
+@pytest.mark.parametrize("name", [*FAMILIES, "glow-mnist-cond-tiny"])
 def test_a_model_accepts_its_own_raw_samples(name: str) -> None:
-    model = trained_like(name).eval()
+    """``log_prob(sample_and_log_prob(n)[0])`` for every family: the raw samples (at T = 1.5 a
+    logit model's inverse reaches past [0, 1]) lie in the model's own domain."""
+    model = trained_like(name) if "cond" in name else tiny(name)
+    model.eval()
     context = torch.arange(8) % 10 if model.context_spec is not None else None
     torch.manual_seed(2)
     x, log_p = model.sample_and_log_prob(8, context=context, temperature=1.5)
     again = model.log_prob(x, context)
     assert bool(torch.isfinite(again).all())
-    if not name.startswith("resflow"):
+    if model.estimator.startswith("exact"):
         torch.testing.assert_close(again, log_p, atol=1e-2, rtol=1e-4)
-    assert math.isfinite(float(again.mean()))

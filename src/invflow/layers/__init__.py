@@ -8,6 +8,7 @@ from invflow.layers.emerging import EmergingConv
 from invflow.layers.invconv import InvConv1x1
 from invflow.layers.logit import LogitTransform
 from invflow.layers.macow import MaCowUnit, MaskedConvCoupling
+from invflow.layers.normalize import Standardize
 from invflow.layers.periodic import PeriodicConv
 from invflow.layers.spline import SplineCoupling, rational_quadratic_spline
 from invflow.layers.split import FactorOut
@@ -25,6 +26,7 @@ __all__ = [
     "ActNorm", "AdditiveCoupling", "AffineCoupling", "ChannelWoodbury", "ConditionalGaussianPrior",
     "ConvConditioner", "EmergingConv", "FactorOut", "Flatten", "MLPConditioner", "ZeroConv2d",
     "HeightWoodbury", "InvConv1x1", "LogitTransform", "MEWoodbury", "MaCowUnit", "MaskedConvCoupling",
-    "PeriodicConv", "SpatialWoodbury", "SplineCoupling", "Squeeze", "WidthWoodbury", "WoodburyMixing",
+    "PeriodicConv", "SpatialWoodbury", "SplineCoupling", "Squeeze", "Standardize", "WidthWoodbury",
+    "WoodburyMixing",
     "rational_quadratic_spline",
 ]
