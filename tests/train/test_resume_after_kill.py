@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from invflow.train.checkpoint import load_checkpoint_file, step_checkpoints
@@ -15,13 +16,13 @@ from invflow.train.metrics import read_metrics
 STEPS = 40
 
 
-def command(mnist_dir, out, resume=False) -> list[str]:
+def command(mnist_dir, out, resume=False, preset="glow-mnist-tiny") -> list[str]:
     args = [
         sys.executable,
         "-m",
         "invflow",
         "train",
-        "glow-mnist-tiny",
+        preset,
         "--data-dir",
         str(mnist_dir),
         "--out",
@@ -51,19 +52,23 @@ def command(mnist_dir, out, resume=False) -> list[str]:
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def test_killed_run_resumes_bit_identically(mnist_dir, tmp_path) -> None:
+# the plain preset, a class-conditional one (labels ride with the batches) and a toy whose context
+# vectors are drawn with the data
+@pytest.mark.parametrize("preset", ["glow-mnist-tiny", "glow-mnist-cond-tiny", "glow-toy-2moons-rotated"])
+def test_killed_run_resumes_bit_identically(mnist_dir, tmp_path, preset: str) -> None:
     reference = tmp_path / "reference"
-    subprocess.run(command(mnist_dir, reference), check=True, env=ENV, capture_output=True)
+    subprocess.run(command(mnist_dir, reference, preset=preset), check=True, env=ENV, capture_output=True)
 
     run = tmp_path / "killed"
-    killed = subprocess.run(command(mnist_dir, run), env={**ENV, "INVFLOW_FAULT": "after-step:13"},
-                            capture_output=True, text=True)
+    killed = subprocess.run(command(mnist_dir, run, preset=preset),
+                            env={**ENV, "INVFLOW_FAULT": "after-step:13"}, capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     killed_at = load_checkpoint_file(run / "checkpoints" / "last.pt")["step"]
     assert killed_at == 10  # checkpoint_every=5; steps 11-13 were lost with the process
     assert max(int(p.stem.split("-")[1]) for p in step_checkpoints(run / "checkpoints")) == 10
 
-    resumed = subprocess.run(command(mnist_dir, run, resume=True), env=ENV, capture_output=True, text=True)
+    resumed = subprocess.run(command(mnist_dir, run, resume=True, preset=preset), env=ENV,
+                             capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"at step {killed_at}" in resumed.stdout
 
