@@ -59,10 +59,25 @@ def _positive_minutes(text: str) -> float:
     return value
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def _new_output(path: Path, force: bool, what: str = "the figure") -> Path:
-    """``path`` ready to be written: refuses to replace an existing file without ``--force``."""
-    if path.exists() and not force:
-        raise ValueError(f"{path} exists; pass --force to overwrite it or -o to write elsewhere")
+    """``path`` ready to be written: a ``.png`` path (every figure is a PNG), new or an existing
+    PNG image, which only ``--force`` replaces. Never a directory, a device or another kind of file
+    (a run's checkpoint or config), whatever ``--force`` says."""
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"-o {path}: invflow writes PNG images; give a path ending in .png")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        kind = "a directory" if path.is_dir() else "a link" if path.is_symlink() else "not a regular file"
+        raise ValueError(f"-o {path} is {kind}; give the path of a new .png file")
+    if path.exists():
+        with path.open("rb") as f:
+            if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                raise ValueError(f"{path} exists and is not a PNG image; invflow replaces only PNG figures, "
+                                 "even with --force")
+        if not force:
+            raise ValueError(f"{path} exists; pass --force to overwrite it or -o to write elsewhere")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # e.g. a parent that is a file, or no permission

@@ -150,7 +150,8 @@ def test_plot_one_and_several_runs(trained, tmp_path: Path, capsys) -> None:
 def test_outputs_are_not_overwritten_without_force(trained, tmp_path: Path, capsys) -> None:
     run = trained("glow-toy")
     out = tmp_path / "figure.png"
-    out.write_bytes(b"keep me")
+    earlier = b"\x89PNG\r\n\x1a\n an earlier figure"
+    out.write_bytes(earlier)
     for command in (
         ["sample", str(run)],
         ["reconstruct", str(run)],
@@ -160,10 +161,10 @@ def test_outputs_are_not_overwritten_without_force(trained, tmp_path: Path, caps
         assert main([*command, "-o", str(out)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"{out} exists; pass --force to overwrite it" in err
-        assert out.read_bytes() == b"keep me"
+        assert out.read_bytes() == earlier
         assert main([*command, "-o", str(out), "--force"]) == 0
         assert is_png(out)
-        out.write_bytes(b"keep me")
+        out.write_bytes(earlier)
 
 
 def test_plot_refuses_what_is_not_a_run(trained, tmp_path: Path, capsys) -> None:
@@ -177,3 +178,32 @@ def test_interpolate_needs_two_steps(trained, capsys) -> None:
     assert main(["interpolate", str(trained("glow-toy")), "--steps", "1", "--force"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "interpolation needs at least 2 steps (both ends), got 1" in err
+
+
+def test_force_never_replaces_what_is_not_a_png_figure(trained, tmp_path: Path, capsys) -> None:
+    """`-o PATH --force` replaces an earlier PNG figure and nothing else: not a device, a directory,
+    a link, a run's own checkpoint or config, nor a file that merely ends in .png."""
+    run = trained("glow-toy")
+    text = tmp_path / "notes.png"
+    text.write_bytes(b"my notes")
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "link.png").symlink_to(text)
+    cases = [
+        ("/dev/null", "invflow writes PNG images; give a path ending in .png"),
+        (str(run / "checkpoints" / "last.pt"), "give a path ending in .png"),
+        (str(run / "config.yaml"), "give a path ending in .png"),
+        (str(tmp_path / "samples"), "give a path ending in .png"),
+        (str(tmp_path / "s.jpg"), "give a path ending in .png"),
+        (str(tmp_path / "folder.png"), "is a directory; give the path of a new .png file"),
+        (str(tmp_path / "link.png"), "is a link; give the path of a new .png file"),
+        (str(text), "exists and is not a PNG image; invflow replaces only PNG figures, even with --force"),
+    ]
+    before = {p: p.read_bytes() for p in (run / "checkpoints" / "last.pt", run / "config.yaml", text)}
+    for command in (["sample", str(run)], ["reconstruct", str(run)], ["interpolate", str(run)],
+                    ["plot", str(run)]):
+        for target, message in cases:
+            assert main([*command, "-o", target, "--force"]) == 2, (command, target)
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and message in err, (command, target, err)
+    assert all(p.read_bytes() == data for p, data in before.items())
+    assert Path("/dev/null").is_char_device()
