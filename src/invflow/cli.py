@@ -240,6 +240,9 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     from invflow.latent.codec import iterations_note
 
     labels = _label_pair(args.labels)
+    if args.pairs * args.steps > MAX_GRID_SAMPLES:
+        raise ValueError(f"--pairs {args.pairs} x --steps {args.steps} = {args.pairs * args.steps} images, "
+                         f"more than one figure shows ({MAX_GRID_SAMPLES}); ask for fewer")
     count = args.pairs if labels else 2 * args.pairs
     model, config, (x, c), out = _model_examples_output(args, count, "interpolate.png",
                                                         labels[0] if labels else args.class_index)

@@ -289,9 +289,14 @@ def _as_float(value: Any, key: str) -> float:
     return float(value)
 
 
+INT64 = (-(2**63), 2**63 - 1)  # what torch (seeds, sizes) can hold
+
+
 def _as_int(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{key} must be an integer, got {quote(value)}")
+    if not INT64[0] <= value <= INT64[1]:
+        raise ValueError(f"{key} must be an integer in [-2^63, 2^63 - 1], got {value}")
     return value
 
 

@@ -201,3 +201,39 @@ def test_bad_numeric_cli_arguments(argv: list[str], message: str, tmp_path: Path
         main([a.replace("RUN", str(tmp_path)) for a in argv])
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--pairs", "100000"], "--pairs 100000 x --steps 8 = 800000 images, more than one figure shows"),
+        (["--steps", "100000"], "--pairs 4 x --steps 100000 = 400000 images, more than one figure shows"),
+    ],
+)
+def test_interpolation_larger_than_a_figure_is_refused(toy_run: Path, tmp_path: Path, capsys, options,
+                                                       message) -> None:
+    err = one_line_error(["interpolate", str(toy_run), *options, "-o", str(tmp_path / "i.png")], capsys)
+    assert message in err and not (tmp_path / "i.png").exists()
+
+
+def test_an_integer_too_large_for_torch_names_its_key(tmp_path: Path, capsys) -> None:
+    err = one_line_error(["train", "glow-toy-rings", "--out", str(tmp_path / "r"),
+                          "--set", "train.seed=99999999999999999999"], capsys)
+    assert "train.seed must be an integer in [-2^63, 2^63 - 1], got 99999999999999999999" in err
+
+
+def test_more_threads_than_cores_are_clamped_with_a_warning() -> None:
+    import os
+    import warnings
+
+    import torch
+
+    from invflow.train.loop import intra_op_threads
+
+    before = torch.get_num_threads()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with intra_op_threads(1000):
+            assert torch.get_num_threads() == (os.cpu_count() or 1)
+    assert torch.get_num_threads() == before
+    assert any("train.threads=1000 is more than this machine's" in str(w.message) for w in caught)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,6 +90,11 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
     Tiny models are faster on one thread: the per-operation cost of waking a second thread is
     larger than the work, and on a loaded machine each operation waits for the busier core."""
     before = torch.get_num_threads()
+    cores = os.cpu_count() or 1
+    if threads is not None and threads > cores:
+        warnings.warn(f"train.threads={threads} is more than this machine's {cores} cores; using {cores}",
+                      RuntimeWarning, stacklevel=2)
+        threads = cores
     if threads is not None:
         torch.set_num_threads(threads)
     try:
