@@ -65,3 +65,25 @@ def test_steps_and_minutes_are_exclusive(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["compare", "glow-mnist-tiny", "--steps", "2", "--minutes", "1"])
     assert exit_.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+TOY_AND_MNIST = "glow-toy-rings measures bits per point of rings and glow-mnist-tiny bits/dim of mnist"
+TWO_TOYS = "bits per point of rings and glow-toy-2moons bits per point of 2moons"
+COND = "glow-mnist-cond-tiny bits/dim of mnist 1x28x28 at 8 bits given its labels"
+
+
+@pytest.mark.parametrize(
+    ("presets", "message"),
+    [
+        (["glow-toy-rings", "glow-mnist-tiny"], TOY_AND_MNIST),
+        (["glow-toy-rings", "glow-toy-2moons"], TWO_TOYS),
+        (["glow-mnist-tiny", "glow-mnist-cond-tiny"], COND),
+    ],
+)
+def test_presets_measuring_different_quantities_are_refused_before_training(tmp_path, capsys, presets,
+                                                                              message) -> None:
+    out = tmp_path / "cmp"
+    assert main(["compare", *presets, "--seeds", "1", "--steps", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "compare ranks one quantity" in err and message in err, err
+    assert not out.exists()

@@ -212,5 +212,6 @@ def run_comparison(spec: CompareSpec, out: str | Path, data_dir: str | None = No
     out = Path(out)
     for preset in spec.presets:
         spec.config(preset, 0)  # fail on a bad preset or override before hours of training
+    spec.check_one_quantity()
     check_plan(spec, out)
     return [run_one(spec, run, data_dir, log, out, retrain_damaged) for run in plan_runs(spec, out)]

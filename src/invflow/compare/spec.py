@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from invflow.config import Config, quote, shorten
+from invflow.data.registry import input_shape, is_toy
 from invflow.models import load_config
 
 SPEC_PACKAGE = "invflow.configs"
@@ -75,6 +76,27 @@ class CompareSpec:
         if self.budget.steps is not None:
             overrides["train.steps"] = self.budget.steps
         return load_config(preset, overrides)
+
+    def measured_quantity(self, preset: str) -> str:
+        """What a preset's test number measures: unit, data set, size and bit depth (and whether it
+        is conditional), e.g. ``bits/dim of mnist 1x28x28 at 8 bits`` or ``bits per point of rings``."""
+        config = self.config(preset, 0)
+        data = config.data
+        conditional = " given its labels" if getattr(config.model, "conditional", False) else ""
+        if is_toy(data):
+            return f"bits per point of {data.dataset}{conditional}"
+        size = "x".join(map(str, input_shape(data)))
+        return f"bits/dim of {data.dataset} {size} at {data.n_bits} bits{conditional}"
+
+    def check_one_quantity(self) -> None:
+        """Refuse, before any training, presets whose numbers measure different things (another
+        unit, data set, size, bit depth, or p(x | y) beside p(x)): one table ranks one quantity."""
+        quantities = {preset: self.measured_quantity(preset) for preset in self.presets}
+        first = self.presets[0]
+        for preset, quantity in quantities.items():
+            if quantity != quantities[first]:
+                raise ValueError(f"compare ranks one quantity, but {first} measures {quantities[first]} and "
+                                 f"{preset} {quantity}; compare them separately, or align them with --set")
 
     def identity(self) -> dict[str, Any]:
         """What every run in one output folder must share (presets and seeds may be added later)."""
