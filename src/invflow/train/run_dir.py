@@ -14,7 +14,7 @@ import yaml
 
 from invflow.config import Config, dump_config, migrate_legacy_keys
 from invflow.models import config_from_dict
-from invflow.storage import DiskFullError, is_disk_full, write_atomic
+from invflow.storage import DiskFullError, append_text, is_disk_full, write_atomic
 from invflow.train.checkpoint import (
     CheckpointError,
     FoundCheckpoint,
@@ -33,6 +33,7 @@ class RunDir:
         self.metrics = self.root / "metrics.jsonl"
         self.config = self.root / "config.yaml"
         self.tensorboard = self.root / "tb"
+        self.changes = self.root / "changes.jsonl"
 
     def create(self) -> None:
         """Create the directories, with a clear error when the location is not writable."""
@@ -45,6 +46,13 @@ class RunDir:
             raise ValueError(f"cannot create run directory {self.root}: {err.strerror}") from None
         if not os.access(self.root, os.W_OK):
             raise ValueError(f"run directory {self.root} is not writable")
+
+    def record_changes(self, step: int, changes: dict[str, tuple[Any, Any]]) -> None:
+        """Append the ``train`` settings a resume changed, and the step from which they hold, to
+        ``changes.jsonl`` (one JSON object per change)."""
+        append_text(self.changes, "".join(
+            json.dumps({"step": step, "key": f"train.{key}", "from": old, "to": new}) + "\n"
+            for key, (old, new) in changes.items()))
 
     def has_checkpoints(self) -> bool:
         return self.checkpoints.is_dir() and any(self.checkpoints.glob("*.pt"))

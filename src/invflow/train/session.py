@@ -28,7 +28,8 @@ from invflow.train.metrics import MetricsLog
 from invflow.train.optimizer import make_adam
 from invflow.train.progress import progress_line, wants_lines
 from invflow.train.results import record_test_split, write_results
-from invflow.train.run_dir import RunDir, check_same_model
+from invflow.train.resume_changes import apply_schedule, train_changes
+from invflow.train.run_dir import RunDir, check_same_model, with_defaults
 from invflow.train.sampling import write_samples_or_warn
 from invflow.train.state import TrainingState
 from invflow.train.tensorboard import TensorBoardLog
@@ -150,9 +151,16 @@ class TrainingSession:
         found = latest_good_checkpoint(self.run.checkpoints)
         if found is not None:
             check_same_model(found.state["config"], self.config, found.path)
+            changes = train_changes(with_defaults(found.state["config"]), self.config)
             self.state.load(found.state, found.path)
             if self.ctx.is_main:
                 print(f"resuming {self.run.root} from {found.path.name} at step {self.state.step}")
+            if changes:
+                apply_schedule(self.optimizer, self.scheduler, self.config, self.scheduler.last_epoch)
+                if self.ctx.is_main:
+                    self.run.record_changes(self.state.step, changes)
+                    print("changed from step " + f"{self.state.step}: " + ", ".join(
+                        f"train.{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()))
         return found
 
     def _open_logs(self, found, data_dir: str | None) -> None:
