@@ -24,6 +24,9 @@ def fixed_point_inverse(
     the error is then at most ``residual / (1 - L)``. ``atol`` defaults to 1e-6 (float32) or
     1e-12 (float64), ``rtol`` to 8 ulps of the dtype (the floating-point floor for large ``|y|``).
     Returns ``(x, iterations)``; warns naming the residual if ``max_iter`` is reached first.
+    Under ``torch.export`` the same iteration and stopping rule run as one ``while_loop``, so the
+    exported program stops where this function does (``iterations`` is then a tensor, and the
+    warning cannot be raised).
     """
     if atol is None:
         atol = 1e-12 if y.dtype == torch.float64 else 1e-6
@@ -32,6 +35,8 @@ def fixed_point_inverse(
         rtol = 8 * torch.finfo(y.dtype).eps
     scale = y.abs().reshape(y.shape[0], -1).amax(dim=1).reshape(-1, *([1] * (y.dim() - 1)))
     bound = atol + rtol * scale
+    if torch.compiler.is_exporting():
+        return _exported_loop(g, y, bound, max_iter)
     x = y
     residual = torch.zeros(())
     for it in range(1, max_iter + 1):
@@ -47,3 +52,19 @@ def fixed_point_inverse(
         stacklevel=2,
     )
     return x, max_iter
+
+
+def _exported_loop(g: Callable[[Tensor], Tensor], y: Tensor, bound: Tensor,
+                   max_iter: int) -> tuple[Tensor, Tensor]:
+    """The iteration above as a ``torch.export``-able ``while_loop`` (data-dependent stop)."""
+    from torch._higher_order_ops import while_loop
+
+    def running(x: Tensor, iterations: Tensor, converged: Tensor) -> Tensor:
+        return torch.logical_and(torch.logical_not(converged), iterations < max_iter)
+
+    def step(x: Tensor, iterations: Tensor, converged: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        x_new = y - g(x)
+        return x_new, iterations + 1, ((x_new - x).abs() <= bound).all()
+
+    x, iterations, _ = while_loop(running, step, (y.clone(), torch.tensor(0), torch.tensor(False)))
+    return x, iterations
