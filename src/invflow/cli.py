@@ -205,6 +205,7 @@ def _model_examples_output(args: argparse.Namespace, n: int, name: str, class_in
     from invflow.api import load_model
     from invflow.latent import held_out_examples
     from invflow.train.distributed import select_device
+    from invflow.train.grid_contexts import check_class_index
 
     loaded = load_model(args.run, ema=not args.no_ema)
     print(f"checkpoint: {loaded.describe()}")
@@ -215,9 +216,7 @@ def _model_examples_output(args: argparse.Namespace, n: int, name: str, class_in
         spec = model.context_spec
         if spec is None or not spec.is_class:
             raise ValueError("--class and --labels need a class-conditional model")
-        if not 0 <= class_index < spec.num_classes:
-            raise ValueError(f"--class {class_index} is out of range: this model has classes "
-                             f"0-{spec.num_classes - 1}")
+        check_class_index(spec, class_index)
     x, context = held_out_examples(config, n, args.data_dir, args.split, class_index)
     return model.to(device), config, (x.to(device), context.to(device)), out
 

@@ -104,8 +104,9 @@ class ContextSpec:
         # value checks need the data: skipped while torch.compile / torch.export trace the model
         if torch.compiler.is_compiling():
             return context
-        if context.numel() and (int(context.min()) < 0 or int(context.max()) >= self.num_classes):
-            bad = int(context.min()) if int(context.min()) < 0 else int(context.max())
+        low, high = (int(context.min()), int(context.max())) if context.numel() else (0, 0)
+        if low < 0 or high >= self.num_classes:
+            bad = low if low < 0 else high
             raise ValueError(f"{where}: class label {bad} is out of range; expected {self.describe()}")
         return context
 

@@ -132,7 +132,6 @@ class InverseFlow(Flow):
         return forward_of(self.flow, x, context)
 
 
-
 class Flatten(Flow):
     """Reshape ``(B, *shape)`` to ``(B, prod(shape))``; volume preserving."""
 

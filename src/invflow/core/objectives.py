@@ -96,10 +96,10 @@ class VectorBits:
         self, model: FlowModel, batch: Batch, forward: Forward | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         forward = model if forward is None else forward
-        log_p, _ = forward(batch.x.to(model.dtype), model.batch_context(batch))
+        log_p, _ = forward(self.model_input(model, batch), model.batch_context(batch))
         bits = -log_p / math.log(2)
         return bits.mean(), {self.metric: bits.detach().mean()}
 
     def eval_batch(self, model: FlowModel, batch: Batch, draws: int) -> tuple[Tensor, dict[str, Tensor]]:
-        x, context = batch.x.to(model.dtype), model.batch_context(batch)
+        x, context = self.model_input(model, batch), model.batch_context(batch)
         return torch.stack([-model.log_prob(x, context) / math.log(2) for _ in range(draws)]), {}

@@ -1,11 +1,11 @@
 """Residual flows (Chen et al. 2019): Lipschitz layers, log-det estimators, invertible blocks."""
 from invflow.residual.activations import LipSwish
+from invflow.residual.fixed_point import fixed_point_inverse
 from invflow.residual.implicit_inverse import implicit_fixed_point_inverse
 from invflow.residual.iresblock import (
     ESTIMATOR,
     EstimatorDefaults,
     InvertibleResidualBlock,
-    fixed_point_inverse,
 )
 from invflow.residual.lipschitz import (
     LearnedNormOrder,

@@ -158,6 +158,14 @@ class InvertibleResidualBlock(Flow):
             return self.g, None
         return partial(self.g, context=context), context
 
+    def _differentiable_inputs(self, context: Tensor | None) -> list[Tensor]:
+        """What ``g(x, c)`` depends on besides ``x`` and needs a gradient for: its parameters, and
+        the context when it is learned (the Neumann gradient's and the implicit inverse's inputs)."""
+        inputs = [p for p in self.g.parameters() if p.requires_grad]
+        if context is not None and context.requires_grad:
+            inputs.append(context)
+        return inputs
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check(x, "forward")
         if torch.is_autocast_enabled(x.device.type):
@@ -167,9 +175,7 @@ class InvertibleResidualBlock(Flow):
         g, context = self._residual(context, x.shape[0])
         if self.logdet == "exact" and self.carries_jacobian:
             return self._forward_mode_exact(x, context)
-        params = [p for p in self.g.parameters() if p.requires_grad]
-        if context is not None and context.requires_grad:
-            params.append(context)  # the Neumann gradient's inputs: c is one when it is learned
+        params = self._differentiable_inputs(context)
         need_grad = torch.is_grad_enabled() and (x.requires_grad or bool(params))
         with torch.enable_grad():
             xr = x if (need_grad and x.requires_grad) else x.detach().requires_grad_(True)
@@ -246,12 +252,9 @@ class InvertibleResidualBlock(Flow):
         ``g``'s parameters and a floating context when gradients are enabled."""
         self._check(z, "inverse")
         g, context = self._residual(context, z.shape[0])
-        inputs = [p for p in self.g.parameters() if p.requires_grad]
-        if context is not None and context.requires_grad:
-            inputs.append(context)
         x, iterations = implicit_fixed_point_inverse(
-            g, z, inputs, atol=self.inverse_atol, rtol=self.inverse_rtol, max_iter=self.inverse_max_iter,
-            backward_max_iter=self.inverse_max_iter, where=self.describe(),
+            g, z, self._differentiable_inputs(context), atol=self.inverse_atol, rtol=self.inverse_rtol,
+            max_iter=self.inverse_max_iter, backward_max_iter=self.inverse_max_iter, where=self.describe(),
         )
         self.last_inverse_iterations = iterations
         return x

@@ -99,19 +99,20 @@ class ResidualNet(nn.Sequential):
         return x
 
 
-def _with_context(layers: list[nn.Module], widths: list[int], context_features: int) -> ResidualNet:
+def _with_context(layers: list[nn.Module], context_features: int) -> ResidualNet:
     """``layers`` (maps interleaved with activations) with a ``ContextBias`` after every map but the
-    last, i.e. on each hidden pre-activation, whose widths are ``widths``: the context shifts hidden
-    states and never scales the path from ``x``, so ``Lip_x g(·, c)`` is the same for every ``c``."""
+    last, i.e. on each hidden pre-activation, as wide as that map's output: the context shifts
+    hidden states and never scales the path from ``x``, so ``Lip_x g(·, c)`` is the same for every
+    ``c``."""
     if not context_features:
         return ResidualNet(*layers)
     out: list[nn.Module] = []
-    hidden = iter(widths)
-    maps = [i for i, layer in enumerate(layers) if not isinstance(layer, LipSwish)]
-    for i, layer in enumerate(layers):
+    maps = [layer for layer in layers if not isinstance(layer, LipSwish)]
+    for layer in layers:
         out.append(layer)
-        if i in maps[:-1]:
-            out.append(ContextBias(next(hidden), context_features))
+        if any(layer is m for m in maps[:-1]):
+            width = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+            out.append(ContextBias(width, context_features))
     return ResidualNet(*out, context_features=context_features)
 
 
@@ -144,7 +145,7 @@ def conv_residual_net(
         LipSwish(),
         SpectralNormConv2d(hidden, channels, kernel_size, domain=p[2], codomain=p[3], **common),
     ]
-    return _with_context(layers, [hidden, hidden], context_features)
+    return _with_context(layers, context_features)
 
 
 def mlp_residual_net(
@@ -181,4 +182,4 @@ def mlp_residual_net(
                 max_iterations=max_iterations,
             )
         )
-    return _with_context(layers, [hidden] * n_hidden, context_features)
+    return _with_context(layers, context_features)

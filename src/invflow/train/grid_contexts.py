@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from invflow.core.context import ContextSpec
 from invflow.core.model import FlowModel
 
 MAX_CONTEXT_ROWS = 16  # rows of a density figure, one per context
@@ -39,6 +40,14 @@ def parse_context_vector(text: str, width: int) -> Tensor:
     return torch.tensor(values)
 
 
+def check_class_index(spec: ContextSpec, class_index: int) -> None:
+    """``--class K`` of a class-conditional model: a one-line ``ValueError`` unless K is one of its
+    classes."""
+    if not 0 <= class_index < spec.num_classes:
+        raise ValueError(f"--class {class_index} is out of range: this model has classes "
+                         f"0-{spec.num_classes - 1}")
+
+
 def grid_contexts(model: FlowModel, n: int, class_index: int | None = None, all_classes: bool = False,
                   vector: str | None = None) -> GridContexts:
     """The contexts of ``n`` samples of ``model`` for the options of ``invflow sample``; with none
@@ -58,9 +67,7 @@ def grid_contexts(model: FlowModel, n: int, class_index: int | None = None, all_
             raise ValueError(f"this model is conditioned on class labels 0-{spec.num_classes - 1}: "
                              "use --class K or --classes all, not --context")
         if class_index is not None:
-            if not 0 <= class_index < spec.num_classes:
-                raise ValueError(f"--class {class_index} is out of range: this model has classes "
-                                 f"0-{spec.num_classes - 1}")
+            check_class_index(spec, class_index)
             return GridContexts(torch.full((n,), class_index, dtype=torch.long), None, None)
         per_class = max(1, n // spec.num_classes)
         labels = torch.arange(spec.num_classes).repeat_interleave(per_class)
