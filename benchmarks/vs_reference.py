@@ -13,7 +13,10 @@ invflow seconds: > 1 means invflow is faster), so machine load hits both alike.
 Speed cases: ``resflow`` / ``glow`` (training steps at the small configuration), ``resflow-full``
 (resflow-mnist blocks at batch 8), ``glow-full`` (glow-mnist), ``resflow-eval`` (``model.eval()``
 log-density, 20 + N series terms), ``resflow-sample`` (64 images by fixed-point inverse), and
-``resflow-memory`` (peak tensor memory of one training step). ``--learning`` trains both on the
+``resflow-memory`` (peak tensor memory of one training step). Each training case also records
+the peak memory of one step of each (``torch.cuda.max_memory_allocated`` on CUDA, tensor
+accounting on the CPU). ``--device cuda`` runs everything on the GPU (timings synchronise the
+device around each call); ``benchmarks/gpu_check.py`` runs it so. ``--learning`` trains both on the
 same MNIST batches instead (see ``vs_reference_learning.py``). A missing reference: exit 2.
 """
 from __future__ import annotations
@@ -24,6 +27,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from common import RESULTS, PeakTensorMemory, environment, print_environment, write_results
@@ -38,6 +42,8 @@ from reference_models import (
     reference_glow,
     reference_resflow,
 )
+
+from invflow.compare.measure import peak_step_bytes
 
 CASES = ("resflow", "glow", "resflow-eval", "resflow-sample", "resflow-memory", "resflow-full", "glow-full")
 LR = 1e-3
@@ -66,8 +72,15 @@ def training_step(c: Contender, x: torch.Tensor) -> Callable[[], None]:
     return step
 
 
-def paired(ours: Callable[[], None], theirs: Callable[[], None], rounds: int, warmup: int) -> dict:
-    """Median over rounds of (theirs seconds / ours seconds); the order alternates every round."""
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """Waits for the device's queued work (CUDA); nothing on the CPU."""
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+
+def paired(ours: Callable[[], None], theirs: Callable[[], None], rounds: int, warmup: int,
+           sync: Callable[[], None] = lambda: None) -> dict:
+    """Median over rounds of (theirs seconds / ours seconds); the order alternates every round.
+    ``sync`` runs before and after each timed call (the device's queue drained)."""
     for _ in range(warmup):
         ours()
         theirs()
@@ -75,8 +88,10 @@ def paired(ours: Callable[[], None], theirs: Callable[[], None], rounds: int, wa
     for r in range(rounds):
         for name in (("ours", "theirs") if r % 2 == 0 else ("theirs", "ours")):
             fn, out = (ours, t_ours) if name == "ours" else (theirs, t_theirs)
+            sync()
             start = time.perf_counter()
             fn()
+            sync()
             out.append(time.perf_counter() - start)
     ratios = [b / a for a, b in zip(t_ours, t_theirs)]
     return {"invflow_s": statistics.median(t_ours), "reference_s": statistics.median(t_theirs),
@@ -93,17 +108,22 @@ def no_grad(fn: Callable[[], object]) -> Callable[[], None]:
 
 
 def build_pair(case: str, args: argparse.Namespace, batch: int) -> tuple[Contender, Contender]:
+    """Both implementations of ``case``, on ``args.device``."""
     torch.manual_seed(0)
     # the reference first: a missing one is reported before anything is built
     if case.startswith("glow"):
         size = GLOW_SIZES["full" if case == "glow-full" else "small"]
         theirs = reference_glow(size)
         torch.manual_seed(0)
-        return invflow_glow(size), theirs
-    size = RESFLOW_SIZES["full" if case == "resflow-full" else "small"]
-    theirs = reference_resflow(args.resflow_ref, size, batch)
-    torch.manual_seed(0)
-    return invflow_resflow(size), theirs
+        pair = invflow_glow(size), theirs
+    else:
+        size = RESFLOW_SIZES["full" if case == "resflow-full" else "small"]
+        theirs = reference_resflow(args.resflow_ref, size, batch)
+        torch.manual_seed(0)
+        pair = invflow_resflow(size), theirs
+    for c in pair:
+        c.model.to(args.device)
+    return pair
 
 
 def data_init(pair: tuple[Contender, Contender], x: torch.Tensor) -> None:
@@ -116,10 +136,11 @@ def data_init(pair: tuple[Contender, Contender], x: torch.Tensor) -> None:
 
 
 def measure_case(case: str, args: argparse.Namespace) -> dict:
-    batch = 8 if case == "resflow-full" else args.batch
+    device = torch.device(args.device)
+    batch = args.full_batch if case == "resflow-full" else args.batch
     gen = torch.Generator().manual_seed(1)
-    x = (torch.randint(0, 256, (batch, *MNIST_SHAPE), generator=gen).float() + torch.rand(
-        batch, *MNIST_SHAPE, generator=gen)) / 256
+    x = ((torch.randint(0, 256, (batch, *MNIST_SHAPE), generator=gen).float() + torch.rand(
+        batch, *MNIST_SHAPE, generator=gen)) / 256).to(device)
     ours, theirs = build_pair(case, args, batch)
     data_init((ours, theirs), x)
     row = {"case": case, "batch": batch, "invflow_params": ours.parameters, "reference": theirs.name,
@@ -140,11 +161,23 @@ def measure_case(case: str, args: argparse.Namespace) -> dict:
     if case in ("resflow-eval", "resflow-sample"):
         for c in (ours, theirs):
             c.model.eval()
-        z = torch.randn(64, x[0].numel(), generator=gen)
+        z = torch.randn(64, x[0].numel(), generator=gen).to(device)
         calls = [(lambda c=c: c.log_prob(x)) if case == "resflow-eval" else (lambda c=c: c.inverse(z))
                  for c in (ours, theirs)]
-        return row | paired(*(no_grad(call) for call in calls), args.rounds, args.warmup)
-    return row | paired(training_step(ours, x), training_step(theirs, x), args.rounds, args.warmup)
+        calls = [no_grad(call) for call in calls]
+        return row | paired(*calls, args.rounds, args.warmup, synchronizer(device))
+    steps = training_step(ours, x), training_step(theirs, x)
+    timed = paired(*steps, args.rounds, args.warmup, synchronizer(device))
+    ours_peak, theirs_peak = (step_peak_mb(step, device) for step in steps)
+    return row | timed | {"invflow_step_peak_mb": ours_peak, "reference_step_peak_mb": theirs_peak}
+
+
+def step_peak_mb(step: Callable[[], None], device: torch.device) -> float:
+    """Peak memory of one training step above what was allocated before it (both models'
+    parameters and optimizer states), in MiB; run after the warm-up, so the optimizer state
+    exists. CUDA: ``torch.cuda.max_memory_allocated``; CPU: the tensors the step creates."""
+    base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+    return (peak_step_bytes(step, device) - base) / 2**20
 
 
 def print_table(rows: list[dict]) -> None:
@@ -160,8 +193,11 @@ def print_table(rows: list[dict]) -> None:
                 f"{r['speedup']:7.2f}x  (peak memory, reference / invflow)"
             )
         else:
+            memory = (f"  peak {r['invflow_step_peak_mb']:.0f} / {r['reference_step_peak_mb']:.0f} MB"
+                      if "invflow_step_peak_mb" in r else "")
             print(f"{r['case']:16} {r['batch']:5d} {r['invflow_s']:10.3f}s {r['reference_s']:10.3f}s "
-                  f"{r['speedup']:7.2f}x  [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}] vs {r['reference']}")
+                  f"{r['speedup']:7.2f}x  [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}] "
+                  f"vs {r['reference']}{memory}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--full-batch", type=int, default=8, help="batch of the resflow-full case")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for both")
     parser.add_argument("--learning", action="store_true", help="paired learning curves on MNIST instead")
     parser.add_argument("--data-dir", help="MNIST files (for --learning)")
@@ -184,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-seed", type=int, default=0,
                         help="--learning: torch seed of both models' initialisation (batches: seed 7)")
     parser.add_argument(
-        "--out", help="result file stem in benchmarks/results (default vs_reference[_learning])"
+        "--out", help="result file stem in --out-dir (default vs_reference[_learning])"
     )
+    parser.add_argument("--out-dir", default=str(RESULTS), help="folder of the result file")
     args = parser.parse_args(argv)
     if args.rounds < 12 and not args.learning:
         print(f"vs_reference: --rounds must be >= 12 for a paired median, got {args.rounds}", file=sys.stderr)
@@ -197,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
             from vs_reference_learning import run_learning
 
             return run_learning(args)
-        meta = environment("cpu", rounds=args.rounds, warmup=args.warmup)
+        if args.device == "cuda" and not torch.cuda.is_available():
+            print("vs_reference: --device cuda but this machine has no usable CUDA device", file=sys.stderr)
+            return 2
+        meta = environment(args.device, rounds=args.rounds, warmup=args.warmup)
         print_environment(meta)
         rows = []
         for case in args.cases:
@@ -209,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"vs_reference: MNIST is missing: {e}; pass --data-dir with the MNIST files", file=sys.stderr)
         return 2
-    path = write_results(RESULTS / f"{args.out or 'vs_reference'}.json", meta, rows)
+    path = write_results(Path(args.out_dir) / f"{args.out or 'vs_reference'}.json", meta, rows)
     print()
     print_table(rows)
     print(f"written {path}")

@@ -17,6 +17,28 @@ MNIST_DIR = SHARED_DATA / "mnist"
 torch.set_num_threads(int(os.environ.get("INVFLOW_TEST_THREADS", "2")))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--device",
+        default=None,
+        help="device of the tests marked 'device' (default: $INVFLOW_TEST_DEVICE or cpu)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # before collection, so that tests/devices.py reads it when the test modules import it
+    if config.getoption("--device"):
+        os.environ["INVFLOW_TEST_DEVICE"] = config.getoption("--device")
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """The device of the device-aware tests (tests/devices.py)."""
+    from devices import TEST_DEVICE
+
+    return TEST_DEVICE
+
+
 @pytest.fixture
 def mnist_dir() -> Path:
     """The real MNIST files beside the project (``../shared/data/mnist``); skips if absent."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from devices import TEST_DEVICE
 from torch import Tensor
 
 from invflow import testing
@@ -54,24 +55,25 @@ class LayerCase:
         return self.name
 
     def build(self, seed: int = 0) -> Flow:
-        """The layer in float64, in eval mode, with data-dependent initialisation done."""
+        """The layer in float64 on the test device, in eval mode, with data-dependent
+        initialisation done."""
         torch.manual_seed(seed)
-        layer = self.make().double()
+        layer = self.make().double().to(TEST_DEVICE)
         gen = torch.Generator().manual_seed(seed + 1)
-        x = self.sampler((8, *self.input_shape), gen)
+        x = self.sampler((8, *self.input_shape), gen).to(TEST_DEVICE)
         with torch.no_grad():  # data-dependent init (ActNorm)
-            context = torch.zeros(8, self.context_features, dtype=torch.float64)
+            context = torch.zeros(8, self.context_features, dtype=torch.float64, device=TEST_DEVICE)
             layer(x) if not self.context_features else layer(x, context)
         randomize_parameters(layer, seed + 2)
         return layer.eval()
 
     def inputs(self, seed: int = 0) -> Tensor:
         gen = torch.Generator().manual_seed(seed + 3)
-        return self.sampler((self.batch, *self.input_shape), gen)
+        return self.sampler((self.batch, *self.input_shape), gen).to(TEST_DEVICE)
 
     def contexts(self, draws: int = 3) -> list[Tensor | None]:
         """``[None]`` for an unconditional case; else ``draws`` different float64 contexts
-        ``(batch, context_features)``: one-hot labels, then Gaussian vectors."""
+        ``(batch, context_features)`` on the test device: one-hot labels, then Gaussian vectors."""
         if not self.context_features:
             return [None]
         labels = torch.arange(self.batch) % self.context_features
@@ -79,7 +81,7 @@ class LayerCase:
         for seed in range(1, draws):
             gen = torch.Generator().manual_seed(100 + seed)
             out.append(torch.randn(self.batch, self.context_features, generator=gen, dtype=torch.float64))
-        return out
+        return [c.to(TEST_DEVICE) for c in out]
 
     def wrong_shapes(self) -> list[tuple[int, ...]]:
         shape = self.input_shape
@@ -104,7 +106,7 @@ def randomize_parameters(layer: Flow, seed: int) -> None:
         for name, p in layer.named_parameters():
             if any(s in name for s in skip):
                 continue
-            noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+            noise = torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device)
             p.add_(0.05 * noise * (p.abs() + 0.1))
 
 

@@ -1,14 +1,17 @@
 """The generic layer checks of ``invflow.testing``, run on every case of the shared registry
-(tests/harness.py), for several contexts when the case is conditional."""
+(tests/harness.py), for several contexts when the case is conditional, on the test device
+(tests/devices.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
+from devices import TEST_DEVICE
 
 from harness import LayerCase, all_cases
 from invflow import testing
 
 CASES = all_cases()
+pytestmark = pytest.mark.device
 
 
 def _each_context(case: LayerCase):
@@ -60,6 +63,6 @@ def test_bad_shapes_raise_value_error(case: LayerCase) -> None:
     layer = case.build()
     context = case.contexts()[0]
     for shape in case.wrong_shapes():
-        x = torch.zeros(2, *shape, dtype=torch.float64) + 0.5
+        x = torch.zeros(2, *shape, dtype=torch.float64, device=TEST_DEVICE) + 0.5
         with pytest.raises(ValueError):
             layer(x) if context is None else layer(x, context[:2])

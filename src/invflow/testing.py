@@ -141,7 +141,7 @@ def check_gradients(flow: Flow, x: Tensor, context: Tensor | None = None) -> int
     flow.zero_grad(set_to_none=True)
     z, logdet = forward_of(flow, x, context)
     gen = torch.Generator().manual_seed(0)
-    weights = torch.randn(z.shape, generator=gen, dtype=z.dtype)
+    weights = torch.randn(z.shape, generator=gen, dtype=z.dtype).to(z.device)
     ((z * weights).sum() + logdet.sum()).backward()
     missing = [name for name, p in params if p.grad is None]
     if missing:

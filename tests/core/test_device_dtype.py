@@ -18,11 +18,11 @@ def test_float64_model_gives_float64_logdet() -> None:
     assert model.bits_per_dim(torch.randint(0, 256, (3, 1, 8, 8)), 8).dtype == torch.float64
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
-def test_cuda_default_device_model_keeps_everything_on_cuda() -> None:
-    with torch.device("cuda"):
+@pytest.mark.device
+def test_a_model_built_under_a_default_device_keeps_everything_there(device: torch.device) -> None:
+    with torch.device(device):
         model = invflow.build_model("glow-mnist-tiny", **{k.replace(".", "__"): v for k, v in SMALL.items()})
         x = torch.rand(3, 1, 8, 8)
     z, logdet = model.flow(x)
-    assert z.device.type == logdet.device.type == "cuda"
-    assert model.sample(2).device.type == "cuda"
+    assert z.device.type == logdet.device.type == device.type
+    assert model.sample(2).device.type == device.type

@@ -22,7 +22,7 @@ REPLICAS = 128  # Hutchinson probes per draw (the batch holds copies of the poin
 SEED = 1234
 
 
-def make_g(seed: int = 0) -> torch.nn.Module:
+def make_g(seed: int = 0, device: torch.device | str = "cpu") -> torch.nn.Module:
     """A 2D residual net, Lip(g) <= 0.95^2, with its normalisation active (weights blown up) and
     hidden units biased into LipSwish's near-linear range, so J is far from 0 (|J| ~ 0.35) and the
     series tail matters: a 2-term truncation is rejected by the 3-SE tests below (~5 SE off)."""
@@ -32,14 +32,15 @@ def make_g(seed: int = 0) -> torch.nn.Module:
         g[0].weight.mul_(4.0)
         g[0].bias.fill_(2.5)
         g[2].weight.mul_(4.0)
-    g(torch.zeros(1, 2, dtype=torch.float64))  # converge the power iterations
+    g = g.to(device)
+    g(torch.zeros(1, 2, dtype=torch.float64, device=device))  # converge the power iterations
     return g.eval()
 
 
 def brute_force_logdet(g: torch.nn.Module, x: Tensor) -> Tensor:
     """``log|det(I + J_g(x))|`` of one point from ``torch.autograd.functional.jacobian`` (differentiable)."""
     jac = torch.autograd.functional.jacobian(lambda v: g(v.unsqueeze(0))[0], x, create_graph=True)
-    return torch.linalg.slogdet(torch.eye(x.numel(), dtype=x.dtype) + jac).logabsdet
+    return torch.linalg.slogdet(torch.eye(x.numel(), dtype=x.dtype, device=x.device) + jac).logabsdet
 
 
 def _graph(g: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -47,10 +48,11 @@ def _graph(g: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     return g(x), x
 
 
-def test_exact_block_logdet_and_its_gradient_match_brute_force() -> None:
-    g = make_g()
+@pytest.mark.device
+def test_exact_block_logdet_and_its_gradient_match_brute_force(device: torch.device) -> None:
+    g = make_g(device=device)
     block = InvertibleResidualBlock(g, (2,), logdet="exact")
-    x = torch.randn(4, 2, dtype=torch.float64)
+    x = torch.randn(4, 2, dtype=torch.float64).to(device)
     _, logdet = block(x)
     expected = torch.stack([brute_force_logdet(g, xi) for xi in x])
     torch.testing.assert_close(logdet, expected, atol=1e-8, rtol=0)
@@ -173,10 +175,13 @@ def _draw_stats(samples: Tensor) -> tuple[Tensor, Tensor]:
 @pytest.mark.parametrize(
     ("n_dist", "hutchinson", "n_exact_terms"), [("geometric", "gaussian", 1), ("poisson", "rademacher", 2)]
 )
-def test_unbiased_estimate_mean_matches_exact(n_dist: str, hutchinson: str, n_exact_terms: int) -> None:
+@pytest.mark.device
+def test_unbiased_estimate_mean_matches_exact(
+    n_dist: str, hutchinson: str, n_exact_terms: int, device: torch.device
+) -> None:
     """Over DRAWS forward passes (seed SEED), the mean estimate at two points is within 3 SE."""
-    g = make_g()
-    points = torch.tensor([[0.3, -1.2], [1.5, 0.7]], dtype=torch.float64)
+    g = make_g(device=device)
+    points = torch.tensor([[0.3, -1.2], [1.5, 0.7]], dtype=torch.float64, device=device)
     exact = torch.stack([brute_force_logdet(g, p) for p in points]).detach()
     block = InvertibleResidualBlock(
         g, (2,), n_dist=n_dist, n_exact_terms=n_exact_terms, hutchinson=hutchinson
@@ -190,18 +195,19 @@ def test_unbiased_estimate_mean_matches_exact(n_dist: str, hutchinson: str, n_ex
     assert torch.all(se > 0)
 
 
-def test_neumann_gradient_is_unbiased() -> None:
+@pytest.mark.device
+def test_neumann_gradient_is_unbiased(device: torch.device) -> None:
     """d logdet / d(θ, x) of the Neumann estimator (backward-in-forward), averaged over DRAWS
     passes (seed SEED), matches the brute-force gradient within 3 SE, projected on 3 fixed
     random directions and on each input coordinate."""
-    g = make_g()
+    g = make_g(device=device)
     params = list(g.parameters())
-    x0 = torch.tensor([0.4, -0.8], dtype=torch.float64, requires_grad=True)
+    x0 = torch.tensor([0.4, -0.8], dtype=torch.float64, device=device, requires_grad=True)
     exact_grads = torch.autograd.grad(brute_force_logdet(g, x0), params + [x0], materialize_grads=True)
     exact = torch.cat([e.reshape(-1) for e in exact_grads])
     directions = torch.randn(
         3, exact.numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64
-    )
+    ).to(device)
     block = InvertibleResidualBlock(g, (2,), gradient="neumann", n_dist="geometric", n_exact_terms=1)
     block.train()
     torch.manual_seed(SEED)

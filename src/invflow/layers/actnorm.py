@@ -7,7 +7,9 @@ that they are ordinary parameters. In eval mode an uninitialised layer is the id
 stays uninitialised: evaluating or sampling never changes a model. A batch with a non-finite
 value is refused (``ValueError`` naming the layer) instead of turning ``b`` and ``s`` into NaN
 for good. The ``initialized`` flag is a buffer, so the initialisation survives ``state_dict``
-save/load.
+save/load; a Python copy of it, once true, spares the training step from reading the buffer,
+so ``torch.compile`` traces the layer without a data-dependent branch (a graph break in every
+ActNorm, and a recompilation per layer, otherwise).
 """
 from __future__ import annotations
 
@@ -32,6 +34,17 @@ class ActNorm(Flow):
         self.bias = nn.Parameter(torch.zeros(channels))
         self.log_scale = nn.Parameter(torch.zeros(channels))
         self.register_buffer("initialized", torch.tensor(False))
+        self._known_initialized = False  # True once the buffer is known to be True
+        self.register_load_state_dict_post_hook(lambda module, _: module._forget_initialized())
+
+    def _forget_initialized(self) -> None:
+        self._known_initialized = False
+
+    def is_initialized(self) -> bool:
+        """Whether ``b`` and ``s`` have been set from data (the buffer, read once it is true)."""
+        if not self._known_initialized:
+            self._known_initialized = bool(self.initialized)
+        return self._known_initialized
 
     def _expected(self) -> tuple[int | None, ...]:
         return (self.channels,) if self.vector else (self.channels, None, None)
@@ -57,6 +70,7 @@ class ActNorm(Flow):
         self.bias.copy_(-mean)
         self.log_scale.copy_(log_scale)
         self.initialized.fill_(True)
+        self._known_initialized = True
 
     def _logdet(self, x: Tensor) -> Tensor:
         pixels = 1 if self.vector else x.shape[2] * x.shape[3]
@@ -64,7 +78,7 @@ class ActNorm(Flow):
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(x, self._expected(), "ActNorm.forward")
-        if self.training and not self.initialized:
+        if self.training and not self.is_initialized():
             self.initialize(x)
         y = (x + self._view(self.bias)) * torch.exp(self._view(self.log_scale))
         return y, self._logdet(x)
