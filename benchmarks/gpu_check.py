@@ -118,7 +118,10 @@ def _invflow_version() -> str:
 
 
 def _commit() -> str | None:
-    """The commit checked: git's, else INVFLOW_COMMIT (a copy of the tree without .git)."""
+    """The commit checked: INVFLOW_COMMIT (for a copy of the tree whose .git, if any, is not the
+    tree's), else git's."""
+    if os.environ.get("INVFLOW_COMMIT"):
+        return os.environ["INVFLOW_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                              timeout=10)
@@ -128,7 +131,7 @@ def _commit() -> str | None:
             return out.stdout.strip() + ("+changes" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         pass
-    return os.environ.get("INVFLOW_COMMIT")
+    return None
 
 
 def _nvidia_smi(field: str) -> str | None:

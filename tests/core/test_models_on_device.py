@@ -5,6 +5,7 @@ checkpoint and resume through the real training loop with ``train.device``."""
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,48 @@ def test_every_family_samples_and_scores_on_the_device_as_on_the_cpu(
     torch.testing.assert_close(z_dev.cpu(), z_cpu, atol=1e-3, rtol=1e-3)
     if not name.startswith(RESIDUAL):
         torch.testing.assert_close(logdet_dev.cpu(), logdet_cpu, atol=1e-2, rtol=1e-4)
+
+
+def test_residual_sampling_converges_on_the_device(device: torch.device) -> None:
+    """The fixed-point inverse reaches its float32 bound (CUDA's default TF32 convolutions once
+    stalled it above the bound, to the 1000-iteration limit), and leaves the TF32 settings as
+    they were."""
+    model = tiny("resflow-mnist-tiny").to(device)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(6)).to(p.device))
+    model.after_optimizer_step()  # renormalise: Lip(g) < 1 again
+    settings = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        torch.manual_seed(7)
+        x = model.sample(8)
+    counts = model.inverse_iteration_counts()
+    assert x.device.type == device.type and counts and max(counts) < 200, counts
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == settings
+
+
+@pytest.mark.parametrize("name", ["glow-mnist-tiny", "woodbury-glow-cifar10-tiny", "spline-cifar10-tiny"])
+def test_a_glow_family_training_step_never_waits_for_the_device(name: str, device: torch.device) -> None:
+    """Loss, backward, Adam step and after-step hooks queue work without a host-device
+    synchronisation (on CUDA, ``torch.cuda.set_sync_debug_mode('error')`` raises at the first)."""
+    from invflow.compare.measure import synthetic_batch, training_step
+
+    model = tiny(name).to(device).train()
+    config = model.config
+    batch = synthetic_batch(config, model.input_shape, device, torch.Generator().manual_seed(8))
+    step = training_step(model, config, batch)
+    step()  # the optimizer's state is created in the first step
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(2):
+            step()
+    finally:
+        if device.type == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", ["glow-mnist-tiny", "woodbury-glow-cifar10-tiny", "resflow-toy-rings"])

@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
+
+
+@contextmanager
+def without_tf32(device: torch.device) -> Iterator[None]:
+    """On CUDA, cuDNN convolutions and matmuls in full float32 inside (TF32 off, the previous
+    settings restored after). TF32 keeps 10 mantissa bits, a relative error near 1e-3 in every
+    ``g(x)``: the fixed-point iteration then stalls far above its float32 stopping bound and runs
+    to ``max_iter``. Nothing changes on the CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def fixed_point_inverse(
@@ -23,7 +41,8 @@ def fixed_point_inverse(
     ``atol + rtol·max|y|`` elementwise (the maximum taken over each sample); for ``Lip(g) = L``
     the error is then at most ``residual / (1 - L)``. ``atol`` defaults to 1e-6 (float32) or
     1e-12 (float64), ``rtol`` to 8 ulps of the dtype (the floating-point floor for large ``|y|``).
-    Returns ``(x, iterations)``; warns naming the residual if ``max_iter`` is reached first.
+    Returns ``(x, iterations)``; warns naming the residual if ``max_iter`` is reached first. On
+    CUDA the iteration runs without TF32 (:func:`without_tf32`).
     Under ``torch.export`` the same iteration and stopping rule run as one ``while_loop``, so the
     exported program stops where this function does (``iterations`` is then a tensor, and the
     warning cannot be raised).
@@ -39,12 +58,13 @@ def fixed_point_inverse(
         return _exported_loop(g, y, bound, max_iter)
     x = y
     residual = torch.zeros(())
-    for it in range(1, max_iter + 1):
-        x_new = y - g(x)
-        residual = (x_new - x).abs()
-        x = x_new
-        if bool((residual <= bound).all()):
-            return x, it
+    with without_tf32(y.device):
+        for it in range(1, max_iter + 1):
+            x_new = y - g(x)
+            residual = (x_new - x).abs()
+            x = x_new
+            if bool((residual <= bound).all()):
+                return x, it
     warnings.warn(
         f"{where}: fixed-point inverse did not converge in {max_iter} iterations: "
         f"max residual |x + g(x) - y| = {float(residual.max()):.3e} (atol={atol:g}, rtol={rtol:g})",

@@ -104,7 +104,8 @@ def _write_density(model: FlowModel, config: Config, path: Path, n: int, tempera
                                             torch.Generator().manual_seed(seed), given=context)
 
         def log_prob(points: Tensor, context: Tensor | None = context) -> Tensor:
-            return model.log_prob(points, repeat_context(context, points.shape[0]))
+            # the grid is built on the CPU; the model may be on a GPU
+            return model.log_prob(points.to(model.device), repeat_context(context, points.shape[0]))
 
         rows.append(DensityRow(label, log_prob, samples, data))
     return write_atomic(path, density_rows_png(rows, title=config.name))
