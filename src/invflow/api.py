@@ -8,7 +8,7 @@ from invflow.config import Config
 from invflow.core.model import FlowModel
 from invflow.models import build_model
 from invflow.train.checkpoint import CheckpointError
-from invflow.train.run_dir import checkpoint_config, resolve_checkpoint
+from invflow.train.run_dir import RunDir, checkpoint_config, resolve_checkpoint
 
 
 @dataclass
@@ -27,11 +27,20 @@ class LoadedModel:
         """``runs/x/checkpoints/last.pt (step 1500, EMA weights)``, the line every loading command prints."""
         return f"{self.path} (step {self.step}, {'EMA' if self.ema else 'raw'} weights)"
 
+    @property
+    def run_root(self) -> Path | None:
+        """The run directory the checkpoint belongs to (``RUN/checkpoints/*.pt``); ``None`` for a
+        checkpoint file elsewhere."""
+        parent = self.path.parent
+        return parent.parent if parent.name == "checkpoints" else None
+
 
 def load_model(path_or_run_dir: str | Path, ema: bool = True) -> LoadedModel:
     """The model of a checkpoint file or run directory (newest good checkpoint), in eval mode,
     with the EMA weights unless ``ema=False``, and its provenance."""
     found = resolve_checkpoint(path_or_run_dir)
+    if found.path.parent.name == "checkpoints":
+        RunDir(found.path.parent.parent).check_belongs(found.state, found.path)
     config = checkpoint_config(found.state, found.path)
     model = build_model(config)
     weights = found.state["ema"] if ema else found.state["model"]

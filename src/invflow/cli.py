@@ -146,6 +146,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         generative_classifier_accuracy,
         held_out_batches,
         load_split,
+        run_held_out_set,
     )
     from invflow.train.run_dir import versions
 
@@ -154,7 +155,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"checkpoint: {loaded.describe()}")
     device = select_device(args.device)
     loaded.model.to(device)
-    data = None if is_toy(config.data) else load_split(config, args.split, args.data_dir)
+    held = run_held_out_set(config, loaded.run_root, args.data_dir)
+    data = None if is_toy(config.data) else load_split(config, args.split, args.data_dir, held)
     batches = held_out_batches(config, data, args.batches)
     result = evaluate(
         loaded.model, loaded.model.make_objective(config.data.n_bits), batches, device, seed=args.seed
@@ -217,7 +219,10 @@ def _model_examples_output(args: argparse.Namespace, n: int, name: str, class_in
         if spec is None or not spec.is_class:
             raise ValueError("--class and --labels need a class-conditional model")
         check_class_index(spec, class_index)
-    x, context = held_out_examples(config, n, args.data_dir, args.split, class_index)
+    from invflow.train.evaluate import run_held_out_set
+
+    held = run_held_out_set(config, loaded.run_root, args.data_dir)
+    x, context = held_out_examples(config, n, args.data_dir, args.split, class_index, held)
     return model.to(device), config, (x.to(device), context.to(device)), out
 
 
@@ -615,7 +620,15 @@ def _quiet_broken_pipe() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    warnings.showwarning = _show_warning
+    with warnings.catch_warnings():
+        # invflow's own warnings, deprecations included (Python hides those outside __main__), reach
+        # stderr once per place that raises them; the caller's filters are restored after
+        warnings.filterwarnings("default", module=r"invflow(\.|$)")
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code = args.func(args)
         sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit

@@ -161,3 +161,23 @@ def test_loading_commands_name_the_checkpoint(command: str, tmp_path, capsys) ->
     capsys.readouterr()
     assert main([command, str(run)]) == 0
     assert f"checkpoint: {run / 'checkpoints' / 'last.pt'} (step 3, EMA weights)" in capsys.readouterr().out
+
+
+def test_a_deprecation_warning_reaches_the_command_line_once(tmp_path) -> None:
+    """Python hides DeprecationWarning outside __main__ (pytest does not, hence a real process);
+    the CLI shows invflow's own, once."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tmp_path / "old.yaml"
+    config.write_text(yaml.safe_dump({"base": "glow-toy-rings", "data": {"augment": False}}))
+    proc = subprocess.run([sys.executable, "-m", "invflow", "train", str(config),
+                           "--out", str(tmp_path / "run"), "--set", "train.steps=2",
+                           "--set", "model.hidden_channels=8", "--set", "train.n_samples_grid=4",
+                           "--set", "train.device=cpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    err = proc.stderr
+    assert err.count("invflow: warning: data.augment is deprecated") == 1, err

@@ -50,3 +50,31 @@ def test_float_image_is_refused_by_name(tmp_path: Path) -> None:
     path = save(tmp_path, Image.fromarray(np.ones((4, 4), dtype=np.float32)), "float.tiff")
     with pytest.raises(ValueError, match=r"float.tiff has mode F, which invflow does not convert"):
         read_square_image(path, None)
+
+
+def test_a_palette_with_transparency_is_named_as_such(tmp_path: Path) -> None:
+    palette = Image.new("P", (4, 4), 0)
+    palette.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    palette.putpixel((1, 1), 1)
+    palette.info["transparency"] = 1
+    path = tmp_path / "palette.png"
+    palette.save(path, transparency=1)
+    expected = r"palette.png has transparent pixels \(mode P, a palette with transparency\)"
+    with pytest.raises(ValueError, match=expected):
+        read_square_image(path, None)
+
+
+def test_an_exif_orientation_is_applied_as_a_viewer_shows_the_picture(tmp_path: Path) -> None:
+    """A camera stores the picture sideways with Orientation = 6 ("rotate 90° clockwise to view");
+    the pixels read are the upright picture, not the stored ones."""
+    stored = np.zeros((4, 8, 3), dtype=np.uint8)  # 8 wide, 4 high as stored
+    stored[:, :4] = 255  # left half white
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "sideways.png"
+    image.save(path, exif=exif)
+    with Image.open(path) as reopened:
+        upright = np.asarray(reopened.transpose(Image.Transpose.ROTATE_270)).transpose(2, 0, 1)
+    assert upright.shape == (3, 8, 4)
+    np.testing.assert_array_equal(read_square_image(path, None), upright[:, 2:6, :])  # centre square

@@ -13,6 +13,7 @@ import torch
 
 from invflow.data.batch import Batch
 from invflow.data.dequantize import dequantize
+from invflow.data.held_out import HeldOutSet
 from invflow.data.registry import IMAGE_DATASETS, ImageDataset, channel_stats, input_shape, is_toy
 from invflow.data.toy2d import TOY_DATASETS, sample_toy2d
 from invflow.data.transforms import (
@@ -63,7 +64,8 @@ def _check_arguments(dataset: str, split: str, image_size: int | None, n_bits: i
 def load_image_split(dataset: str, split: str, data_dir: str | None = None,
                      image_size: int | None = None, n_bits: int = 8,
                      download: bool = True, folder_test_images: int | None = None,
-                     folder_split_seed: int = 0, folder_labels: bool = False) -> ImageData:
+                     folder_split_seed: int = 0, folder_labels: bool = False,
+                     folder_held_out: HeldOutSet | None = None) -> ImageData:
     """Load ``split`` ("train" or "test") of ``dataset`` (a key of ``IMAGE_DATASETS``) into memory.
 
     ``data_dir`` holds the files in their standard format; when None, the cache
@@ -71,14 +73,15 @@ def load_image_split(dataset: str, split: str, data_dir: str | None = None,
     into it with checksum verification if ``download``. For downsampled ImageNet, ``test`` is
     the validation set. ``image_size`` None keeps the native size. Image folders hold out the
     last tenth of their sorted files, or ``folder_test_images`` files drawn with
-    ``folder_split_seed``; ``folder_labels`` labels each image by its class sub-folder. Missing
+    ``folder_split_seed``, or, for a run that recorded them, exactly ``folder_held_out``
+    (``invflow.data.held_out``); ``folder_labels`` labels each image by its class sub-folder. Missing
     files raise FileNotFoundError, malformed files and bad
     arguments ValueError, each naming what to fix.
     """
     _check_arguments(dataset, split, image_size, n_bits)
     images, labels, num_classes = IMAGE_DATASETS[dataset].load(
         split, data_dir, download, image_size, test_images=folder_test_images, split_seed=folder_split_seed,
-        labels=folder_labels)
+        labels=folder_labels, held_out=folder_held_out)
     if image_size is not None:
         images = resize_images(images, image_size)
     return ImageData(reduce_bits(images, n_bits), labels, n_bits, num_classes)

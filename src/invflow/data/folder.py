@@ -19,7 +19,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from invflow.data.image_modes import to_rgb8
+from invflow.data.held_out import HeldOutSet, held_out_paths, training_paths
+from invflow.data.image_modes import read_as_shown, to_rgb8
 
 EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
 TEST_FRACTION_DENOMINATOR = 10  # the last 1/10 of the sorted files is the test split
@@ -86,7 +87,7 @@ def read_square_image(path: Path, size: int | None) -> np.ndarray:
             image.load()
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ValueError(f"cannot read image {path} ({err}); remove or replace it") from err
-    image = to_rgb8(image, path)
+    image = to_rgb8(read_as_shown(image), path)
     width, height = image.size
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
@@ -103,12 +104,15 @@ def load_folder(
     test_images: int | None = None,
     split_seed: int = 0,
     labels: bool = False,
+    held_out: HeldOutSet | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Images of ``split`` as uint8 ``(N, 3, s, s)``, their labels and the number of classes: with
     ``labels`` the class sub-folder of each image (:func:`class_folders`), else zeros and one class.
 
     ``image_size`` None keeps the images' own (square-cropped) size, which must then be the same
-    for every image. ``test_images``/``split_seed``: see :func:`split_files`.
+    for every image. ``test_images``/``split_seed``: see :func:`split_files`; a run's recorded
+    ``held_out`` set replaces them (its files are the test split, checked by content, and the
+    others the training split; ``invflow.data.held_out``).
     """
     if data_dir is None:
         raise ValueError("dataset 'folder' needs data_dir: a folder of PNG/JPEG images")
@@ -121,7 +125,10 @@ def load_folder(
     if not files:
         raise ValueError(f"no PNG/JPEG images found under {root}; set data_dir to an image folder")
     classes = class_folders(root) if labels else []  # refused before any image is read
-    chosen = split_files(files, split, test_images, split_seed)
+    if held_out is not None:
+        chosen = held_out_paths(held_out, root) if split == "test" else training_paths(held_out, root, files)
+    else:
+        chosen = split_files(files, split, test_images, split_seed)
     if not chosen:
         raise ValueError(
             f"{root} has {len(files)} images, too few for a test split (the last "

@@ -149,10 +149,15 @@ def context_of(data: DataConfig) -> tuple[int | None, int | None]:
                      f"data sets with them: {', '.join(having)}")
 
 
+def needs_held_out_record(data: DataConfig) -> bool:
+    """Whether ``data`` has no official test split, so a run records the files it holds out."""
+    return data.dataset == "folder"
+
+
 def held_out_files(data: DataConfig, data_dir: str | None) -> tuple[str, list[str]] | None:
     """For a data set without an official test split (an image folder): the rule that chose the
     test files and their paths relative to the folder; ``None`` for data sets with their own split."""
-    if data.dataset != "folder":
+    if not needs_held_out_record(data):
         return None
     folder = data_dir or data.data_dir
     rule = ("last tenth of the sorted file names" if data.folder_test_images is None

@@ -8,15 +8,18 @@ from invflow.config import Config
 from invflow.core.flow import forward_of, inverse_without_logdet_of
 from invflow.core.model import FlowModel
 from invflow.core.nonfinite import NonFiniteSamples, first_nonfinite_layer, nonfinite_rows
+from invflow.data.held_out import HeldOutSet
 from invflow.data.registry import is_toy
 
 
 def held_out_examples(config: Config, n: int, data_dir: str | None = None, split: str = "test",
-                      class_index: int | None = None) -> tuple[Tensor, Tensor]:
+                      class_index: int | None = None,
+                      held_out: HeldOutSet | None = None) -> tuple[Tensor, Tensor]:
     """The first ``n`` examples of ``split`` as the flow sees them, and their labels (or toy
     contexts): images at the centres of their quantization bins, ``(x_int + 1/2) / 2^n_bits`` in
     (0, 1) (deterministic, unlike training's uniform dequantization), or points of the fixed
-    held-out sample of a 2D toy density. ``class_index`` keeps the examples of that class only."""
+    held-out sample of a 2D toy density. ``class_index`` keeps the examples of that class only; an
+    image-folder run passes its ``held_out`` set."""
     from invflow.train.evaluate import held_out_batches, load_split
 
     if n < 1:
@@ -25,7 +28,7 @@ def held_out_examples(config: Config, n: int, data_dir: str | None = None, split
         batches = list(held_out_batches(config))
         x, labels = torch.cat([b.x for b in batches]).float(), torch.cat([b.y for b in batches])
     else:
-        data = load_split(config, split, data_dir)
+        data = load_split(config, split, data_dir, held_out)
         x, labels = (data.images.float() + 0.5) / 2**config.data.n_bits, data.labels
     if class_index is not None:
         x, labels = x[labels == class_index], labels[labels == class_index]

@@ -34,6 +34,11 @@ class CheckpointError(ValueError):
     """A checkpoint file that is missing, truncated, corrupt, or from another format/model."""
 
 
+class NewerCheckpointError(CheckpointError):
+    """A checkpoint written by a newer invflow (a higher format version): not damaged, so never
+    passed over for an older one (a run resumed from that would later overwrite it)."""
+
+
 class CheckpointFallbackWarning(UserWarning):
     """A checkpoint was unreadable and an older one is used instead."""
 
@@ -67,6 +72,11 @@ def load_checkpoint_file(path: Path) -> dict[str, Any]:
     parts = header.split(b" ")
     if not sep or len(parts) != 3 or parts[0] != MAGIC:
         raise CheckpointError(f"{path}: not an invflow checkpoint (bad header)")
+    if parts[1].isdigit() and int(parts[1]) > FORMAT_VERSION:
+        raise NewerCheckpointError(
+            f"{path}: written by a newer invflow (checkpoint format {int(parts[1])}; this version reads "
+            f"format {FORMAT_VERSION}); use that version of invflow, this one will not touch the run"
+        )
     if parts[1] != str(FORMAT_VERSION).encode():
         raise CheckpointError(
             f"{path}: checkpoint format version {parts[1].decode(errors='replace')}, "
@@ -150,6 +160,8 @@ def _try_load(path: Path, skipped: list[tuple[Path, str]]) -> dict[str, Any] | N
         return load_checkpoint_file(path)
     except FileNotFoundError:
         return None
+    except NewerCheckpointError:
+        raise
     except (CheckpointError, OSError, RuntimeError) as err:  # RuntimeError: torch.load of a bad payload
         skipped.append((path, str(err) if str(err).startswith(str(path)) else f"{path}: {err}"))
         return None

@@ -13,21 +13,43 @@ import torch
 from invflow.config import Config
 from invflow.core.model import FlowModel
 from invflow.core.objectives import Objective
-from invflow.data.registry import is_toy
+from invflow.data import held_out
+from invflow.data.held_out import HeldOutSet
+from invflow.data.registry import held_out_files, is_toy, needs_held_out_record
 from invflow.train.batches import Batch, derived_generator
 from invflow.train.distributed import DistContext, all_reduce_sum
 
 
-def load_split(config: Config, split: str, data_dir: str | None = None):
-    """The ``ImageData`` of an image config's split (``data_dir`` overrides ``data.data_dir``)."""
+def load_split(config: Config, split: str, data_dir: str | None = None, held_out: HeldOutSet | None = None):
+    """The ``ImageData`` of an image config's split (``data_dir`` overrides ``data.data_dir``); an
+    image folder's run passes its ``held_out`` set (:func:`run_held_out_set`)."""
     from invflow.data import load_image_split
 
     d = config.data
     data = load_image_split(d.dataset, split, data_dir or d.data_dir, d.image_size, d.n_bits,
                             folder_test_images=d.folder_test_images, folder_split_seed=d.folder_split_seed,
-                            folder_labels=d.folder_labels)
+                            folder_labels=d.folder_labels, folder_held_out=held_out)
     check_labels(config, data)
     return data
+
+
+def run_held_out_set(config: Config, run_root: Path | None, data_dir: str | None = None,
+                     announce_missing: bool = True) -> HeldOutSet | None:
+    """An image-folder run's held-out files: its record (``RUN/test_split.json``) when it has one,
+    else chosen now by the config's rule (and, when ``announce_missing``, a warning that they are
+    the run's only if the folder is unchanged); ``None`` for data sets with an official split."""
+    if not needs_held_out_record(config.data):
+        return None
+    record = None if run_root is None else Path(run_root) / held_out.FILE_NAME
+    if record is not None and record.is_file():
+        return held_out.read(record)
+    folder = data_dir or config.data.data_dir
+    rule, files = held_out_files(config.data, folder)
+    if announce_missing:
+        where = f"{run_root} has no {held_out.FILE_NAME}" if run_root else "no run directory"
+        warnings.warn(f"{where}: the held-out files are chosen again by the rule ({rule}); they are the "
+                      "run's own only if the folder has not changed", UserWarning, stacklevel=2)
+    return held_out.chosen(Path(folder).expanduser(), files, rule)
 
 
 def check_labels(config: Config, data) -> None:

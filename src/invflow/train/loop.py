@@ -20,7 +20,7 @@ from invflow.config import Config
 from invflow.data.registry import input_shape, is_toy
 from invflow.train.batches import ImageBatches, ToyBatches
 from invflow.train.distributed import DistContext, barrier, init_distributed
-from invflow.train.evaluate import load_split
+from invflow.train.evaluate import load_split, run_held_out_set
 from invflow.train.interrupt import StopRequest
 from invflow.train.run_dir import RunDir
 from invflow.train.run_lock import RunLock
@@ -29,20 +29,27 @@ from invflow.train.session import TrainingDiverged, TrainingSession, TrainResult
 __all__ = ["TrainResult", "TrainingDiverged", "lr_factor", "train"]
 
 
-def _training_data(config: Config, data_dir: str | None, ctx: DistContext):
-    """Training batches and the test split (``None`` for toy data); rank 0 fetches files first."""
+def _training_data(config: Config, data_dir: str | None, ctx: DistContext, run: RunDir):
+    """Training batches, the test split (``None`` for toy data) and an image folder's held-out set
+    (the run's record, or chosen now for a new run); rank 0 fetches files first."""
     if is_toy(config.data):
-        return ToyBatches(config.data, config.train.seed, ctx), None
+        return ToyBatches(config.data, config.train.seed, ctx), None, None
     if not ctx.is_main:
         barrier(ctx)  # let rank 0 download into the cache alone
-    train_data = load_split(config, "train", data_dir)
-    test_data = load_split(config, "test", data_dir)
+    held = run_held_out_set(config, run.root, data_dir, announce_missing=run.has_checkpoints())
+    if held is not None and held.path is not None:  # a recorded set first: a missing file is named as such
+        test_data = load_split(config, "test", data_dir, held)
+        train_data = load_split(config, "train", data_dir, held)
+    else:
+        train_data = load_split(config, "train", data_dir)
+        test_data = load_split(config, "test", data_dir)
     if ctx.is_main:
         barrier(ctx)
     expected = input_shape(config.data)
     if tuple(train_data.images.shape[1:]) != expected:
         raise ValueError(f"data has shape {tuple(train_data.images.shape[1:])}, the model expects {expected}")
-    return ImageBatches(train_data.images, train_data.labels, config.data, config.train.seed, ctx), test_data
+    batches = ImageBatches(train_data.images, train_data.labels, config.data, config.train.seed, ctx)
+    return batches, test_data, held
 
 
 def _with_data_dir(config: Config, data_dir: str | None) -> Config:
@@ -112,8 +119,8 @@ def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, prog
     torch.manual_seed(tc.seed + ctx.rank)  # each process draws its own noise and estimator samples
     if tc.deterministic:
         torch.use_deterministic_algorithms(True)
-    source, test_data = _training_data(config, data_dir, ctx)
-    session = TrainingSession(config, run, source, test_data, ctx, device, stop)
+    source, test_data, held = _training_data(config, data_dir, ctx, run)
+    session = TrainingSession(config, run, source, test_data, ctx, device, stop, held)
     try:
         session.set_up(resume, data_dir, progress)
         session.model.train()

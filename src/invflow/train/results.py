@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from invflow.config import DataConfig
-from invflow.data.registry import held_out_files
+from invflow.data import held_out
+from invflow.data.held_out import HeldOutSet
 from invflow.storage import write_atomic
 from invflow.train.metrics import read_metrics
 
@@ -40,28 +41,9 @@ def write_results(root: Path, metrics: Path, metric: str) -> dict[str, Any]:
     return summary
 
 
-def record_test_split(root: Path, data: DataConfig, data_dir: str | None) -> Path | None:
-    """For a data set without an official split (an image folder), write ``test_split.json``: the
-    split rule, its seed and the held-out files (relative paths), so a run's test set can be
-    reproduced and checked."""
-    held_out = held_out_files(data, data_dir)
-    if held_out is None:
-        return None
-    rule, files = held_out
-    path = Path(root) / "test_split.json"
-    write_atomic(
-        path,
-        json.dumps(
-            {
-                "data_dir": str(data_dir or data.data_dir),
-                "rule": rule,
-                "folder_test_images": data.folder_test_images,
-                "folder_split_seed": data.folder_split_seed,
-                "count": len(files),
-                "files": files,
-            },
-            indent=1,
-        )
-        + "\n",
-    )
-    return path
+def record_held_out(root: Path, held: HeldOutSet, data: DataConfig, data_dir: str | None) -> HeldOutSet:
+    """Write a new image-folder run's ``test_split.json``: the split rule, its options, the held-out
+    files (relative paths) and their SHA-256, which every later command of the run checks."""
+    extra = {"data_dir": str(data_dir or data.data_dir), "folder_test_images": data.folder_test_images,
+             "folder_split_seed": data.folder_split_seed}
+    return held_out.write(held, Path(root) / held_out.FILE_NAME, extra)

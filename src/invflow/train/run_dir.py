@@ -1,11 +1,13 @@
 """The run directory (docs/architecture.md section 6): config, environment, metrics, checkpoints,
-samples."""
+samples, and the run's identity (``run.json``: a random id every checkpoint of the run carries, so
+a checkpoint copied in from another run is refused by name)."""
 from __future__ import annotations
 
 import json
 import os
 import platform
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from invflow.train.checkpoint import (
     load_checkpoint_file,
 )
 
+IDENTITY_FORMAT = 1
+
 
 class RunDir:
     """Paths of one training run."""
@@ -34,6 +38,7 @@ class RunDir:
         self.config = self.root / "config.yaml"
         self.tensorboard = self.root / "tb"
         self.changes = self.root / "changes.jsonl"
+        self.identity = self.root / "run.json"
 
     def create(self) -> None:
         """Create the directories, with a clear error when the location is not writable."""
@@ -46,6 +51,35 @@ class RunDir:
             raise ValueError(f"cannot create run directory {self.root}: {err.strerror}") from None
         if not os.access(self.root, os.W_OK):
             raise ValueError(f"run directory {self.root} is not writable")
+        if not self.identity.exists():  # a new run, or one from before 0.3.0 (its checkpoints carry no id)
+            identity = {"format": IDENTITY_FORMAT, "run_id": uuid.uuid4().hex}
+            write_atomic(self.identity, json.dumps(identity) + "\n")
+
+    def run_id(self) -> str | None:
+        """This run's id (``None`` for a run directory without ``run.json``); a ``ValueError``
+        naming the file when it is damaged or from a newer invflow."""
+        if not self.identity.is_file():
+            return None
+        try:
+            record = json.loads(self.identity.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{self.identity}: the run's identity cannot be read ({e}); restore it"
+                             ) from None
+        if not isinstance(record, dict) or not isinstance(record.get("run_id"), str):
+            raise ValueError(f"{self.identity}: not a run identity (expected {{'run_id': ...}})")
+        if isinstance(record.get("format"), int) and record["format"] > IDENTITY_FORMAT:
+            raise ValueError(f"{self.identity}: written by a newer invflow (format {record['format']}); "
+                             "use that version")
+        return record["run_id"]
+
+    def check_belongs(self, state: dict[str, Any], path: Path) -> None:
+        """Refuse a checkpoint of another run (copied in): its run id is not this run's. Checkpoints
+        and runs from before 0.3.0 carry no id and are accepted."""
+        theirs, ours = state.get("run_id"), self.run_id()
+        if theirs is not None and ours is not None and theirs != ours:
+            raise CheckpointError(f"{path} belongs to another run (run id {theirs}; {self.root} is run "
+                                  f"{ours}): it was copied in from elsewhere; remove it from this run's "
+                                  "checkpoints")
 
     def record_changes(self, step: int, changes: dict[str, tuple[Any, Any]]) -> None:
         """Append the ``train`` settings a resume changed, and the step from which they hold, to

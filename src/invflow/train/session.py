@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from invflow.config import Config
 from invflow.core.model import FlowModel
+from invflow.data.held_out import HeldOutSet
 from invflow.models import build_model
 from invflow.storage import DiskFullError, disk_full_as_error
 from invflow.train import faults
@@ -27,7 +28,7 @@ from invflow.train.interrupt import StopRequest, TrainingInterrupted
 from invflow.train.metrics import MetricsLog
 from invflow.train.optimizer import make_adam
 from invflow.train.progress import progress_line, wants_lines
-from invflow.train.results import record_test_split, write_results
+from invflow.train.results import record_held_out, write_results
 from invflow.train.resume_changes import apply_schedule, train_changes
 from invflow.train.run_dir import RunDir, check_same_model, with_defaults
 from invflow.train.sampling import write_samples_or_warn
@@ -110,7 +111,7 @@ class TrainingSession:
     """One run's model, optimizer, logs and clocks, and the parts of the loop that use them."""
 
     def __init__(self, config: Config, run: RunDir, source, test_data, ctx: DistContext, device: torch.device,
-                 stop: StopRequest) -> None:
+                 stop: StopRequest, held_out: HeldOutSet | None = None) -> None:
         self.config, self.tc, self.run, self.ctx, self.device, self.stop = (
             config,
             config.train,
@@ -119,7 +120,7 @@ class TrainingSession:
             device,
             stop,
         )
-        self.source, self.test_data = source, test_data
+        self.source, self.test_data, self.held_out_set = source, test_data, held_out
         self.batches = Prefetcher(source, config.data.num_workers, pin_memory=device.type == "cuda") \
             if config.data.num_workers > 0 else source
         self.log: MetricsLog | None = None
@@ -150,6 +151,7 @@ class TrainingSession:
     def _resume(self):
         found = latest_good_checkpoint(self.run.checkpoints)
         if found is not None:
+            self.run.check_belongs(found.state, found.path)
             check_same_model(found.state["config"], self.config, found.path)
             changes = train_changes(with_defaults(found.state["config"]), self.config)
             self.state.load(found.state, found.path)
@@ -170,7 +172,8 @@ class TrainingSession:
         if not self.ctx.is_main:
             return
         self.run.write_config(self.config)
-        record_test_split(self.run.root, self.config.data, data_dir)
+        if self.held_out_set is not None and self.held_out_set.path is None:  # never rewrite a record
+            self.held_out_set = record_held_out(self.run.root, self.held_out_set, self.config.data, data_dir)
         self.log = MetricsLog(self.run.metrics, resume_step=self.state.step if found is not None else 0)
         if self.tc.tensorboard:
             self.board = TensorBoardLog(self.run.tensorboard, purge_step=self.state.step + 1)

@@ -45,6 +45,7 @@ class TrainingState:
             "ema": self.ema.module.state_dict(), "ema_n_averaged": int(self.ema.n_averaged),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rngs, "nonfinite": self.nonfinite,
+            "run_id": run.run_id(),
         }, run.checkpoints, self.config.train.keep_checkpoints)
 
     def save_after_disk_full(self, run, err: DiskFullError) -> DiskFullError:
