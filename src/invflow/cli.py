@@ -109,7 +109,7 @@ def cmd_configs(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from invflow.train.evaluate import format_estimate
+    from invflow.train.evaluate import describe_measure, format_estimate
     from invflow.train.loop import train
 
     overrides = _overrides(args.set)
@@ -128,6 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"train {result.metric} {result.train_value:.4f}, "
           f"test {result.metric} {format_estimate(result.test_value, result.test_stderr)} "
           f"(best test {result.best_test_value:.4f} at step {result.best_test_step})")
+    print(f"measured: {describe_measure(config)}")
     if result.nonfinite:
         print(f"warning: {result.nonfinite} of {result.step} steps were skipped as non-finite "
               "(see metrics.jsonl); consider a lower train.lr or train.grad_clip")

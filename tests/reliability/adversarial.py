@@ -158,6 +158,13 @@ def eval_names_unit_data_checkpoint(tmp: Path) -> tuple[bool, str]:
 
 
 @attack("a number says what it measures")
+def train_names_unit_and_data(tmp: Path) -> tuple[bool, str]:
+    code, text = cli("train", "glow-toy-rings", "--out", str(tmp / "run"), *sets(TOY))
+    held = code == 0 and "measured: bits per point of the rings density" in text and "EMA" in text
+    return held, "train's closing figures name their unit, data and weights"
+
+
+@attack("a number says what it measures")
 def compare_refuses_mixed_units(tmp: Path) -> tuple[bool, str]:
     code, text = cli("compare", "glow-toy-rings", "glow-mnist-tiny", "--seeds", "1", "--steps", "2",
                      "--out", str(tmp / "cmp"))

@@ -9,6 +9,7 @@ from invflow.train.batches import Batch, ToyBatches
 from invflow.train.checkpoint import (
     CheckpointError,
     CheckpointFallbackWarning,
+    NewerCheckpointError,
     latest_good_checkpoint,
     load_checkpoint_file,
     save_checkpoint,
@@ -110,7 +111,10 @@ def test_non_checkpoint_and_version_mismatch(tmp_path) -> None:
     save_checkpoint({"step": 1}, path)
     data = path.read_bytes().replace(b"invflow-checkpoint 1 ", b"invflow-checkpoint 9 ", 1)
     path.write_bytes(data)
-    with pytest.raises(CheckpointError, match="format version 9"):
+    with pytest.raises(NewerCheckpointError, match="written by a newer invflow \\(checkpoint format 9"):
+        load_checkpoint_file(path)
+    path.write_bytes(data.replace(b"invflow-checkpoint 9 ", b"invflow-checkpoint 0 ", 1))
+    with pytest.raises(CheckpointError, match="format version 0, this invflow reads version 1"):
         load_checkpoint_file(path)
 
 

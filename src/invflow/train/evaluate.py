@@ -15,7 +15,7 @@ from invflow.core.model import FlowModel
 from invflow.core.objectives import Objective
 from invflow.data import held_out
 from invflow.data.held_out import HeldOutSet
-from invflow.data.registry import held_out_files, is_toy, needs_held_out_record
+from invflow.data.registry import held_out_files, input_shape, is_toy, needs_held_out_record
 from invflow.train.batches import Batch, derived_generator
 from invflow.train.distributed import DistContext, all_reduce_sum
 
@@ -91,6 +91,25 @@ def data_provenance(config: Config, split: str, data_dir: str | None, evaluated:
         "count": evaluated,
         "available": available,
     }
+
+
+UNITS = {"bpd": "bits/dim", "bits": "bits per point"}
+
+
+def describe_measure(config: Config) -> str:
+    """What a run's train and test figures measure: the unit and the data, e.g. ``bits/dim of
+    mnist (train batches; test: the test split), 1x28x28 images at 8 bits``."""
+    d = config.data
+    metric = "bits" if is_toy(d) else "bpd"
+    if is_toy(d):
+        data = (f"the {d.dataset} density (test: a held-out sample of {d.toy_samples} points, "
+                f"seed {config.train.seed})")
+    else:
+        shape = "x".join(str(s) for s in input_shape(d))
+        test = ("the held-out files in the run's test_split.json" if needs_held_out_record(d)
+                else "its test split")
+        data = f"{d.dataset} (test: {test}), {shape} images at {d.n_bits} bits"
+    return f"{UNITS[metric]} of {data}; test figures use the EMA weights"
 
 
 def describe_provenance(p: dict[str, Any]) -> str:
