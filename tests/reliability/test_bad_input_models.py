@@ -3,7 +3,6 @@ vs got (never a broadcast, a torch internals message, or a silent wrong answer).
 import pytest
 import torch
 
-from invflow.config import preset_names
 from invflow.models import build_model
 
 GLOW = "glow-mnist-tiny"   # expects (B, 1, 28, 28)
@@ -48,7 +47,6 @@ def test_toy_log_prob_wrong_shape(toy, shape: tuple[int, ...], message: str) -> 
         toy.log_prob(torch.randn(shape))
 
 
-@pytest.mark.skipif(RESFLOW not in preset_names(), reason="no resflow-toy-rings preset yet")
 def test_resflow_log_prob_wrong_shape() -> None:
     model = build_model(RESFLOW, model__blocks_per_scale=1)
     with pytest.raises(ValueError, match=r"expected shape \(B, 2\), got \(4, 3\)"):

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from harness import randomize_parameters
-from invflow.config import preset_names
 from invflow.core.model import FlowModel
 from invflow.models import build_model, load_config
 from invflow.residual import InvertibleResidualBlock, mlp_residual_net
@@ -90,7 +89,6 @@ def fixed_point_blocks(model: torch.nn.Module) -> list[InvertibleResidualBlock]:
     return [m for m in model.modules() if isinstance(m, InvertibleResidualBlock)]
 
 
-@pytest.mark.skipif("resflow-toy-rings" not in preset_names(), reason="no resflow-toy-rings preset yet")
 def test_resflow_sample_that_does_not_converge_reports_its_residual() -> None:
     torch.manual_seed(0)
     model = build_model("resflow-toy-rings", model__blocks_per_scale=2)

@@ -4,14 +4,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from invflow.storage import write_atomic  # noqa: E402
-from invflow.train.metrics import read_metrics  # noqa: E402
-from invflow.viz.curves import curve  # noqa: E402
+from invflow.storage import write_atomic
+from invflow.train.metrics import read_metrics
+from invflow.viz.curves import curve
 
 
 def test_curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
@@ -22,7 +19,8 @@ def test_curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
 
 def plot_test_curves(run_dirs: list[Path], metric: str, path: Path) -> Path:
     """Save a PNG with one line per run (``runs/<preset>/seed-<k>``), coloured by preset."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     colours: dict[str, str] = {}
     for run_dir in run_dirs:
         preset = Path(run_dir).parent.name
@@ -39,5 +37,4 @@ def plot_test_curves(run_dirs: list[Path], metric: str, path: Path) -> Path:
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, dpi=120, format="png")
-    plt.close(fig)
     return write_atomic(path, png.getvalue())

@@ -5,17 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from invflow.core.model import FlowModel  # noqa: E402
-from invflow.latent.codec import decode, encode, features  # noqa: E402
-from invflow.storage import write_atomic  # noqa: E402
-from invflow.viz.grids import image_grid_png  # noqa: E402
+from invflow.core.model import FlowModel
+from invflow.latent.codec import decode, encode, features
+from invflow.storage import write_atomic
+from invflow.viz.grids import image_grid_png
 
 
 @dataclass
@@ -68,7 +65,8 @@ def write_interpolation(result: Interpolation, path: Path, title: str = "") -> P
 
 
 def _plot_paths(result: Interpolation, path: Path, title: str) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     for i, line in enumerate(result.paths.numpy()):
         ax.plot(line[:, 0], line[:, 1], "-o", markersize=3, color=f"C{i % 10}")
         ax.scatter(*result.starts[i].numpy(), s=60, marker="s", facecolors="none", edgecolors=f"C{i % 10}")
@@ -77,5 +75,4 @@ def _plot_paths(result: Interpolation, path: Path, title: str) -> Path:
     ax.set_title(f"{title}  (square: start, triangle: end)".strip())
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -4,18 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from invflow.core.model import FlowModel  # noqa: E402
-from invflow.latent.codec import decode, encode, features  # noqa: E402
-from invflow.viz.grids import image_grid  # noqa: E402
+from invflow.core.model import FlowModel
+from invflow.latent.codec import decode, encode, features
+from invflow.viz.grids import image_grid
 
 
 @dataclass
@@ -51,7 +48,8 @@ def write_reconstruction(result: Reconstruction, path: Path, title: str = "") ->
 
 
 def _plot_points(result: Reconstruction, path: Path, title: str) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     x, x_hat = result.originals.numpy(), result.reconstructions.numpy()
     ax.scatter(x[:, 0], x[:, 1], s=30, facecolors="none", edgecolors="C0", label="original")
     ax.scatter(x_hat[:, 0], x_hat[:, 1], s=12, marker="x", color="C3", label="reconstruction")
@@ -60,5 +58,4 @@ def _plot_points(result: Reconstruction, path: Path, title: str) -> Path:
     ax.set_title(f"{title}  max error {result.max_error:.1e}".strip())
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

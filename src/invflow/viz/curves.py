@@ -6,10 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 METRICS = ("bpd", "bits")  # images: bits/dim; 2D toys: bits per sample
 
@@ -52,7 +49,8 @@ def plot_curves(runs: dict[Path, list[dict]], path: Path) -> Path:
             f"cannot plot runs measured in {' and '.join(sorted(kinds))} on one axis; plot them separately"
         )
     metric = kinds.pop()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for i, ((_, records, _), label) in enumerate(zip(measured, run_labels(list(runs)))):
         colour = f"C{i % 10}"
         steps, values = curve(records, "train", metric)
@@ -71,5 +69,4 @@ def plot_curves(runs: dict[Path, list[dict]], path: Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

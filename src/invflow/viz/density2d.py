@@ -5,12 +5,9 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
 
 
 def density_on_grid(log_prob: Callable[[Tensor], Tensor], bound: float = 4.0, resolution: int = 200,
@@ -59,7 +56,8 @@ def density_rows_png(rows: list[DensityRow], title: str = "", bound: float = 4.0
     beside the learned densities."""
     panel_rows = [_panels(row, bound, resolution) for row in rows]
     width = max(len(p) for p in panel_rows)
-    fig, axes = plt.subplots(len(rows), width, figsize=(4 * width, 4 * len(rows)), squeeze=False)
+    fig = Figure(figsize=(4 * width, 4 * len(rows)))
+    axes = fig.subplots(len(rows), width, squeeze=False)
     for axes_row, panels, row in zip(axes, panel_rows, rows):
         for ax, (name, draw) in zip(axes_row, panels):
             draw(ax)
@@ -75,7 +73,6 @@ def density_rows_png(rows: list[DensityRow], title: str = "", bound: float = 4.0
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, dpi=100 if len(rows) < 4 else 60, format="png")
-    plt.close(fig)
     return png.getvalue()
 
 
