@@ -1,10 +1,12 @@
-"""Shared pieces of the benchmark scripts: tensor-memory accounting (from invflow), environment
-header, JSON output."""
+"""Shared pieces of the benchmark scripts: paired timing, tensor-memory accounting (from invflow),
+environment header, JSON output."""
 from __future__ import annotations
 
 import json
 import platform
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,30 @@ import torch
 from invflow.compare.memory import PeakTensorMemory  # noqa: F401  (re-exported for the scripts)
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """Waits for the device's queued work (CUDA); nothing on the CPU."""
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+
+def paired_seconds(first: Callable[[], None], second: Callable[[], None], rounds: int, warmup: int,
+                   sync: Callable[[], None] = lambda: None) -> tuple[list[float], list[float]]:
+    """Seconds of ``rounds`` calls of each, after ``warmup`` calls of each: every round times one
+    call of both, the order alternating, so machine load hits both alike. ``sync`` runs before
+    and after each timed call (the device's queue drained)."""
+    for _ in range(warmup):
+        first()
+        second()
+    times: tuple[list[float], list[float]] = ([], [])
+    for r in range(rounds):
+        for i in (0, 1) if r % 2 == 0 else (1, 0):
+            sync()
+            start = time.perf_counter()
+            (first, second)[i]()
+            sync()
+            times[i].append(time.perf_counter() - start)
+    return times
 
 
 def environment(device: torch.device | str = "cpu", **extra: Any) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import RESULTS, environment, print_environment, write_results
+from common import RESULTS, environment, paired_seconds, print_environment, synchronizer, write_results
 
 import invflow
 from invflow.compare.measure import synthetic_batch, training_step
@@ -63,20 +63,10 @@ def prepare(model: invflow.FlowModel, variant: str, config, batch) -> tuple[Call
 
 def paired(eager: Callable[[], None], variant: Callable[[], None], rounds: int, warmup: int,
            sync: Callable[[], None]) -> dict:
-    """Median over rounds of eager seconds / variant seconds; the order alternates every round."""
-    for _ in range(warmup):
-        eager()
-        variant()
-    times: dict[bool, list[float]] = {True: [], False: []}
-    for r in range(rounds):
-        for is_eager in (True, False) if r % 2 == 0 else (False, True):
-            sync()
-            start = time.perf_counter()
-            (eager if is_eager else variant)()
-            sync()
-            times[is_eager].append(time.perf_counter() - start)
-    ratios = [e / v for e, v in zip(times[True], times[False])]
-    return {"step_s": statistics.median(times[False]), "eager_step_s": statistics.median(times[True]),
+    """Median over rounds of eager seconds / variant seconds (:func:`common.paired_seconds`)."""
+    t_eager, t_variant = paired_seconds(eager, variant, rounds, warmup, sync)
+    ratios = [e / v for e, v in zip(t_eager, t_variant)]
+    return {"step_s": statistics.median(t_variant), "eager_step_s": statistics.median(t_eager),
             "speedup_vs_eager": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
             "rounds": rounds}
 
@@ -95,7 +85,7 @@ def measure(preset: str, device: torch.device, rounds: int, warmup: int,
     pretrain = training_step(base, config, batch)
     for _ in range(3):  # off the zero-initialised couplings, where every precision gives the same loss
         pretrain()
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    sync = synchronizer(device)
     eager_step, eager_log_prob, eager_bits = None, None, None
     for variant in VARIANTS:
         row = {"preset": preset, "variant": variant, "batch": config.data.batch_size}

@@ -24,13 +24,20 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import RESULTS, PeakTensorMemory, environment, print_environment, write_results
+from common import (
+    RESULTS,
+    PeakTensorMemory,
+    environment,
+    paired_seconds,
+    print_environment,
+    synchronizer,
+    write_results,
+)
 from reference_models import (
     GLOW_SIZES,
     MNIST_SHAPE,
@@ -72,27 +79,10 @@ def training_step(c: Contender, x: torch.Tensor) -> Callable[[], None]:
     return step
 
 
-def synchronizer(device: torch.device) -> Callable[[], None]:
-    """Waits for the device's queued work (CUDA); nothing on the CPU."""
-    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-
-
 def paired(ours: Callable[[], None], theirs: Callable[[], None], rounds: int, warmup: int,
            sync: Callable[[], None] = lambda: None) -> dict:
-    """Median over rounds of (theirs seconds / ours seconds); the order alternates every round.
-    ``sync`` runs before and after each timed call (the device's queue drained)."""
-    for _ in range(warmup):
-        ours()
-        theirs()
-    t_ours, t_theirs = [], []
-    for r in range(rounds):
-        for name in (("ours", "theirs") if r % 2 == 0 else ("theirs", "ours")):
-            fn, out = (ours, t_ours) if name == "ours" else (theirs, t_theirs)
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            out.append(time.perf_counter() - start)
+    """Median over rounds of (theirs seconds / ours seconds) (:func:`common.paired_seconds`)."""
+    t_ours, t_theirs = paired_seconds(ours, theirs, rounds, warmup, sync)
     ratios = [b / a for a, b in zip(t_ours, t_theirs)]
     return {"invflow_s": statistics.median(t_ours), "reference_s": statistics.median(t_theirs),
             "speedup": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
