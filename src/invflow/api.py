@@ -31,16 +31,14 @@ class LoadedModel:
     def run_root(self) -> Path | None:
         """The run directory the checkpoint belongs to (``RUN/checkpoints/*.pt``); ``None`` for a
         checkpoint file elsewhere."""
-        parent = self.path.parent
-        return parent.parent if parent.name == "checkpoints" else None
+        run = RunDir.of_checkpoint(self.path)
+        return None if run is None else run.root
 
 
 def load_model(path_or_run_dir: str | Path, ema: bool = True) -> LoadedModel:
     """The model of a checkpoint file or run directory (newest good checkpoint), in eval mode,
     with the EMA weights unless ``ema=False``, and its provenance."""
     found = resolve_checkpoint(path_or_run_dir)
-    if found.path.parent.name == "checkpoints":
-        RunDir(found.path.parent.parent).check_belongs(found.state, found.path)
     config = checkpoint_config(found.state, found.path)
     model = build_model(config)
     weights = found.state["ema"] if ema else found.state["model"]

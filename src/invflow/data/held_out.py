@@ -83,12 +83,15 @@ def read(path: Path) -> HeldOutSet:
 
 
 def held_out_paths(held: HeldOutSet, root: Path) -> list[Path]:
-    """The held-out files under ``root``, checked: each present, each with its recorded content."""
+    """The held-out files under ``root``, checked: each present, and, for a recorded set, each with
+    its recorded content (a set :func:`chosen` just now was hashed from these very files)."""
     paths = [root / f for f in held.files]
     missing = [f for f, p in zip(held.files, paths) if not p.is_file()]
     if missing:
         raise ValueError(f"{held.describe()}: {len(missing)} missing from {root}: {_names(missing)}; "
                          "the run's test set is those files and no others: restore them")
+    if held.path is None:
+        return paths
     if held.sha256 is None:
         warnings.warn(f"{held.path}: recorded without content hashes (invflow 0.2.0): the held-out files' "
                       "names are used, their contents are not checked", UserWarning, stacklevel=2)

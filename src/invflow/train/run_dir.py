@@ -40,6 +40,12 @@ class RunDir:
         self.changes = self.root / "changes.jsonl"
         self.identity = self.root / "run.json"
 
+    @classmethod
+    def of_checkpoint(cls, path: Path) -> RunDir | None:
+        """The run a checkpoint file lies in (``RUN/checkpoints/*.pt``); ``None`` for one elsewhere."""
+        parent = Path(path).parent
+        return cls(parent.parent) if parent.name == "checkpoints" else None
+
     def create(self) -> None:
         """Create the directories, with a clear error when the location is not writable."""
         try:
@@ -145,14 +151,19 @@ def check_same_model(saved: dict[str, Any], config: Config, where: Path) -> None
 
 def resolve_checkpoint(path_or_run: str | Path) -> FoundCheckpoint:
     """Load the checkpoint at a file path or the newest good one of a run directory (each
-    unreadable file passed over is a ``CheckpointFallbackWarning``)."""
+    unreadable file passed over is a ``CheckpointFallbackWarning``); a checkpoint inside a run
+    directory must belong to that run (:meth:`RunDir.check_belongs`)."""
     path = Path(path_or_run)
     if path.is_dir():
         found = latest_good_checkpoint(RunDir(path).checkpoints)
         if found is None:
             raise FileNotFoundError(f"no checkpoint in run directory {path}")
-        return found
-    return FoundCheckpoint(load_checkpoint_file(path), path)
+    else:
+        found = FoundCheckpoint(load_checkpoint_file(path), path)
+    run = RunDir.of_checkpoint(found.path)
+    if run is not None:
+        run.check_belongs(found.state, found.path)
+    return found
 
 
 def checkpoint_config(state: dict[str, Any], where: Path) -> Config:
