@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -67,3 +68,24 @@ def write_results(path: Path, meta: dict[str, Any], rows: list[dict[str, Any]]) 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"meta": meta, "results": rows}, indent=1) + "\n")
     return path
+
+
+def invflow_cli(*args: str) -> str:
+    """Run the CLI, echo and return its stdout; a failure stops the script with its stderr."""
+    done = subprocess.run([sys.executable, "-m", "invflow", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"invflow {' '.join(args)} failed:\n{done.stderr}")
+    print(done.stdout.strip())
+    return done.stdout
+
+
+def train_run(preset: str, out: Path, data_dir: str | None = None, *settings: str) -> tuple[Path, float]:
+    """Train (or resume, or skip a finished) run of ``preset`` in ``out``, with ``--set`` values
+    ``settings``; returns the run and the wall seconds spent now."""
+    start = time.perf_counter()
+    if not (out / "results.json").is_file():
+        resume = ["--resume"] if (out / "checkpoints").is_dir() else []
+        data = ["--data-dir", data_dir] if data_dir else []
+        sets = [arg for value in settings for arg in ("--set", value)]
+        invflow_cli("train", preset, "--out", str(out), *data, *sets, *resume)
+    return out, time.perf_counter() - start

@@ -15,12 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from common import RESULTS, environment, print_environment, write_results
+from common import RESULTS, environment, invflow_cli, print_environment, train_run, write_results
 
 PAIRS = {
     "glow": ("glow-mnist-tiny", "glow-mnist-cond-tiny"),
@@ -30,29 +27,10 @@ PAIRS = {
 EVAL_BATCHES = {"glow": 100, "resflow": 20}
 
 
-def invflow(*args: str) -> str:
-    """Run the CLI, echo and return its stdout; a failure stops the script with its stderr."""
-    done = subprocess.run([sys.executable, "-m", "invflow", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"invflow {' '.join(args)} failed:\n{done.stderr}")
-    print(done.stdout.strip())
-    return done.stdout
-
-
-def train(preset: str, runs: Path, data_dir: str) -> tuple[Path, float]:
-    """Train (or resume, or skip a finished) run; returns it and the wall seconds spent now."""
-    out = runs / preset
-    start = time.perf_counter()
-    if not (out / "results.json").is_file():
-        resume = ["--resume"] if (out / "checkpoints").is_dir() else []
-        invflow("train", preset, "--out", str(out), "--data-dir", data_dir, *resume)
-    return out, time.perf_counter() - start
-
-
 def evaluate(run: Path, batches: int) -> dict[str, float]:
     """Test bits/dim (mean, s.e.) on the first ``batches`` test batches and, for class-conditional
     runs, the generative classifier's accuracy on them."""
-    text = invflow("eval", str(run), "--batches", str(batches))
+    text = invflow_cli("eval", str(run), "--batches", str(batches))
     bpd = re.search(r"bpd (\d+\.\d+) ± (\d+\.\d+)", text)
     result = {"test_bpd": float(bpd.group(1)), "test_bpd_stderr": float(bpd.group(2))}
     accuracy = re.search(r"accuracy (\d+\.\d+) on (\d+) examples", text)
@@ -72,12 +50,12 @@ def main() -> None:
     rows = []
     for pair in args.pairs:
         for preset in PAIRS[pair]:
-            run, seconds = train(preset, args.runs, args.data_dir)
+            run, seconds = train_run(preset, args.runs / preset, args.data_dir)
             row = {"pair": pair, "preset": preset, "train_seconds_this_call": round(seconds, 1),
                    "eval_batches": EVAL_BATCHES[pair], **evaluate(run, EVAL_BATCHES[pair])}
             if "cond" in preset:
                 grid = RESULTS / f"conditional_{preset}_classes.png"
-                invflow("sample", str(run), "-n", "100", "--classes", "all", "-o", str(grid), "--force")
+                invflow_cli("sample", str(run), "-n", "100", "--classes", "all", "-o", str(grid), "--force")
                 row["classes_grid"] = grid.name
             row["results"] = json.loads((run / "results.json").read_text())
             rows.append(row)

@@ -47,6 +47,7 @@ class ResFlowConfig:
     # the estimator's defaults live in one place, invflow.residual.EstimatorDefaults
     logdet: Literal["exact", "unbiased"] = ESTIMATOR.logdet
     gradient: Literal["backprop", "neumann"] = ESTIMATOR.gradient
+    neumann_form: Literal["derivative", "theorem2"] = ESTIMATOR.neumann_form  # residual/logdet.py
     n_dist: Literal["geometric", "poisson"] = ESTIMATOR.n_dist
     n_dist_param: float | None = None
     n_exact_terms: int = ESTIMATOR.n_exact_terms
@@ -88,9 +89,9 @@ class ResFlowConfig:
     def block(self, g: torch.nn.Module, shape: tuple[int, ...]) -> InvertibleResidualBlock:
         """One invertible residual block with this config's log-det estimator."""
         return InvertibleResidualBlock(
-            g, shape, logdet=self.logdet, gradient=self.gradient, n_dist=self.n_dist,
-            n_dist_param=self.n_dist_param, n_exact_terms=self.n_exact_terms, n_samples=self.n_samples,
-            hutchinson=self.hutchinson, eval_terms=self.eval_terms,
+            g, shape, logdet=self.logdet, gradient=self.gradient, neumann_form=self.neumann_form,
+            n_dist=self.n_dist, n_dist_param=self.n_dist_param, n_exact_terms=self.n_exact_terms,
+            n_samples=self.n_samples, hutchinson=self.hutchinson, eval_terms=self.eval_terms,
             backward_in_forward=self.backward_in_forward,
         )
 

@@ -16,6 +16,7 @@ from invflow.residual.forward_jacobian import forward_with_jacobian, supports_fo
 from invflow.residual.implicit_inverse import implicit_fixed_point_inverse
 from invflow.residual.logdet import (
     N_DISTRIBUTIONS,
+    NEUMANN_FORMS,
     backward_in_forward,
     check_roulette_param,
     exact_logdet,
@@ -38,6 +39,7 @@ class EstimatorDefaults:
 
     logdet: str = "unbiased"
     gradient: str = "neumann"
+    neumann_form: str = "derivative"
     n_dist: str = "poisson"
     n_exact_terms: int = 2
     n_samples: int = 1
@@ -64,7 +66,8 @@ class InvertibleResidualBlock(Flow):
       (``gaussian`` or ``rademacher``).
 
     Gradient of an ``unbiased`` estimate (``gradient``): ``"backprop"`` through the series
-    (memory linear in the number of terms) or ``"neumann"`` (Theorem 2, memory constant); with
+    (memory linear in the number of terms) or ``"neumann"`` (Theorem 2, memory constant; in
+    ``neumann_form`` ``"derivative"`` or ``"theorem2"``, see :func:`neumann_logdet`); with
     ``backward_in_forward`` (default) the Neumann gradient is computed inside the forward and
     applied in backward, which requires the loss to weight samples' log-densities equally. In
     every case the returned value is the estimate itself, an unbiased estimate of the log-det.
@@ -98,6 +101,7 @@ class InvertibleResidualBlock(Flow):
         shape: tuple[int, ...],
         logdet: str = ESTIMATOR.logdet,
         gradient: str = ESTIMATOR.gradient,
+        neumann_form: str = ESTIMATOR.neumann_form,
         n_dist: str = ESTIMATOR.n_dist,
         n_dist_param: float | None = None,
         n_exact_terms: int = ESTIMATOR.n_exact_terms,
@@ -114,6 +118,8 @@ class InvertibleResidualBlock(Flow):
             raise ValueError(f"logdet must be 'exact' or 'unbiased', got {logdet!r}")
         if gradient not in ("backprop", "neumann"):
             raise ValueError(f"gradient must be 'backprop' or 'neumann', got {gradient!r}")
+        if neumann_form not in NEUMANN_FORMS:
+            raise ValueError(f"neumann_form must be one of {NEUMANN_FORMS}, got {neumann_form!r}")
         if n_dist not in N_DISTRIBUTIONS:
             raise ValueError(f"n_dist must be one of {N_DISTRIBUTIONS}, got {n_dist!r}")
         if hutchinson not in ("gaussian", "rademacher"):
@@ -124,6 +130,7 @@ class InvertibleResidualBlock(Flow):
         self.shape = tuple(shape)
         self.logdet = logdet
         self.gradient = gradient
+        self.neumann_form = neumann_form
         self.n_dist = n_dist
         self.n_dist_param = DEFAULT_N_DIST_PARAM[n_dist] if n_dist_param is None else float(n_dist_param)
         check_roulette_param(n_dist, self.n_dist_param)
@@ -209,7 +216,7 @@ class InvertibleResidualBlock(Flow):
         for _ in range(self.n_samples):
             v = hutchinson_vector(x, self.hutchinson)
             if neumann:
-                value, surrogate = neumann_logdet(gx, x, v, weights)
+                value, surrogate = neumann_logdet(gx, x, v, weights, self.neumann_form)
                 values.append(value)
                 surrogates.append(surrogate)
             else:

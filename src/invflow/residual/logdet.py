@@ -7,8 +7,8 @@ value per sample, shape ``(B,)``.
 - :func:`power_series_logdet`: ``Σ_k c_k (-1)^{k+1}/k · vᵀ J^k v`` (Theorem 1: Hutchinson's
   trace estimator and the Russian-roulette weights ``c_k``); backprop through it
   keeps ``k`` vector-Jacobian graphs alive, memory linear in the number of terms.
-- :func:`neumann_logdet`: the same value, and the Neumann-series gradient (Theorem 2,
-  appendix C): ``∂ log det(I+J) = tr((I+J)^{-1} ∂J) ≈ Σ_{k>=1} c_k (-1)^{k+1} vᵀ J^{k-1} (∂J) v``,
+- :func:`neumann_logdet`: the same value, and a Neumann-series gradient (Theorem 2,
+  appendix C) of ``∂ log det(I+J) = tr((I+J)^{-1} ∂J)``, in one of two unbiased forms,
   obtained from one differentiable vector-Jacobian product, memory constant in the terms.
 
 The Russian-roulette length ``N`` is drawn from the CPU default generator (seeded by
@@ -129,22 +129,42 @@ def power_series_logdet(gx: Tensor, x: Tensor, v: Tensor, weights: list[float], 
     return total
 
 
-def neumann_logdet(gx: Tensor, x: Tensor, v: Tensor, weights: list[float]) -> tuple[Tensor, Tensor]:
-    """``(value, surrogate)``: the value of :func:`power_series_logdet` (no graph) and a
-    surrogate whose gradient (in ``x`` and the parameters of ``g``) is the Neumann-series
-    estimate ``Σ_k c_k (-1)^{k+1} vᵀ J^{k-1} (∂J) v`` (Chen et al. 2019, Theorem 2, appendix C).
+NEUMANN_FORMS = ("derivative", "theorem2")
 
-    ``vᵀ J^{k-1}`` is accumulated without graphs, so memory does not grow with the terms; the
-    surrogate is ``<wᵀ J, v>`` for the fixed ``w = Σ_k c_k (-1)^{k+1} vᵀ J^{k-1}``. Its value
-    is meaningless: add it as ``surrogate - surrogate.detach()``.
+
+def neumann_logdet(gx: Tensor, x: Tensor, v: Tensor, weights: list[float],
+                   form: str = "derivative") -> tuple[Tensor, Tensor]:
+    """``(value, surrogate)``: the value of :func:`power_series_logdet` (no graph) and a
+    surrogate whose gradient (in ``x`` and the parameters of ``g``) is a Neumann-series estimate
+    of ``∂ log det(I+J) = tr((I+J)^{-1} ∂J)`` (Chen et al. 2019, Theorem 2, appendix C).
+
+    With ``K = len(weights)`` terms (``m`` exact, ``c_k = weights[k-1] = 1/P(N >= k-m)``):
+
+    - ``"derivative"``: ``Σ_{j=0}^{K-1} c_{j+1} (-1)^j vᵀ J^j (∂J) v``, the exact derivative of
+      the value's own estimate (``∂ tr(J^k)/k = tr(J^{k-1} ∂J)``);
+    - ``"theorem2"``: ``Σ_{k=0}^{K} (-1)^k / P(N >= k-m) · vᵀ J^k (∂J) v`` (``c_0 = 1``), the sum of
+      Theorem 2 and of the paper's code: one power of ``J`` more, each weighted by the
+      probability of reaching it rather than the next one.
+
+    Both are unbiased (the term in ``J^j`` is present with exactly the probability its weight
+    divides by), and both cost the same here: ``vᵀ J^K`` is computed for the value anyway.
+    ``vᵀ J^k`` is accumulated without graphs, so memory does not grow with the terms; the
+    surrogate is ``<wᵀ J, v>`` for the fixed ``w``. Its value is meaningless: add it as
+    ``surrogate - surrogate.detach()``.
     """
-    u, w = v, torch.zeros_like(v)
+    if form not in NEUMANN_FORMS:
+        raise ValueError(f"Neumann gradient form must be one of {NEUMANN_FORMS}, got {form!r}")
+    theorem2 = form == "theorem2"
+    u, w = v, (v.clone() if theorem2 else torch.zeros_like(v))
     value = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     for k, c in enumerate(weights, start=1):
         sign = c * (-1) ** (k + 1)
-        w = w + sign * u
+        if not theorem2:
+            w = w + sign * u  # c_k (-1)^{k-1} vᵀ J^{k-1}
         u = _vjp(gx, x, u, create_graph=False)
         value = value + (sign / k) * _per_sample_dot(u, v)
+        if theorem2:
+            w = w - sign * u  # c_k (-1)^k vᵀ J^k
     surrogate = _per_sample_dot(_vjp(gx, x, w, create_graph=True), v)
     return value, surrogate
 
