@@ -68,3 +68,41 @@ def test_multi_tensor_update_equals_averaged_models_own() -> None:
         assert int(fast.n_averaged) == int(reference.n_averaged) == 5
         for a, b in zip(fast.module.state_dict().values(), reference.module.state_dict().values()):
             torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_averaged_model_normalises_with_its_own_power_iteration_vectors() -> None:
+    """The averaged weights' spectral norms come from vectors refined for them, not from the live
+    model's copied ones (which give a lower bound: the averaged layer could exceed its bound);
+    refining changes no weight, no live state and no random-number stream."""
+    from invflow.models import build_model, load_config
+    from invflow.residual import SpectralNormLinear
+    from invflow.train.ema import averaged_model
+
+    torch.manual_seed(0)
+    model = build_model(load_config("resflow-toy-checkerboard-p2", {"model.blocks_per_scale": 2}))
+    model.log_prob(torch.randn(64, 2))  # sizes the power-iteration vectors, as training's initialisation
+    ema = make_ema(model, 0.5, "constant")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(4):
+        loss = -model.log_prob(torch.randn(64, 2) * 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        model.after_optimizer_step()
+        update_ema(ema, model)
+    layers = [m for m in ema.module.modules() if isinstance(m, SpectralNormLinear)]
+
+    def relative_errors() -> list[float]:
+        with torch.no_grad():
+            return [float(1 - m.operator_norm() / torch.linalg.matrix_norm(m.weight, 2)) for m in layers]
+
+    ema.module.eval()
+    assert max(relative_errors()) > 1e-5  # the copied vectors are stale for the averaged weights
+    weights = [p.clone() for p in ema.module.parameters()]
+    live = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    assert averaged_model(ema) is ema.module
+    assert max(abs(e) for e in relative_errors()) < 1e-4
+    assert all(torch.equal(a, b) for a, b in zip(weights, ema.module.parameters()))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in live.items())
+    assert torch.equal(rng, torch.get_rng_state())

@@ -29,6 +29,8 @@ def make_ema(model: nn.Module, decay: float, schedule: str = "warmup") -> Averag
 
     Buffers are not averaged but copied from the live model after each update: ActNorm's
     ``initialized`` flag and the residual blocks' power-iteration vectors are state, not weights.
+    Evaluate, sample and save through :func:`averaged_model`, which refines those vectors for the
+    averaged weights.
     """
 
     @torch.no_grad()
@@ -60,3 +62,19 @@ def update_ema(ema: AveragedModel, model: nn.Module) -> None:
     ema_buffers, buffers = list(ema.module.buffers()), list(model.buffers())
     if ema_buffers:
         torch._foreach_copy_(ema_buffers, buffers)
+
+
+@torch.no_grad()
+def averaged_model(ema: AveragedModel) -> nn.Module:
+    """The averaged model, its weight-derived state made its own: the power-iteration vectors that
+    ``update_ema`` copied from the live model belong to the live weights, and the norm they give
+    for the averaged weights is a lower bound (``σ = ||A u|| / ||u||``), so a Lipschitz layer could
+    exceed its bound. The same refinement the live model gets after each optimizer step
+    (``FlowModel.after_optimizer_step``), started from the copied vectors, converges them for the
+    averaged weights. It touches no weight and no random-number generator, and the next
+    ``update_ema`` copies the live vectors again, so training is unchanged."""
+    module = ema.module
+    refresh = getattr(module, "after_optimizer_step", None)
+    if callable(refresh):
+        refresh()
+    return module

@@ -22,7 +22,7 @@ from invflow.train import faults
 from invflow.train.batches import Prefetcher
 from invflow.train.checkpoint import latest_good_checkpoint
 from invflow.train.distributed import DistContext, all_reduce_sum, barrier
-from invflow.train.ema import make_ema, update_ema
+from invflow.train.ema import averaged_model, make_ema, update_ema
 from invflow.train.evaluate import EvalResult, evaluate, held_out_batches
 from invflow.train.interrupt import StopRequest, TrainingInterrupted
 from invflow.train.metrics import MetricsLog
@@ -306,7 +306,7 @@ class TrainingSession:
         """The EMA model on the held-out batches."""
         batches = held_out_batches(self.config, self.test_data, self.tc.eval_batches, self.ctx)
         return evaluate(
-            self.ema.module, self.objective, batches, self.device, seed=self.tc.seed, ctx=self.ctx
+            averaged_model(self.ema), self.objective, batches, self.device, seed=self.tc.seed, ctx=self.ctx
         )
 
     def write(self, record: dict) -> None:
@@ -324,7 +324,7 @@ class TrainingSession:
     def sample_grid(self, name: str) -> None:
         """A sample grid (and its TensorBoard image): a full disk costs the picture, not the run."""
         tc = self.tc
-        path = write_samples_or_warn(self.ema.module, self.config, self.run.samples / f"{name}.png",
+        path = write_samples_or_warn(averaged_model(self.ema), self.config, self.run.samples / f"{name}.png",
                                      tc.n_samples_grid, tc.sample_temperature, seed=tc.seed)
         if self.board is None or path is None:
             return

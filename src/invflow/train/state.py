@@ -10,6 +10,7 @@ from invflow.config import Config
 from invflow.storage import RESUME_HINT, DiskFullError
 from invflow.train.checkpoint import CheckpointError, write_run_checkpoint
 from invflow.train.distributed import DistContext, all_gather_objects
+from invflow.train.ema import averaged_model
 
 
 def rng_state() -> dict[str, Any]:
@@ -42,7 +43,7 @@ class TrainingState:
             return None
         return write_run_checkpoint({
             "config": self.config.to_dict(), "step": self.step, "model": self.model.state_dict(),
-            "ema": self.ema.module.state_dict(), "ema_n_averaged": int(self.ema.n_averaged),
+            "ema": averaged_model(self.ema).state_dict(), "ema_n_averaged": int(self.ema.n_averaged),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rngs, "nonfinite": self.nonfinite,
             "run_id": run.run_id(),
