@@ -26,7 +26,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from invflow.core.flow import SequentialFlow
-from invflow.residual import InvertibleResidualBlock, conv_residual_net, update_lipschitz
+from invflow.core.hooks import refresh_weight_derived_state
+from invflow.residual import InvertibleResidualBlock, conv_residual_net
 
 SHAPES = {"28x28": (1, 28, 28), "32x32": (3, 32, 32)}
 TRUNCATIONS = (2, 5, 10, 20)
@@ -47,7 +48,7 @@ def build(
     ]).to(device)
     flow.train()
     flow(torch.zeros(1, *shape, device=device))  # size and converge the power iterations
-    update_lipschitz(flow)
+    refresh_weight_derived_state(flow)
     return flow
 
 

@@ -1,4 +1,4 @@
-"""Every file invflow writes for a run goes through here (DESIGN.md section 6).
+"""Every file invflow writes for a run goes through here (docs/architecture.md, section 6).
 
 Checkpoints, sample PNGs, ``metrics.jsonl``, ``config.yaml``/``environment.json`` and the files of
 ``invflow compare`` are written with :func:`write_atomic` (temporary file in the same directory,
@@ -7,7 +7,7 @@ appended with :func:`append_text` (a failed append is cut back to the old length
 fails for lack of space raises :class:`DiskFullError`, whose one-line message names the file and
 the free space; the CLI prints it and exits with code 1.
 
-Writers that own their file handles (TensorBoard's event files, issue 15) wrap their writes in
+Writers that own their file handles (TensorBoard's event files) wrap their writes in
 ``with disk_full_as_error(path): ...`` so that a full disk reads the same way. All bytes pass
 through :func:`write_bytes`, the single place where tests simulate a full disk (a ``write`` hook
 given to :func:`write_atomic`, like checkpoints' fault injection, ends in it too).

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from invflow.residual import LearnedNormOrder, SpectralNormConv2d, SpectralNormLinear, update_lipschitz
+from invflow.core.hooks import refresh_weight_derived_state
+from invflow.residual import LearnedNormOrder, SpectralNormConv2d, SpectralNormLinear
 
 COEFF = 0.9
 TOL = 1e-3
@@ -148,7 +149,7 @@ def test_eval_forward_does_not_update_and_train_forward_refreshes_stale_vectors(
     layer.train()
     layer(x)
     assert not torch.equal(layer.u, u0)
-    update_lipschitz(layer)
+    refresh_weight_derived_state(layer)
     u1 = layer.u.clone()
     layer(x)  # nothing changed since the refinement: no further iterations
     torch.testing.assert_close(layer.u, u1, rtol=0, atol=0)

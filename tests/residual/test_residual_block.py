@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from invflow.core.hooks import refresh_weight_derived_state
 from invflow.residual import (
     InvertibleResidualBlock,
     LipSwish,
@@ -14,7 +15,6 @@ from invflow.residual import (
     conv_residual_net,
     fixed_point_inverse,
     parse_norm_orders,
-    update_lipschitz,
 )
 
 
@@ -78,7 +78,7 @@ def test_bad_inputs_name_expected_and_got() -> None:
         InvertibleResidualBlock(torch.nn.Identity(), (2,), n_dist="uniform")
 
 
-def test_training_step_then_update_lipschitz_and_checkpoint_roundtrip() -> None:
+def test_training_step_then_power_iteration_refresh_and_checkpoint_roundtrip() -> None:
     block = conv_block(gradient="neumann")
     opt = torch.optim.Adam(block.parameters(), lr=1e-2)
     x = torch.randn(4, 2, 4, 4)
@@ -88,7 +88,7 @@ def test_training_step_then_update_lipschitz_and_checkpoint_roundtrip() -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        update_lipschitz(block)
+        refresh_weight_derived_state(block)
     assert torch.isfinite(loss)
     state = block.state_dict()
     assert any(k.endswith(".u") for k in state)

@@ -9,13 +9,6 @@ from torch import Tensor, nn
 LOG_2PI = math.log(2 * math.pi)
 
 
-def diagonal_gaussian_log_prob(z: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
-    """Per-sample ``log N(z; mean, diag(exp(2 log_std)))``, summed over all non-batch dims."""
-    eps = (z - mean) * torch.exp(-log_std)
-    elementwise = -0.5 * (eps**2 + LOG_2PI) - log_std
-    return elementwise.reshape(z.shape[0], -1).sum(dim=1)
-
-
 class StandardNormal(nn.Module):
     """``N(0, I)`` over events of shape ``event_shape``; ``temperature`` scales the std when sampling."""
 

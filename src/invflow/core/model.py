@@ -21,7 +21,7 @@ from invflow.core.flow import (
     inverse_without_logdet_of,
     name_layers,
 )
-from invflow.core.hooks import LowPrecisionConditioner, UpdatesAfterOptimizerStep
+from invflow.core.hooks import LowPrecisionConditioner, refresh_weight_derived_state
 from invflow.core.nonfinite import NonFiniteSamples, first_nonfinite_layer, nonfinite_rows
 from invflow.core.objectives import ImageBitsPerDim, Objective, VectorBits, nats_to_bits_per_dim
 from invflow.data.batch import Batch
@@ -173,9 +173,7 @@ class FlowModel(nn.Module):
         """Hook the training loop calls after each optimizer step: layers holding state derived
         from the weights (e.g. power-iteration vectors) update it in their own
         ``after_optimizer_step``."""
-        for module in self.modules():
-            if isinstance(module, UpdatesAfterOptimizerStep):
-                module.after_optimizer_step()
+        refresh_weight_derived_state(self)
 
     def set_conditioner_precision(self, dtype: torch.dtype | None) -> int:
         """Run coupling conditioner networks under autocast in ``dtype`` (bf16/fp16), keeping

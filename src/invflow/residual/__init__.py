@@ -11,7 +11,6 @@ from invflow.residual.lipschitz import (
     LearnedNormOrder,
     SpectralNormConv2d,
     SpectralNormLinear,
-    update_lipschitz,
 )
 from invflow.residual.nets import conv_residual_net, mlp_residual_net, parse_norm_orders
 
@@ -28,5 +27,4 @@ __all__ = [
     "implicit_fixed_point_inverse",
     "mlp_residual_net",
     "parse_norm_orders",
-    "update_lipschitz",
 ]

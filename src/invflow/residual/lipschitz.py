@@ -14,7 +14,8 @@ generalized power method reaches a local maximum, as in the paper, so ``σ`` is 
 An ∞ domain is only allowed with an ∞ codomain (closed form). ``u`` is refined by adaptive power
 iteration — until the relative change of ``σ`` is below ``tol``, at most ``max_iterations`` steps —
 
-- by :func:`update_lipschitz` (call it after each optimizer step), and
+- by ``after_optimizer_step`` (``FlowModel.after_optimizer_step`` after each optimizer step, or
+  :func:`invflow.core.hooks.refresh_weight_derived_state` for any module), and
 - in a training-mode forward if the weight (or an order) changed since the last refinement
   (tracked by the tensors' in-place version counters), so a stale ``σ`` is never used;
 
@@ -277,10 +278,3 @@ class SpectralNormConv2d(_InducedNormMixin, nn.Conv2d):
             weight = weight.to(memory_format=torch.channels_last)
         return conv2d(x, weight, self.bias, self.padding[0])
 
-
-def update_lipschitz(module: nn.Module) -> None:
-    """Run the adaptive power iterations of every Lipschitz layer in ``module`` (call after
-    each optimizer step, so the next forward needs none)."""
-    for m in module.modules():
-        if isinstance(m, _InducedNormMixin):
-            m.update_power_iteration()

@@ -5,6 +5,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
+from invflow.core.hooks import refresh_weight_derived_state
+
 EMA_SCHEDULES = ("warmup", "constant")
 
 
@@ -69,12 +71,9 @@ def averaged_model(ema: AveragedModel) -> nn.Module:
     """The averaged model, its weight-derived state made its own: the power-iteration vectors that
     ``update_ema`` copied from the live model belong to the live weights, and the norm they give
     for the averaged weights is a lower bound (``σ = ||A u|| / ||u||``), so a Lipschitz layer could
-    exceed its bound. The same refinement the live model gets after each optimizer step
-    (``FlowModel.after_optimizer_step``), started from the copied vectors, converges them for the
-    averaged weights. It touches no weight and no random-number generator, and the next
-    ``update_ema`` copies the live vectors again, so training is unchanged."""
-    module = ema.module
-    refresh = getattr(module, "after_optimizer_step", None)
-    if callable(refresh):
-        refresh()
-    return module
+    exceed its bound. The refinement the live model gets after each optimizer step
+    (:func:`~invflow.core.hooks.refresh_weight_derived_state`), started from the copied
+    vectors, converges them for the averaged weights. It touches no weight and no random-number
+    generator, and the next ``update_ema`` copies the live vectors again: training is unchanged."""
+    refresh_weight_derived_state(ema.module)
+    return ema.module

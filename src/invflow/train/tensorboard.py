@@ -28,10 +28,6 @@ class TensorBoardLog:
         self.log_dir = Path(log_dir)
         self.writer = _summary_writer(self.log_dir, purge_step)
 
-    @property
-    def enabled(self) -> bool:
-        return self.writer is not None
-
     def scalars(self, record: dict[str, Any]) -> None:
         """Write a ``metrics.jsonl`` record: every finite number as ``<split>/<key>`` at
         ``record["step"]``."""
