@@ -90,8 +90,7 @@ class DataConfig:
     def validate(self) -> None:
         positive(self, "batch_size", "num_workers", "toy_samples", "crop", "folder_test_images",
                  allow_zero=("num_workers", "crop"))
-        if not 1 <= self.n_bits <= 8:
-            raise ValueError(f"data.n_bits must be in [1, 8], got {self.n_bits}")
+        check_n_bits(self.n_bits, "data.n_bits")
         if self.image_size is not None:
             positive(self, "image_size")
 
@@ -170,6 +169,16 @@ class Config:
         return {"data": dataclasses.asdict(self.data),
                 "model": {"family": self.family, **dataclasses.asdict(self.model)},
                 "train": dataclasses.asdict(self.train), "name": self.name, "description": self.description}
+
+
+MAX_BITS = 8  # images are uint8: n_bits keeps their n most significant bits
+
+
+def check_n_bits(n_bits: Any, name: str = "n_bits") -> None:
+    """Raise ValueError unless ``n_bits`` is an integer in ``[1, MAX_BITS]``: the one check of the
+    bit depth, for the config (``name="data.n_bits"``) and the data functions alike."""
+    if isinstance(n_bits, bool) or not isinstance(n_bits, int) or not 1 <= n_bits <= MAX_BITS:
+        raise ValueError(f"{name} must be an integer in [1, {MAX_BITS}], got {n_bits!r}")
 
 
 def positive(obj: Any, *names: str, allow_zero: tuple[str, ...] = ()) -> None:

@@ -40,7 +40,7 @@ def one_line_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
     ("data.image_size=-4", "data.image_size must be > 0, got -4"),
     ("train.lr=nan", "train.lr must be a finite number, got nan"),
     ("train.lr=.inf", "train.lr must be a finite number, got inf"),
-    ("data.n_bits=9", r"data.n_bits must be in [1, 8], got 9"),
+    ("data.n_bits=9", r"data.n_bits must be an integer in [1, 8], got 9"),
     ("model.mixing=dense", "model.mixing must be one of '1x1', 'lu'"),
     ("data.dataset=imagenet16", "unknown data.dataset 'imagenet16'"),
     ("model.coeff=0.5", "unknown config key model.coeff"),  # glow has no coeff; resflow below

@@ -89,7 +89,7 @@ def test_empty_batch(glow) -> None:
             "expected integer images .*got dtype torch.float32; pass the raw integer pixels",
         ),
         (torch.full((2, 1, 28, 28), 3.0), 8, "got dtype torch.float32"),
-        (torch.zeros(2, 1, 28, 28, dtype=torch.long), 0, r"n_bits must be an integer in \[1, 16\], got 0"),
+        (torch.zeros(2, 1, 28, 28, dtype=torch.long), 0, r"n_bits must be an integer in \[1, 8\], got 0"),
         (
             torch.zeros(2, 28, 28, dtype=torch.long),
             8,

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import torch
 
+from invflow.config import check_n_bits
 from invflow.data.batch import Batch
 from invflow.data.dequantize import dequantize
 from invflow.data.held_out import HeldOutSet
 from invflow.data.registry import IMAGE_DATASETS, ImageDataset, channel_stats, input_shape, is_toy
 from invflow.data.toy2d import TOY_DATASETS, sample_toy2d
 from invflow.data.transforms import (
-    check_n_bits,
     random_crop_reflect,
     random_flip,
     reduce_bits,

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from invflow.config import check_n_bits
+
 
 def check_integer_images(x_int: Tensor, n_bits: int) -> None:
     """Raise ``ValueError`` unless ``x_int`` holds integers in ``[0, 2^n_bits)``.
@@ -11,8 +13,7 @@ def check_integer_images(x_int: Tensor, n_bits: int) -> None:
     ``uint8`` images at ``n_bits >= 8`` are in range by their type, and are not read: on a GPU
     reading the values would make every training step wait for the device. Other integer
     types and fewer bits are read once (one wait on a GPU)."""
-    if not isinstance(n_bits, int) or not 1 <= n_bits <= 16:
-        raise ValueError(f"n_bits must be an integer in [1, 16], got {n_bits!r}")
+    check_n_bits(n_bits)
     if x_int.dtype.is_floating_point or x_int.dtype.is_complex or x_int.dtype == torch.bool:
         raise ValueError(
             f"expected integer images (uint8/int) in [0, {2**n_bits}), got dtype {x_int.dtype}; "

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from invflow.config import check_n_bits
+
 _RESIZE_CHUNK = 4096
 
 
@@ -21,12 +23,6 @@ def _check_uint8(images: torch.Tensor, name: str) -> None:
     _check_batch(images, name)
     if images.dtype != torch.uint8:
         raise ValueError(f"{name} expects uint8 images in [0, 255], got dtype {images.dtype}")
-
-
-def check_n_bits(n_bits: int) -> None:
-    """Raise ValueError unless ``n_bits`` is an integer in ``[1, 8]``."""
-    if isinstance(n_bits, bool) or not isinstance(n_bits, int) or not 1 <= n_bits <= 8:
-        raise ValueError(f"n_bits must be an integer in [1, 8], got {n_bits!r}")
 
 
 def reduce_bits(images: torch.Tensor, n_bits: int) -> torch.Tensor:
