@@ -6,6 +6,8 @@ one line and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import signal
 import sys
@@ -619,9 +621,37 @@ def _quiet_broken_pipe() -> int:
     return EXIT_BROKEN_PIPE
 
 
+class _ShowLog(logging.Handler):
+    """The library's log records as the CLI shows them: notices (INFO) as plain lines on stdout,
+    warnings and worse on stderr after ``invflow:``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            print(f"invflow: {record.getMessage()}", file=sys.stderr, flush=True)
+        else:
+            print(record.getMessage(), flush=True)
+
+
+@contextlib.contextmanager
+def _showing_library_log():
+    """invflow's loggers reach the terminal while a command runs (the library itself only logs);
+    the caller's logging set-up is restored after."""
+    logger = logging.getLogger("invflow")
+    handler, level, propagate = _ShowLog(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _showing_library_log():
         # invflow's own warnings, deprecations included (Python hides those outside __main__), reach
         # stderr once per place that raises them; the caller's filters are restored after
         warnings.filterwarnings("default", module=r"invflow(\.|$)")

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import statistics
-import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ def time_sampling(
         try:
             model.sample(n, context=None if model.context_spec is None else model.context_spec.example(n))
         except NonFiniteSamples as err:  # the time is still the time; the problem is reported
-            print(f"invflow: warning: {err}", file=sys.stderr, flush=True)
+            warnings.warn(str(err), RuntimeWarning, stacklevel=2)
         _synchronize(device)
         seconds = time.perf_counter() - start
     counts = model.inverse_iteration_counts()

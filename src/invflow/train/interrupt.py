@@ -7,10 +7,12 @@ code 128 + signal (130 for SIGINT, 143 for SIGTERM). A second signal stops at on
 """
 from __future__ import annotations
 
+import logging
 import signal
-import sys
 import threading
 from pathlib import Path
+
+LOG = logging.getLogger(__name__)  # the CLI shows these; a library caller's logging decides
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -57,9 +59,5 @@ class StopRequest:
             signal.raise_signal(signum)
             return
         self.signum = signum
-        print(
-            f"invflow: received {signal.Signals(signum).name}: finishing this step and writing a checkpoint "
-            "(send it again to stop at once)",
-            file=sys.stderr,
-            flush=True,
-        )
+        LOG.warning(f"received {signal.Signals(signum).name}: finishing this step and writing a checkpoint "
+                    "(send it again to stop at once)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import warnings
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from invflow.train.interrupt import StopRequest
 from invflow.train.run_dir import RunDir
 from invflow.train.run_lock import RunLock
 from invflow.train.session import TrainingDiverged, TrainingSession, TrainResult, lr_factor
+
+LOG = logging.getLogger(__name__)  # the CLI shows these; a library caller's logging decides
 
 __all__ = ["TrainResult", "TrainingDiverged", "lr_factor", "train"]
 
@@ -83,7 +86,7 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
             if recorded is not None:
                 config = dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=recorded))
                 if ctx.is_main:
-                    print(f"using the run's recorded data directory {recorded}")
+                    LOG.info(f"using the run's recorded data directory {recorded}")
         config = _with_data_dir(config, data_dir or config.data.data_dir)
         with StopRequest() as stop, intra_op_threads(config.train.threads):
             return _train(config, run, resume, data_dir, progress, ctx, device, stop)

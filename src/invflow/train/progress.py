@@ -15,6 +15,12 @@ def wants_lines(progress: bool | None, stream=None) -> bool:
     return progress is None and not (hasattr(stream, "isatty") and stream.isatty())
 
 
+def show_progress_line(*args) -> None:
+    """Print :func:`progress_line` (``args`` are its arguments) to stdout: with the tqdm bar, the
+    only output of the library itself (everything else is a warning or a log record)."""
+    print(progress_line(*args), flush=True)
+
+
 def progress_line(name: str, step: int, total: int, metric: str, value: float, images_per_s: float,
                   seconds_per_step: float) -> str:
     """``glow-mnist-tiny step 170/400 (42%) bpd 4.123, 312 img/s, ETA 1m12s``."""

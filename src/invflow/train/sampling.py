@@ -2,7 +2,6 @@
 models draw the contexts of :mod:`invflow.train.grid_contexts` (one row per class by default)."""
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
@@ -121,7 +120,7 @@ def _sample(model: FlowModel, n: int, temperature: float, path: Path, drop_nonfi
         finite_rows = ~nonfinite_rows(err.samples)
         shown = (f"{path} shows only the {int(finite_rows.sum())} finite ones" if bool(finite_rows.any())
                  else f"{path} is not written")
-        print(f"invflow: warning: {err}; {shown}", file=sys.stderr, flush=True)
+        warnings.warn(f"{err}; {shown}", RuntimeWarning, stacklevel=2)
         if not bool(finite_rows.any()):
             return None
         if keep_rows:  # rows stay aligned with their labels: non-finite samples are drawn grey

@@ -3,6 +3,7 @@ the periodic work (log, evaluate, sample, checkpoint) and teardown. ``invflow.tr
 runs them; each part reads at once."""
 from __future__ import annotations
 
+import logging
 import math
 import time
 import warnings
@@ -27,13 +28,15 @@ from invflow.train.evaluate import EvalResult, evaluate, held_out_batches
 from invflow.train.interrupt import StopRequest, TrainingInterrupted
 from invflow.train.metrics import MetricsLog
 from invflow.train.optimizer import make_adam
-from invflow.train.progress import progress_line, wants_lines
+from invflow.train.progress import show_progress_line, wants_lines
 from invflow.train.results import record_held_out, write_results
 from invflow.train.resume_changes import apply_schedule, train_changes
 from invflow.train.run_dir import RunDir, check_same_model, with_defaults
 from invflow.train.sampling import write_samples_or_warn
 from invflow.train.state import TrainingState
 from invflow.train.tensorboard import TensorBoardLog
+
+LOG = logging.getLogger(__name__)  # the CLI shows these; a library caller's logging decides
 
 _clock = time.monotonic  # the wall clock of train.checkpoint_minutes (a test replaces it)
 LOW_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -156,12 +159,12 @@ class TrainingSession:
             changes = train_changes(with_defaults(found.state["config"]), self.config)
             self.state.load(found.state, found.path)
             if self.ctx.is_main:
-                print(f"resuming {self.run.root} from {found.path.name} at step {self.state.step}")
+                LOG.info(f"resuming {self.run.root} from {found.path.name} at step {self.state.step}")
             if changes:
                 apply_schedule(self.optimizer, self.scheduler, self.config, self.scheduler.last_epoch)
                 if self.ctx.is_main:
                     self.run.record_changes(self.state.step, changes)
-                    print("changed from step " + f"{self.state.step}: " + ", ".join(
+                    LOG.info("changed from step " + f"{self.state.step}: " + ", ".join(
                         f"train.{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()))
         return found
 
@@ -274,18 +277,9 @@ class TrainingSession:
         )
         self.bar.set_postfix({metric: f"{self.train_value:.3f}", "img/s": f"{rate:.0f}"})
         if self.lines:
-            print(
-                progress_line(
-                    self.config.name,
-                    self.state.step,
-                    self.tc.steps,
-                    metric,
-                    self.train_value,
-                    rate,
-                    elapsed / max(self.state.step - self.window_step, 1),
-                ),
-                flush=True,
-            )
+            seconds_per_step = elapsed / max(self.state.step - self.window_step, 1)
+            show_progress_line(self.config.name, self.state.step, self.tc.steps, metric, self.train_value,
+                               rate, seconds_per_step)
         self.window_start, self.window_images, self.window_step = time.perf_counter(), 0, self.state.step
 
     # ------------------------------------------------------------------------------ periodic work

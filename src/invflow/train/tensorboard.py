@@ -11,7 +11,7 @@ files and trains on. On resume the writer purges events past the resumed step
 from __future__ import annotations
 
 import math
-import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,9 @@ def tensorboard_available() -> tuple[bool, str]:
 def _summary_writer(log_dir: Path, purge_step: int | None):
     available, why = tensorboard_available()
     if not available:
-        print(f"invflow: not writing TensorBoard event files to {log_dir}: the tensorboard package is not "
-              f"installed ({why}); pip install \"invflow[tensorboard]\" to get them", file=sys.stderr)
+        warnings.warn(f"not writing TensorBoard event files to {log_dir}: the tensorboard package is not "
+                      f"installed ({why}); pip install \"invflow[tensorboard]\" to get them", RuntimeWarning,
+                      stacklevel=2)
         return None
     from torch.utils.tensorboard import SummaryWriter
 
