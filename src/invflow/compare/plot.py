@@ -11,7 +11,7 @@ from invflow.train.metrics import read_metrics
 from invflow.viz.curves import curve
 
 
-def test_curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
+def held_out_curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
     """``(steps, values)`` of the run's held-out evaluations; a step evaluated twice (a resumed
     run re-evaluates its final step) keeps its last value."""
     return curve(read_metrics(Path(run_dir) / "metrics.jsonl"), "test", metric)
@@ -24,7 +24,7 @@ def plot_test_curves(run_dirs: list[Path], metric: str, path: Path) -> Path:
     colours: dict[str, str] = {}
     for run_dir in run_dirs:
         preset = Path(run_dir).parent.name
-        steps, values = test_curve(run_dir, metric)
+        steps, values = held_out_curve(run_dir, metric)
         first = preset not in colours
         colours.setdefault(preset, f"C{len(colours) % 10}")
         ax.plot(steps, values, marker="o", markersize=3, alpha=0.8, color=colours[preset],

@@ -23,16 +23,22 @@ class Flow(nn.Module):
 
     ``differentiable_inverse`` states whether autograd differentiates ``inverse`` correctly (to
     ``z``, the context and the parameters); ``FlowModel.rsample`` requires it of every layer.
-    ``layer_name`` is the layer's place in a model (``flow.flows.0.flows.3``), set by
-    ``name_layers``, so errors and reports can say which layer they mean.
+    ``place`` says where the layer sits in the model's own terms (``"level 2, step 5"``), set by
+    the model's builder with :func:`mark_place`; ``layer_name`` is its module path
+    (``flow.flows.0.flows.3``), set by ``name_layers``. Errors and reports name a layer by both.
     """
 
     layer_name: str = ""
+    place: str = ""
     differentiable_inverse: bool = True
 
     def describe(self) -> str:
-        """``"flow.flows.3 (ActNorm)"``, or the class name of a layer outside a model."""
-        return f"{self.layer_name} ({type(self).__name__})" if self.layer_name else type(self).__name__
+        """``"level 2, step 5: ActNorm (flow.flows.1.flows.4)"``; without a place
+        ``"flow.flows.3 (ActNorm)"``; the class name of a layer outside a model."""
+        kind = type(self).__name__
+        if self.place:
+            return f"{self.place}: {kind}" + (f" ({self.layer_name})" if self.layer_name else "")
+        return f"{self.layer_name} ({kind})" if self.layer_name else kind
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
@@ -43,6 +49,16 @@ class Flow(nn.Module):
     def inverse_without_logdet(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """``x = f^{-1}(z)`` without its log-det: what sampling needs."""
         return inverse_of(self, z, context)[0]
+
+
+def mark_place(flows: list[Flow], place: str) -> list[Flow]:
+    """Give ``flows`` and every layer inside them without a place yet the ``place`` (e.g.
+    ``"level 2, step 5"``); returns ``flows``."""
+    for flow in flows:
+        for module in flow.modules():
+            if isinstance(module, Flow) and not module.place:
+                module.place = place
+    return flows
 
 
 def name_layers(root: nn.Module) -> None:

@@ -218,8 +218,10 @@ class FlowModel(nn.Module):
         n = check_count(sample_shape, "n")
         return n, (n,), f"sample(n={n})"
 
-    def _draw(self, sample_shape: int | Sequence[int], context: object, temperature: float, chunk_size: int,
-              with_logdet: bool) -> tuple[Tensor, Tensor, Tensor | None, tuple[int, ...]]:
+    def _generate(
+        self, sample_shape: int | Sequence[int], context: object, temperature: float, chunk_size: int,
+        with_logdet: bool,
+    ) -> tuple[Tensor, Tensor, Tensor | None, tuple[int, ...]]:
         """``(x, z, log|det ∂x/∂z| or None, sample_shape)`` for ``z ~ N(0, T² I)``, ``x = f^{-1}(z; c)``
         computed in chunks; non-finite samples raise ``NonFiniteSamples``. ``context`` has one
         entry per sample (flattened ``sample_shape``) or is one context for all."""
@@ -271,7 +273,7 @@ class FlowModel(nn.Module):
         >>> model.sample(5).shape, model.sample((3, 4)).shape, model.sample().shape
         (torch.Size([5, 2]), torch.Size([3, 4, 2]), torch.Size([2]))
         """
-        x, _, _, shape = self._draw(sample_shape, context, temperature, chunk_size, with_logdet=False)
+        x, _, _, shape = self._generate(sample_shape, context, temperature, chunk_size, with_logdet=False)
         return self._finish(x, shape, raw)
 
     def rsample(self, sample_shape: int | Sequence[int] = (), context: Tensor | None = None,
@@ -282,7 +284,7 @@ class FlowModel(nn.Module):
         (``has_rsample``). Clamping images to [0, 1] (``raw=False``) has zero gradient where it clamps.
         """
         self._check_rsample("rsample")
-        x, _, _, shape = self._draw(sample_shape, context, temperature, SAMPLE_CHUNK, with_logdet=False)
+        x, _, _, shape = self._generate(sample_shape, context, temperature, SAMPLE_CHUNK, with_logdet=False)
         return self._finish(x, shape, raw)
 
     def rsample_and_log_prob(self, sample_shape: int | Sequence[int] = (), context: Tensor | None = None,
@@ -295,7 +297,7 @@ class FlowModel(nn.Module):
 
     def _sample_and_log_prob(self, sample_shape: int | Sequence[int], context: object, temperature: float,
                              chunk_size: int) -> tuple[Tensor, Tensor]:
-        x, z, logdet, shape = self._draw(sample_shape, context, temperature, chunk_size, with_logdet=True)
+        x, z, logdet, shape = self._generate(sample_shape, context, temperature, chunk_size, with_logdet=True)
         log_prob = self.prior.log_prob(z) - logdet
         return self._finish(x, shape, raw=True), log_prob.reshape(shape)
 

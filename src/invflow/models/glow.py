@@ -13,7 +13,7 @@ from typing import Literal
 from invflow.config import DataConfig, positive
 from invflow.core.context import ContextSpec
 from invflow.core.distributions import StandardNormal
-from invflow.core.flow import Flatten, Flow, SequentialFlow
+from invflow.core.flow import Flatten, Flow, SequentialFlow, mark_place
 from invflow.core.model import FlowModel
 from invflow.data.registry import input_shape
 from invflow.layers.actnorm import ActNorm
@@ -115,8 +115,9 @@ def glow_step(cfg: GlowConfig, shape: tuple[int, int, int], level: int, index: i
               context: int = 0) -> list[Flow]:
     """One Glow step: ActNorm → mixing → coupling (the mixing layers have no conditioner, so they
     stay unconditional in a conditional model)."""
-    return [ActNorm(shape[0]), make_mixing(cfg, shape, level),
-            make_coupling(cfg, shape, swap=index % 2 == 1, context=context)]
+    return mark_place([ActNorm(shape[0]), make_mixing(cfg, shape, level),
+                       make_coupling(cfg, shape, swap=index % 2 == 1, context=context)],
+                      f"level {level + 1}, step {index + 1}")
 
 
 def glow_levels(cfg: GlowConfig, shape: tuple[int, int, int], level: int = 0, context: int = 0) -> Flow:
@@ -138,7 +139,7 @@ def glow_levels(cfg: GlowConfig, shape: tuple[int, int, int], level: int = 0, co
     else:
         inner = glow_levels(cfg, (squeezed[0] - squeezed[0] // 2, *squeezed[1:]), level + 1, context)
         flows.append(FactorOut(squeezed, inner, learn_prior=cfg.split_prior, context_features=context))
-    return SequentialFlow(*flows)
+    return SequentialFlow(*mark_place(flows, f"level {level + 1}"))
 
 
 def build_glow(cfg: GlowConfig, shape: tuple[int, ...], context: ContextSpec | None = None) -> FlowModel:
@@ -155,8 +156,9 @@ def build_glow(cfg: GlowConfig, shape: tuple[int, ...], context: ContextSpec | N
         dims = shape[0]
         flows: list[Flow] = []
         for step in range(cfg.steps_per_level):
-            flows += [ActNorm(dims, vector=True), InvConv1x1(dims, lu=True, vector=True),
-                      make_coupling(cfg, shape, swap=step % 2 == 1, context=k)]
+            step_flows = [ActNorm(dims, vector=True), InvConv1x1(dims, lu=True, vector=True),
+                          make_coupling(cfg, shape, swap=step % 2 == 1, context=k)]
+            flows += mark_place(step_flows, f"step {step + 1}")
         flows += [ConditionalGaussianPrior(shape, k)] if k else []
         return FlowModel(SequentialFlow(*flows), StandardNormal((dims,)), shape, context)
     flows = [LogitTransform(shape, cfg.logit_alpha)] if cfg.logit_alpha is not None else []

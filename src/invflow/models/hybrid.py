@@ -151,7 +151,7 @@ def build_hybrid(cfg: HybridConfig, shape: tuple[int, ...], dataset: str) -> Hyb
             flows.append(Squeeze(shape[0]))
             shape = squeezed(shape, f"at scale {scale}")
             taps.append(shape[0])
-        flows += residual_stage(cfg, shape)
+        flows += residual_stage(cfg, shape, scale=scale)
     flows.append(Flatten(shape))
     taps.append(shape[0])
     numel = shape[0] * shape[1] * shape[2]

@@ -16,7 +16,7 @@ import torch
 from invflow.config import DataConfig, positive
 from invflow.core.context import ContextSpec
 from invflow.core.distributions import StandardNormal
-from invflow.core.flow import Flatten, Flow, SequentialFlow
+from invflow.core.flow import Flatten, Flow, SequentialFlow, mark_place
 from invflow.core.model import FlowModel
 from invflow.data.registry import input_shape
 from invflow.layers.actnorm import ActNorm
@@ -140,12 +140,14 @@ def describe_estimator(cfg: ResFlowConfig) -> str:
             f"{cfg.n_samples} {cfg.hutchinson} probe(s)), averaged over {cfg.eval_draws} draws per image")
 
 
-def residual_stage(cfg: ResFlowConfig, shape: tuple[int, ...], context: int = 0) -> list[Flow]:
+def residual_stage(cfg: ResFlowConfig, shape: tuple[int, ...], context: int = 0, scale: int | None = None
+                   ) -> list[Flow]:
     """``blocks_per_scale`` residual blocks on ``shape``, each between two ActNorms; with a context of
-    width ``context``, each ``g(x, c)`` shifts its hidden pre-activations by the context."""
+    width ``context``, each ``g(x, c)`` shifts its hidden pre-activations by the context. Each
+    block's layers are placed as ``"scale S, block B"`` (``"block B"`` without a ``scale``)."""
     vector = len(shape) == 1
     flows: list[Flow] = []
-    for _ in range(cfg.blocks_per_scale):
+    for index in range(cfg.blocks_per_scale):
         if vector:
             g = mlp_residual_net(shape[0], cfg.hidden_channels, cfg.mlp_hidden_layers, cfg.coeff,
                                  cfg.norm_orders, cfg.learn_norm_orders, context_features=context)
@@ -153,11 +155,9 @@ def residual_stage(cfg: ResFlowConfig, shape: tuple[int, ...], context: int = 0)
             g = conv_residual_net(shape[0], cfg.hidden_channels, cfg.coeff, cfg.norm_orders,
                                   cfg.learn_norm_orders, context_features=context)
         block = cfg.block(g, shape)
-        flows += (
-            [ActNorm(shape[0], vector=vector), block, ActNorm(shape[0], vector=vector)]
-            if cfg.actnorm
+        layers = [ActNorm(shape[0], vector=vector), block, ActNorm(shape[0], vector=vector)] if cfg.actnorm \
             else [block]
-        )
+        flows += mark_place(layers, ("" if scale is None else f"scale {scale + 1}, ") + f"block {index + 1}")
     return flows
 
 
@@ -172,16 +172,18 @@ def squeezed(shape: tuple[int, int, int], where: str) -> tuple[int, int, int]:
 def resflow_scales(cfg: ResFlowConfig, shape: tuple[int, int, int], scale: int = 0, context: int = 0) -> Flow:
     """Scales ``scale..scales-1`` on ``(C, H, W)``, returning flat latents; with a context of width
     ``context``, conditional blocks and factor-out priors and a conditional top Gaussian."""
-    flows = residual_stage(cfg, shape, context)
+    flows = residual_stage(cfg, shape, context, scale)
     if scale == cfg.scales - 1:
         top = [ConditionalGaussianPrior(shape, context)] if context else []
-        return SequentialFlow(*flows, *top, Flatten(shape))
+        return SequentialFlow(*mark_place([*flows, *top, Flatten(shape)], f"scale {scale + 1}"))
     after = squeezed(shape, f"at scale {scale + 1}")
     if cfg.factor_out:
         kept = (after[0] - after[0] // 2, *after[1:])
         inner = resflow_scales(cfg, kept, scale + 1, context)
-        return SequentialFlow(*flows, Squeeze(shape[0]), FactorOut(after, inner, context_features=context))
-    return SequentialFlow(*flows, Squeeze(shape[0]), resflow_scales(cfg, after, scale + 1, context))
+        rest: list[Flow] = [Squeeze(shape[0]), FactorOut(after, inner, context_features=context)]
+    else:
+        rest = [Squeeze(shape[0]), resflow_scales(cfg, after, scale + 1, context)]
+    return SequentialFlow(*mark_place([*flows, *rest], f"scale {scale + 1}"))
 
 
 def input_flows(cfg: ResFlowConfig, shape: tuple[int, int, int]) -> tuple[list[Flow], tuple[int, int, int]]:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invflow.residual.engine import gradient_node, is_batched, will_execute
+from invflow.residual.autograd_pass import gradient_node, is_batched, will_execute
 
 # max_t d/dt [t·sigmoid(t)] = 1.0998… for every β (the derivative depends on βx only), so
 # dividing by 1.1 makes the map 1-Lipschitz elementwise, hence in every p-norm.

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from invflow.residual.engine import gradient_node, is_batched, will_execute
+from invflow.residual.autograd_pass import gradient_node, is_batched, will_execute
 
 _STRIDE, _DILATION, _OUTPUT_PADDING = [1, 1], [1, 1], [0, 0]
 

@@ -33,8 +33,8 @@ class ImageBatches:
     """Shuffled mini-batches of an in-memory uint8 image tensor."""
 
     def __init__(self, images: Tensor, labels: Tensor, data: DataConfig, seed: int,
-                 ctx: DistContext = DistContext()) -> None:
-        global_batch = data.batch_size * ctx.world_size
+                 world: DistContext = DistContext()) -> None:
+        global_batch = data.batch_size * world.world_size
         if images.shape[0] < global_batch:
             raise ValueError(
                 f"a global batch of {global_batch} (data.batch_size x processes) exceeds the "
@@ -51,7 +51,7 @@ class ImageBatches:
                 f"data.flip=true on {data.dataset!r}, whose images are not mirror-symmetric (digits)",
                 stacklevel=2,
             )
-        self.images, self.labels, self.data, self.seed, self.ctx = images, labels, data, seed, ctx
+        self.images, self.labels, self.data, self.seed, self.world = images, labels, data, seed, world
         self.per_epoch = images.shape[0] // global_batch
         self._epoch, self._perm = -1, None
 
@@ -62,11 +62,11 @@ class ImageBatches:
                 self.images.shape[0], generator=derived_generator(self.seed, 1, epoch)
             )
             self._epoch = epoch
-        start = (index * self.ctx.world_size + self.ctx.rank) * self.data.batch_size
+        start = (index * self.world.world_size + self.world.rank) * self.data.batch_size
         idx = self._perm[start : start + self.data.batch_size]
         x = self.images[idx]
         if self.data.crop or self.data.flip:  # Chen et al. 2019, app. E "Preprocessing"
-            gen = derived_generator(self.seed, 2, step, self.ctx.rank)
+            gen = derived_generator(self.seed, 2, step, self.world.rank)
             if self.data.crop:
                 x = random_crop_reflect(x, padding=self.data.crop, generator=gen)
             if self.data.flip:
@@ -77,12 +77,12 @@ class ImageBatches:
 class ToyBatches:
     """Fresh samples of a 2D toy density at every step."""
 
-    def __init__(self, data: DataConfig, seed: int, ctx: DistContext = DistContext()) -> None:
+    def __init__(self, data: DataConfig, seed: int, world: DistContext = DistContext()) -> None:
         if data.flip or data.crop:
             raise ValueError(
                 f"data.flip and data.crop apply to images; {data.dataset!r} is a 2D toy data set"
             )
-        self.data, self.seed, self.rank = data, seed, ctx.rank
+        self.data, self.seed, self.rank = data, seed, world.rank
 
     def batch(self, step: int) -> Batch:
         x, context = sample_toy2d_with_context(

@@ -43,34 +43,34 @@ def init_distributed(device_name: str) -> tuple[DistContext, torch.device]:
     """Join the ``torchrun`` process group if there is one; pick this process's device
     (:func:`select_device`; under DDP on CUDA, the GPU of ``LOCAL_RANK``)."""
     use_cuda = select_device(device_name).type == "cuda"
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
         return DistContext(), torch.device("cuda" if use_cuda else "cpu")
-    ctx = DistContext(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    device = torch.device("cuda", ctx.local_rank) if use_cuda else torch.device("cpu")
+    world = DistContext(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    device = torch.device("cuda", world.local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo", rank=ctx.rank, world_size=world)
-    return ctx, device
+        dist.init_process_group("nccl" if use_cuda else "gloo", rank=world.rank, world_size=world_size)
+    return world, device
 
 
-def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+def all_reduce_sum(tensor: torch.Tensor, world: DistContext) -> torch.Tensor:
     """Sum ``tensor`` over processes (in place) and return it."""
-    if ctx.enabled:
+    if world.enabled:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
-def all_gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
+def all_gather_objects(obj: Any, world: DistContext) -> list[Any]:
     """Every process's ``obj``, in rank order."""
-    if not ctx.enabled:
+    if not world.enabled:
         return [obj]
-    out: list[Any] = [None] * ctx.world_size
+    out: list[Any] = [None] * world.world_size
     dist.all_gather_object(out, obj)
     return out
 
 
-def barrier(ctx: DistContext) -> None:
-    if ctx.enabled:
+def barrier(world: DistContext) -> None:
+    if world.enabled:
         dist.barrier()

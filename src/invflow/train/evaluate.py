@@ -121,7 +121,7 @@ def describe_provenance(p: dict[str, Any]) -> str:
 
 
 def held_out_batches(config: Config, images=None, limit: int | None = None,
-                     ctx: DistContext = DistContext()) -> Iterator[Batch]:
+                     world: DistContext = DistContext()) -> Iterator[Batch]:
     """Fixed evaluation batches: the test images in order, or a fixed sample of a toy density.
     Under DDP process ``r`` takes batches ``r, r + world_size, …`` of the first ``limit``."""
     batch_size = config.data.batch_size
@@ -134,7 +134,7 @@ def held_out_batches(config: Config, images=None, limit: int | None = None,
     else:
         source = (images.images, images.labels)
     n_batches = math.ceil(source[0].shape[0] / batch_size)
-    for i in range(ctx.rank, n_batches if limit is None else min(limit, n_batches), ctx.world_size):
+    for i in range(world.rank, n_batches if limit is None else min(limit, n_batches), world.world_size):
         sl = slice(i * batch_size, (i + 1) * batch_size)
         yield Batch(source[0][sl], source[1][sl])
 
@@ -186,7 +186,7 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(model: FlowModel, objective: Objective, batches: Iterator[Batch], device: torch.device,
-             seed: int = 0, draws: int | None = None, ctx: DistContext = DistContext()) -> EvalResult:
+             seed: int = 0, draws: int | None = None, world: DistContext = DistContext()) -> EvalResult:
     """Average the objective's metric in eval mode (over all processes' shards under DDP).
 
     The dequantization noise and the log-det estimator's randomness are drawn from ``seed`` in
@@ -203,7 +203,7 @@ def evaluate(model: FlowModel, objective: Objective, batches: Iterator[Batch], d
     extra_sums: dict[str, float] = {}
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed + ctx.rank)
+            torch.manual_seed(seed + world.rank)
             for batch in batches:
                 drawn, batch_extras = objective.eval_batch(model, batch.to(device), draws)
                 drawn = drawn.double().cpu()
@@ -217,7 +217,7 @@ def evaluate(model: FlowModel, objective: Objective, batches: Iterator[Batch], d
         model.train(was_training)
     keys = list(objective.extras)
     totals = all_reduce_sum(
-        torch.cat([totals, torch.tensor([extra_sums.get(k, 0.0) for k in keys], dtype=torch.float64)]), ctx
+        torch.cat([totals, torch.tensor([extra_sums.get(k, 0.0) for k in keys], dtype=torch.float64)]), world
     )
     n, total, total_sq, spread = (float(v) for v in totals[:4])
     if n == 0:

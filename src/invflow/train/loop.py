@@ -32,13 +32,13 @@ LOG = logging.getLogger(__name__)  # the CLI shows these; a library caller's log
 __all__ = ["TrainResult", "TrainingDiverged", "lr_factor", "train"]
 
 
-def _training_data(config: Config, data_dir: str | None, ctx: DistContext, run: RunDir):
+def _training_data(config: Config, data_dir: str | None, world: DistContext, run: RunDir):
     """Training batches, the test split (``None`` for toy data) and an image folder's held-out set
     (the run's record, or chosen now for a new run); rank 0 fetches files first."""
     if is_toy(config.data):
-        return ToyBatches(config.data, config.train.seed, ctx), None, None
-    if not ctx.is_main:
-        barrier(ctx)  # let rank 0 download into the cache alone
+        return ToyBatches(config.data, config.train.seed, world), None, None
+    if not world.is_main:
+        barrier(world)  # let rank 0 download into the cache alone
     held = run_held_out_set(config, run.root, data_dir, announce_missing=run.has_checkpoints())
     if held is not None and held.path is not None:  # a recorded set first: a missing file is named as such
         test_data = load_split(config, "test", data_dir, held)
@@ -46,12 +46,12 @@ def _training_data(config: Config, data_dir: str | None, ctx: DistContext, run: 
     else:
         train_data = load_split(config, "train", data_dir)
         test_data = load_split(config, "test", data_dir)
-    if ctx.is_main:
-        barrier(ctx)
+    if world.is_main:
+        barrier(world)
     expected = input_shape(config.data)
     if tuple(train_data.images.shape[1:]) != expected:
         raise ValueError(f"data has shape {tuple(train_data.images.shape[1:])}, the model expects {expected}")
-    batches = ImageBatches(train_data.images, train_data.labels, config.data, config.train.seed, ctx)
+    batches = ImageBatches(train_data.images, train_data.labels, config.data, config.train.seed, world)
     return batches, test_data, held
 
 
@@ -74,10 +74,10 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
     unless ``config.data.data_dir`` or ``data_dir`` names another; the one used is recorded in
     the run's config as an absolute path.
     """
-    ctx, device = init_distributed(config.train.device)
+    world, device = init_distributed(config.train.device)
     run = RunDir(out)
     lock = RunLock(run.root)
-    if ctx.is_main:
+    if world.is_main:
         run.create()
         lock.acquire()  # before anything is read or written: a second writer is refused here
     try:
@@ -85,11 +85,11 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
             recorded = run.recorded_data_dir()
             if recorded is not None:
                 config = dataclasses.replace(config, data=dataclasses.replace(config.data, data_dir=recorded))
-                if ctx.is_main:
+                if world.is_main:
                     LOG.info(f"using the run's recorded data directory {recorded}")
         config = _with_data_dir(config, data_dir or config.data.data_dir)
         with StopRequest() as stop, intra_op_threads(config.train.threads):
-            return _train(config, run, resume, data_dir, progress, ctx, device, stop)
+            return _train(config, run, resume, data_dir, progress, world, device, stop)
     finally:
         lock.release()
 
@@ -114,26 +114,26 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
 
 
 def _train(config: Config, run: RunDir, resume: bool, data_dir: str | None, progress: bool | None,
-           ctx: DistContext, device: torch.device, stop: StopRequest) -> TrainResult:
+           world: DistContext, device: torch.device, stop: StopRequest) -> TrainResult:
     """Set up, step until ``train.steps`` with the periodic work after each step, tear down."""
-    tc = config.train
+    train_cfg = config.train
     if not resume and run.has_checkpoints():
         raise ValueError(f"run directory {run.root} already has checkpoints; pass --resume or another --out")
-    torch.manual_seed(tc.seed + ctx.rank)  # each process draws its own noise and estimator samples
-    if tc.deterministic:
+    torch.manual_seed(train_cfg.seed + world.rank)  # each process draws its own noise and estimator samples
+    if train_cfg.deterministic:
         torch.use_deterministic_algorithms(True)
-    source, test_data, held = _training_data(config, data_dir, ctx, run)
-    session = TrainingSession(config, run, source, test_data, ctx, device, stop, held)
+    source, test_data, held = _training_data(config, data_dir, world, run)
+    session = TrainingSession(config, run, source, test_data, world, device, stop, held)
     try:
         session.set_up(resume, data_dir, progress)
         session.model.train()
-        while session.state.step < tc.steps:
-            if stop.requested and not ctx.enabled:
+        while session.state.step < train_cfg.steps:
+            if stop.requested and not world.enabled:
                 session.stop_here()  # a signal during evaluation or sampling: no need to take another step
             outcome = session.step()
-            if outcome.stopping and session.state.step < tc.steps:
+            if outcome.stopping and session.state.step < train_cfg.steps:
                 session.stop_here()
-            if not outcome.bad and session.state.step < tc.steps:
+            if not outcome.bad and session.state.step < train_cfg.steps:
                 session.periodic(outcome.clock_due)
         return session.finish()
     finally:

@@ -43,10 +43,10 @@ def train_changes(saved: dict[str, Any], config: Config) -> dict[str, tuple[Any,
 def apply_schedule(optimizer, scheduler, config: Config, step: int) -> None:
     """Give the restored optimizer and scheduler the config's base learning rate and weight decay,
     and the learning rate the schedule gives at ``step``."""
-    tc = config.train
-    scheduler.base_lrs = [tc.lr] * len(optimizer.param_groups)
+    train_cfg = config.train
+    scheduler.base_lrs = [train_cfg.lr] * len(optimizer.param_groups)
     for group, factor in zip(optimizer.param_groups, [f(step) for f in scheduler.lr_lambdas]):
-        group["initial_lr"] = tc.lr
-        group["weight_decay"] = tc.weight_decay
-        group["lr"] = tc.lr * factor
+        group["initial_lr"] = train_cfg.lr
+        group["weight_decay"] = train_cfg.weight_decay
+        group["lr"] = train_cfg.lr * factor
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]

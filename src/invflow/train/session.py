@@ -87,18 +87,18 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str = "c
 
 def build_for_training(config: Config, device: torch.device) -> FlowModel:
     """The model on ``device``, refusing what its family does not support (its hooks say why)."""
-    tc = config.train
+    train_cfg = config.train
     model = build_model(config).to(device)
-    if tc.compile and model.compile_unsupported:
+    if train_cfg.compile and model.compile_unsupported:
         raise ValueError(f"train.compile=true is not supported by the {config.family} family: "
                          f"{model.compile_unsupported}")
-    if tc.precision != "fp32":
+    if train_cfg.precision != "fp32":
         if model.low_precision_unsupported:
             raise ValueError(
-                f"train.precision={tc.precision} is not supported by the {config.family} family: "
+                f"train.precision={train_cfg.precision} is not supported by the {config.family} family: "
                 f"{model.low_precision_unsupported}"
             )
-        model.set_conditioner_precision(LOW_PRECISION[tc.precision])
+        model.set_conditioner_precision(LOW_PRECISION[train_cfg.precision])
     return model
 
 
@@ -113,13 +113,13 @@ def initialize(model: FlowModel, batches, objective, device: torch.device) -> No
 class TrainingSession:
     """One run's model, optimizer, logs and clocks, and the parts of the loop that use them."""
 
-    def __init__(self, config: Config, run: RunDir, source, test_data, ctx: DistContext, device: torch.device,
-                 stop: StopRequest, held_out: HeldOutSet | None = None) -> None:
-        self.config, self.tc, self.run, self.ctx, self.device, self.stop = (
+    def __init__(self, config: Config, run: RunDir, source, test_data, world: DistContext,
+                 device: torch.device, stop: StopRequest, held_out: HeldOutSet | None = None) -> None:
+        self.config, self.train_cfg, self.run, self.world, self.device, self.stop = (
             config,
             config.train,
             run,
-            ctx,
+            world,
             device,
             stop,
         )
@@ -132,22 +132,23 @@ class TrainingSession:
 
     def set_up(self, resume: bool, data_dir: str | None, progress: bool | None) -> None:
         """Model, objective, optimizer, EMA, the checkpoint to resume from, the wrapped forward, logs."""
-        tc, ctx = self.tc, self.ctx
+        train_cfg, world = self.train_cfg, self.world
         self.model = build_for_training(self.config, self.device)
         self.objective = self.model.make_objective(self.config.data.n_bits)
         initialize(self.model, self.source, self.objective, self.device)  # rank 0's init wins under DDP
-        self.optimizer = make_adam(self.model.parameters(), tc.lr, tc.weight_decay, self.device)
+        self.optimizer = make_adam(self.model.parameters(), train_cfg.lr, train_cfg.weight_decay, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: lr_factor(step, tc.warmup_steps, tc.steps, tc.lr_schedule))
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=tc.precision == "fp16")
-        self.ema = make_ema(self.model, tc.ema_decay, tc.ema_schedule)
+            self.optimizer,
+            lambda step: lr_factor(step, train_cfg.warmup_steps, train_cfg.steps, train_cfg.lr_schedule))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=train_cfg.precision == "fp16")
+        self.ema = make_ema(self.model, train_cfg.ema_decay, train_cfg.ema_schedule)
         self.state = TrainingState(self.config, self.model, self.ema, self.optimizer, self.scheduler,
-                                   self.scaler, ctx)
+                                   self.scaler, world)
         found = self._resume() if resume else None
         faults.check_startup()
         net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
-                                      else None) if ctx.enabled else self.model
-        self.forward = torch.compile(net) if tc.compile else net
+                                      else None) if world.enabled else self.model
+        self.forward = torch.compile(net) if train_cfg.compile else net
         self._open_logs(found, data_dir)
         self._start_clocks(progress)
 
@@ -158,11 +159,11 @@ class TrainingSession:
             check_same_model(found.state["config"], self.config, found.path)
             changes = train_changes(with_defaults(found.state["config"]), self.config)
             self.state.load(found.state, found.path)
-            if self.ctx.is_main:
+            if self.world.is_main:
                 LOG.info(f"resuming {self.run.root} from {found.path.name} at step {self.state.step}")
             if changes:
                 apply_schedule(self.optimizer, self.scheduler, self.config, self.scheduler.last_epoch)
-                if self.ctx.is_main:
+                if self.world.is_main:
                     self.run.record_changes(self.state.step, changes)
                     LOG.info("changed from step " + f"{self.state.step}: " + ", ".join(
                         f"train.{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()))
@@ -172,13 +173,13 @@ class TrainingSession:
         """Rank 0 writes the config, metrics.jsonl and TensorBoard; a resumed run never records a
         step twice (TensorBoard events past the resumed step are purged)."""
         self.fallbacks = found.fallbacks() if found is not None else []
-        if not self.ctx.is_main:
+        if not self.world.is_main:
             return
         self.run.write_config(self.config)
         if self.held_out_set is not None and self.held_out_set.path is None:  # never rewrite a record
             self.held_out_set = record_held_out(self.run.root, self.held_out_set, self.config.data, data_dir)
         self.log = MetricsLog(self.run.metrics, resume_step=self.state.step if found is not None else 0)
-        if self.tc.tensorboard:
+        if self.train_cfg.tensorboard:
             self.board = TensorBoardLog(self.run.tensorboard, purge_step=self.state.step + 1)
         if self.fallbacks:
             self.log.write({"step": self.state.step, "event": "checkpoint_fallback", "used": found.path.name,
@@ -191,32 +192,31 @@ class TrainingSession:
         self.window_images, self.window_step = 0, self.state.step
         self.train_value = float("nan")
         self.bar = tqdm(
-            total=self.tc.steps,
+            total=self.train_cfg.steps,
             initial=self.state.step,
             dynamic_ncols=True,
             desc=self.config.name,
-            disable=True if not self.ctx.is_main else (None if progress is None else not progress),
+            disable=True if not self.world.is_main else (None if progress is None else not progress),
         )
-        self.lines = self.ctx.is_main and wants_lines(progress)  # a log file: plain lines, not the bar
+        self.lines = self.world.is_main and wants_lines(progress)  # a log file: plain lines, not the bar
 
     # ------------------------------------------------------------------------------------ one step
     def step(self) -> StepOutcome:
         """Forward, backward, clipping, a non-finite check agreed across processes, then the update
         (or, for a non-finite step, no update at all)."""
-        tc, ctx, state = self.tc, self.ctx, self.state
+        train_cfg, world, state = self.train_cfg, self.world, self.state
         batch = self.batches.batch(state.step).to(self.device)
         loss, stats = self.objective.loss(self.model, batch, self.forward)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip or math.inf)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), train_cfg.grad_clip or math.inf)
         # Gradients are already averaged over processes; the loss, a stop request and the wall clock
         # are local, so agree on them in one reduction.
-        clock_due = (
-            tc.checkpoint_minutes is not None and _clock() - self.last_save >= 60 * tc.checkpoint_minutes
-        )
+        minutes = train_cfg.checkpoint_minutes
+        clock_due = minutes is not None and _clock() - self.last_save >= 60 * minutes
         flags = all_reduce_sum(torch.tensor([float(not (torch.isfinite(loss) and torch.isfinite(grad_norm))),
-                                             float(self.stop.requested), float(clock_due)]), ctx)
+                                             float(self.stop.requested), float(clock_due)]), world)
         outcome = StepOutcome(*(bool(f > 0) for f in flags))
         state.step += 1
         faults.check_after_step(state.step)
@@ -225,7 +225,7 @@ class TrainingSession:
             self._skip_nonfinite()
         else:
             self._update(batch.x.shape[0])
-            if state.step % tc.log_every == 0 or state.step == tc.steps:
+            if state.step % train_cfg.log_every == 0 or state.step == train_cfg.steps:
                 self._log_train(stats, grad_norm)
         return outcome
 
@@ -234,10 +234,11 @@ class TrainingSession:
         self.state.nonfinite += 1
         self.scaler.update()
         self.write({"step": self.state.step, "split": "train", "nonfinite": self.state.nonfinite})
-        if self.state.nonfinite > self.tc.max_nonfinite:
+        if self.state.nonfinite > self.train_cfg.max_nonfinite:
             raise TrainingDiverged(
                 f"stopping: {self.state.nonfinite} non-finite losses or gradients (train.max_nonfinite="
-                f"{self.tc.max_nonfinite}); lower train.lr, raise train.warmup_steps or set train.grad_clip"
+                f"{self.train_cfg.max_nonfinite}); lower train.lr, raise train.warmup_steps or set "
+                "train.grad_clip"
             )
 
     def _update(self, images: int) -> None:
@@ -250,14 +251,14 @@ class TrainingSession:
                                    "although the loss and gradients were finite; lower train.lr or set "
                                    "train.grad_clip")
         update_ema(self.ema, self.model)
-        self.window_images += images * self.ctx.world_size
+        self.window_images += images * self.world.world_size
 
     def _log_train(self, stats: dict[str, torch.Tensor], grad_norm: torch.Tensor) -> None:
         """The training record (means over processes), the bar or a progress line."""
         elapsed = time.perf_counter() - self.window_start
         names = sorted(stats)
-        reduced = all_reduce_sum(torch.stack([stats[k].detach().float().cpu() for k in names]), self.ctx)
-        means = {k: float(v) / self.ctx.world_size for k, v in zip(names, reduced)}
+        reduced = all_reduce_sum(torch.stack([stats[k].detach().float().cpu() for k in names]), self.world)
+        means = {k: float(v) / self.world.world_size for k, v in zip(names, reduced)}
         metric = self.objective.metric
         self.train_value = means[metric]
         rate = self.window_images / elapsed if elapsed > 0 else float("nan")
@@ -278,30 +279,30 @@ class TrainingSession:
         self.bar.set_postfix({metric: f"{self.train_value:.3f}", "img/s": f"{rate:.0f}"})
         if self.lines:
             seconds_per_step = elapsed / max(self.state.step - self.window_step, 1)
-            show_progress_line(self.config.name, self.state.step, self.tc.steps, metric, self.train_value,
-                               rate, seconds_per_step)
+            show_progress_line(self.config.name, self.state.step, self.train_cfg.steps, metric,
+                               self.train_value, rate, seconds_per_step)
         self.window_start, self.window_images, self.window_step = time.perf_counter(), 0, self.state.step
 
     # ------------------------------------------------------------------------------ periodic work
     def periodic(self, clock_due: bool) -> None:
         """Evaluate, write a sample grid and checkpoint when their step (or the clock) says so."""
-        step, tc = self.state.step, self.tc
-        if step % tc.eval_every == 0:
+        step, train_cfg = self.state.step, self.train_cfg
+        if step % train_cfg.eval_every == 0:
             result = self.held_out()
             self.write({"step": step, "split": "test", **result.as_dict()})
-            if self.ctx.is_main:
+            if self.world.is_main:
                 self.bar.write(f"step {step}: test {result}")
-        if step % tc.sample_every == 0 and self.ctx.is_main:
+        if step % train_cfg.sample_every == 0 and self.world.is_main:
             self.sample_grid(f"step-{step:08d}")
-        if step % tc.checkpoint_every == 0 or clock_due:
+        if step % train_cfg.checkpoint_every == 0 or clock_due:
             self.save()
 
     def held_out(self) -> EvalResult:
         """The EMA model on the held-out batches."""
-        batches = held_out_batches(self.config, self.test_data, self.tc.eval_batches, self.ctx)
+        batches = held_out_batches(self.config, self.test_data, self.train_cfg.eval_batches, self.world)
         return evaluate(
-            averaged_model(self.ema), self.objective, batches, self.device, seed=self.tc.seed, ctx=self.ctx
-        )
+            averaged_model(self.ema), self.objective, batches, self.device, seed=self.train_cfg.seed,
+            world=self.world)
 
     def write(self, record: dict) -> None:
         """A metrics record (and its TensorBoard scalars), rank 0 only; a full disk checkpoints first."""
@@ -317,9 +318,10 @@ class TrainingSession:
 
     def sample_grid(self, name: str) -> None:
         """A sample grid (and its TensorBoard image): a full disk costs the picture, not the run."""
-        tc = self.tc
-        path = write_samples_or_warn(averaged_model(self.ema), self.config, self.run.samples / f"{name}.png",
-                                     tc.n_samples_grid, tc.sample_temperature, seed=tc.seed)
+        train_cfg = self.train_cfg
+        path = write_samples_or_warn(averaged_model(self.ema), self.config,
+                                     self.run.samples / f"{name}.png", train_cfg.n_samples_grid,
+                                     train_cfg.sample_temperature, seed=train_cfg.seed)
         if self.board is None or path is None:
             return
         try:
@@ -349,14 +351,14 @@ class TrainingSession:
         self.state.save(self.run)
         result = self.held_out()
         self.write({"step": self.state.step, "split": "test", **result.as_dict()})
-        if self.ctx.is_main:
+        if self.world.is_main:
             self.sample_grid("final")
         if self.board is not None:
             self.board.close()
         best = write_results(self.run.root, self.run.metrics, self.objective.metric)["best"] \
-            if self.ctx.is_main else None
+            if self.world.is_main else None
         best = best or {"value": float("nan"), "step": -1}  # no finite evaluation (or not rank 0)
-        barrier(self.ctx)
+        barrier(self.world)
         return TrainResult(
             self.run.root,
             self.state.step,

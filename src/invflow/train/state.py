@@ -30,16 +30,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
 class TrainingState:
     """Model, EMA, optimizer, scheduler, grad scaler, step and counters of one run."""
 
-    def __init__(self, config: Config, model, ema, optimizer, scheduler, scaler, ctx: DistContext) -> None:
+    def __init__(self, config: Config, model, ema, optimizer, scheduler, scaler, world: DistContext) -> None:
         self.config, self.model, self.ema = config, model, ema
-        self.optimizer, self.scheduler, self.scaler, self.ctx = optimizer, scheduler, scaler, ctx
+        self.optimizer, self.scheduler, self.scaler, self.world = optimizer, scheduler, scaler, world
         self.step = 0
         self.nonfinite = 0
 
     def save(self, run) -> Path | None:
         """Checkpoint (rank 0 writes and gets the file's path; every rank contributes its RNG state)."""
-        rngs = all_gather_objects(rng_state(), self.ctx)
-        if not self.ctx.is_main:
+        rngs = all_gather_objects(rng_state(), self.world)
+        if not self.world.is_main:
             return None
         return write_run_checkpoint({
             "config": self.config.to_dict(), "step": self.step, "model": self.model.state_dict(),
@@ -53,7 +53,7 @@ class TrainingState:
         """After a write failed for lack of space: checkpoint first if the disk takes it (one
         process only: under DDP a lone rank cannot gather the others' states), and return the
         error saying what is on disk."""
-        if self.ctx.enabled:
+        if self.world.enabled:
             return err.with_detail(f"the newest checkpoint on disk is intact; {RESUME_HINT}")
         try:
             self.save(run)
@@ -69,9 +69,9 @@ class TrainingState:
     def load(self, saved: dict[str, Any], path: Path) -> None:
         """Restore from a verified checkpoint; this process takes its own RNG state."""
         rngs = saved["rng"]
-        if len(rngs) != self.ctx.world_size:
+        if len(rngs) != self.world.world_size:
             raise CheckpointError(
-                f"{path}: written by {len(rngs)} process(es), resumed with {self.ctx.world_size}; "
+                f"{path}: written by {len(rngs)} process(es), resumed with {self.world.world_size}; "
                 "resume with the same --nproc_per_node"
             )
         self.model.load_state_dict(saved["model"])
@@ -81,5 +81,5 @@ class TrainingState:
         self.scheduler.load_state_dict(saved["scheduler"])
         if saved.get("scaler"):
             self.scaler.load_state_dict(saved["scaler"])
-        set_rng_state(rngs[self.ctx.rank])
+        set_rng_state(rngs[self.world.rank])
         self.step, self.nonfinite = saved["step"], saved["nonfinite"]

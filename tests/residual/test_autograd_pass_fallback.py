@@ -1,4 +1,4 @@
-"""``residual/engine.py`` asks a private torch function (``torch._C._will_engine_execute_node``)
+"""``residual/autograd_pass.py`` asks a private torch function (``torch._C._will_engine_execute_node``)
 which gradients the running backward pass will use. If a torch release drops it, or it refuses
 the call, the fused LipSwish and the residual convolution must fall back to computing every
 gradient, and stay exact: a residual block's log-det gradients (Neumann series and exact) are
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from invflow.residual import InvertibleResidualBlock, conv_residual_net
-from invflow.residual.engine import gradient_node, will_execute
+from invflow.residual.autograd_pass import gradient_node, will_execute
 
 PRIVATE = "_will_engine_execute_node"
 
