@@ -1,4 +1,4 @@
-"""Shared test fixtures: the tests directory on sys.path (for the harness), the real data dir."""
+"""Shared test fixtures: the tests directory on sys.path (for the harness), the real data dirs."""
 from __future__ import annotations
 
 import os
@@ -11,8 +11,11 @@ import torch
 TESTS_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS_DIR))
 
-SHARED_DATA = TESTS_DIR.parent.parent / "shared" / "data"
+# ../shared/data beside the project; INVFLOW_TEST_SHARED_DATA points elsewhere (e.g. nowhere, to run
+# the suite as on a bare clone)
+SHARED_DATA = Path(os.environ.get("INVFLOW_TEST_SHARED_DATA", TESTS_DIR.parent.parent / "shared" / "data"))
 MNIST_DIR = SHARED_DATA / "mnist"
+MNIST_SUBSET = TESTS_DIR / "data" / "mnist-subset"  # committed: 2,000 + 500 real digits
 
 torch.set_num_threads(int(os.environ.get("INVFLOW_TEST_THREADS", "2")))
 
@@ -41,8 +44,16 @@ def device() -> torch.device:
 
 @pytest.fixture
 def mnist_dir() -> Path:
-    """The real MNIST files beside the project (``../shared/data/mnist``); skips if absent."""
+    """Real MNIST: the full files beside the project (``../shared/data/mnist``) when they are
+    there, else the committed subset (``tests/data/mnist-subset``), so learning tests run anywhere."""
+    return MNIST_DIR if (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file() else MNIST_SUBSET
+
+
+@pytest.fixture
+def full_mnist_dir() -> Path:
+    """The full MNIST files (for tests of the files themselves: counts, checksums, download); skips
+    without them."""
     if not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"real MNIST not found at {MNIST_DIR} (the ../shared/data beside the project)")
+        pytest.skip(f"the full MNIST files are not at {MNIST_DIR} (the ../shared/data beside the project)")
     return MNIST_DIR
 
