@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import random
 import sys
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -32,6 +35,24 @@ def pytest_configure(config: pytest.Config) -> None:
     # before collection, so that tests/devices.py reads it when the test modules import it
     if config.getoption("--device"):
         os.environ["INVFLOW_TEST_DEVICE"] = config.getoption("--device")
+
+
+@pytest.fixture(autouse=True)
+def seeded_random_state(request: pytest.FixtureRequest):
+    """zuko's habit: every test runs on forked random-number generators (torch's CPU generator,
+    NumPy's and Python's global ones) seeded from its own id, so no test sees the draws another
+    left behind, and running one test alone or in another order draws the same numbers."""
+    seed = zlib.crc32(request.node.nodeid.encode())
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)
 
 
 @pytest.fixture
