@@ -9,7 +9,6 @@ import pytest
 import torch
 
 
-
 def _expected_first_draw(request: pytest.FixtureRequest) -> torch.Tensor:
     seed = zlib.crc32(request.node.nodeid.encode())
     return torch.rand((), generator=torch.Generator().manual_seed(seed))

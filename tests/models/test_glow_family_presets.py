@@ -20,8 +20,10 @@ SMALL_SETS = ("cifar10", "imagenet32", "imagenet64")
 BIG_SETS = ("lsun-church96", "celebahq-64", "celebahq-128", "celebahq-256")
 BASELINES = ("glow", "emerging-glow", "periodic-glow", "spline", "macow")
 WOODBURY = ("woodbury-glow", "me-woodbury-glow")
+CELEBAHQ = ("celebahq-64", "celebahq-128", "celebahq-256")
 FULL = sorted([f"{f}-{d}" for f in WOODBURY for d in SMALL_SETS + BIG_SETS]
-              + [f"{f}-{d}" for f in BASELINES for d in SMALL_SETS])
+              + [f"{f}-{d}" for f in BASELINES for d in SMALL_SETS]
+              + [f"glow-{d}" for d in CELEBAHQ])  # Table 4's Glow baselines
 TINY = [f"{name}-tiny" for name in FULL]
 
 # Written from ../shared/seeds/002_*.txt (Lu & Huang 2020, supplementary), not from the YAML files.
@@ -45,6 +47,8 @@ TABLE3 = {
 # figure captions: temperature 0.7 (Fig. 7, 64x64), 0.5 (Figs. 8-9, 128 and 256), 0.875 (Fig. 6, LSUN).
 APPENDIX_D = {"celebahq-64": (600_000, 0.7), "celebahq-128": (300_000, 0.5), "celebahq-256": (300_000, 0.5)}
 TEMPERATURE = {"lsun-church96": 0.875, **{k: v[1] for k, v in APPENDIX_D.items()}}
+# Table 4: CelebA-HQ test bits/dim, (Glow, Woodbury-Glow); Figures 1-2 show Glow's samples at 0.7.
+TABLE4 = {"celebahq-64": (1.27, 1.23), "celebahq-128": (1.09, 1.04), "celebahq-256": (0.93, 0.93)}
 # App. C.1: baselines' coupling and channels (32x32 images, 64x64 images); spline with 4 bins.
 COUPLINGS = {
     "glow": ("affine", 512, 512),
@@ -107,6 +111,30 @@ def test_baselines_carry_table_2_and_the_app_c1_couplings(family: str) -> None:
         hidden = large if data == "imagenet64" else small
         assert (model.mixing, model.coupling, model.hidden_channels) == (mixing, coupling, hidden)
         assert coupling != "spline" or model.spline_bins == 4
+
+
+@pytest.mark.parametrize("data", CELEBAHQ)
+def test_table_4_glow_baselines_carry_table_2(data: str) -> None:
+    """Glow against Woodbury-Glow as Table 4: the same sizes, data and schedule, LU 1x1 mixing."""
+    glow, woodbury = load_config(f"glow-{data}"), load_config(f"woodbury-glow-{data}")
+    batch, levels, steps, hidden = TABLE2[data]
+    m = glow.model
+    assert (m.levels, m.steps_per_level, m.hidden_channels) == (levels, steps, hidden)
+    assert glow.data.batch_size == batch
+    assert (glow.model.mixing, glow.model.coupling) == ("lu", "affine")
+    assert glow.data == woodbury.data and glow.train.steps == woodbury.train.steps == APPENDIX_D[data][0]
+    assert glow.train.sample_temperature == 0.7
+
+
+def test_configs_paper_shows_table_4_beside_both_families(capsys) -> None:
+    from invflow.cli import main
+
+    assert main(["configs", "--paper"]) == 0
+    out = capsys.readouterr().out
+    for data, (glow, woodbury) in TABLE4.items():
+        for family, bits in (("glow", glow), ("woodbury-glow", woodbury)):
+            block = out.split(f"\n{family}-{data}  ")[1].split("\n")[:5]  # verdict, 3 table lines, reported
+            assert block[4] == f"  reported: Table 4: {bits} bits/dim on the CelebA-HQ test set", block
 
 
 @pytest.mark.parametrize("name", FULL)

@@ -34,12 +34,13 @@ DEFAULT_N_DIST_PARAM = {"geometric": 0.5, "poisson": 2.0, "fixed": 0.0}
 class EstimatorDefaults:
     """The log-det estimator's defaults, the one source for ``InvertibleResidualBlock``'s arguments
     and ``ResFlowConfig``'s fields: Chen et al. 2019's choice (sec. 3.1-3.2, appendix E): a
-    Poisson-length Russian roulette with 2 exact terms, one Gaussian probe, the Neumann gradient,
-    20 terms always computed in eval."""
+    Poisson-length Russian roulette with 2 exact terms, one Gaussian probe, the Neumann gradient
+    in Theorem 2's form (the lower-variance form at equal cost on trained blocks,
+    ``benchmarks/neumann_variance.py``), 20 terms always computed in eval."""
 
     logdet: str = "unbiased"
     gradient: str = "neumann"
-    neumann_form: str = "derivative"
+    neumann_form: str = "theorem2"
     n_dist: str = "poisson"
     n_exact_terms: int = 2
     n_samples: int = 1
