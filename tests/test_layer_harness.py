@@ -66,3 +66,36 @@ def test_bad_shapes_raise_value_error(case: LayerCase) -> None:
         x = torch.zeros(2, *shape, dtype=torch.float64, device=TEST_DEVICE) + 0.5
         with pytest.raises(ValueError):
             layer(x) if context is None else layer(x, context[:2])
+
+
+# Flow classes with no case of their own, and why: containers are checked through the layers in them
+STRUCTURE_ONLY = {"Flow": "the abstract contract", "SequentialFlow": "a container (every case chains it)",
+                  "InverseFlow": "a container: the inverse of a checked layer"}
+
+
+def _library_flow_classes() -> set[type]:
+    import importlib
+    import pkgutil
+
+    import invflow
+    from invflow.core.flow import Flow
+
+    for info in pkgutil.walk_packages(invflow.__path__, "invflow."):
+        if info.name != "invflow.__main__":
+            importlib.import_module(info.name)
+    found, todo = set(), [Flow]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.__module__.startswith("invflow.") and not sub.__name__.startswith("_"):
+                found.add(sub)
+    return found
+
+
+def test_every_layer_of_the_library_has_a_harness_case() -> None:
+    """What docs/architecture.md promises: each public ``Flow`` class of invflow is built by at
+    least one case (directly or inside another layer), so the brute-force checks above cover it."""
+    covered = {type(m) for case in CASES for m in case.build().modules()}
+    missing = sorted(c.__name__ for c in _library_flow_classes() - covered
+                     if c.__name__ not in STRUCTURE_ONLY)
+    assert not missing, f"add a case to tests/layer_cases/ for {missing}"

@@ -1,9 +1,11 @@
-"""The Glow building blocks: ActNorm, Squeeze, LogitTransform, 1x1 convolutions, factor-out."""
+"""The Glow building blocks: ActNorm, Squeeze, LogitTransform, Standardize, 1x1 convolutions,
+factor-out."""
 from harness import LayerCase, unit_interval_sampler
 from invflow.core.flow import Flatten, SequentialFlow
 from invflow.layers.actnorm import ActNorm
 from invflow.layers.invconv import InvConv1x1
 from invflow.layers.logit import LogitTransform
+from invflow.layers.normalize import Standardize
 from invflow.layers.split import FactorOut
 from invflow.layers.squeeze import Squeeze
 
@@ -25,6 +27,7 @@ CASES = [
         (1, 4, 4),
         sampler=unit_interval_sampler,
     ),
+    LayerCase("standardize", lambda: Standardize((3, 4, 5), [0.5, 0.4, 0.45], [0.25, 0.2, 0.3]), (3, 4, 5)),
     LayerCase("invconv-plain", lambda: InvConv1x1(4, lu=False), (4, 3, 5)),
     LayerCase("invconv-lu", lambda: InvConv1x1(4, lu=True), (4, 6, 10)),
     LayerCase("invconv-lu-vector", lambda: InvConv1x1(3, lu=True, vector=True), (3,)),

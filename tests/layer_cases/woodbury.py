@@ -3,7 +3,14 @@
 Non-square 6x10 images, and a transposed 10x6 input among the bad shapes, catch h/w mix-ups.
 """
 from harness import LayerCase
-from invflow.layers.woodbury import ChannelWoodbury, MEWoodbury, SpatialWoodbury, WoodburyMixing
+from invflow.layers.woodbury import (
+    ChannelWoodbury,
+    HeightWoodbury,
+    MEWoodbury,
+    SpatialWoodbury,
+    WidthWoodbury,
+    WoodburyMixing,
+)
 
 
 def _bad_sizes(c: int, h: int, w: int) -> list[tuple[int, int, int]]:
@@ -22,6 +29,18 @@ CASES = [
         lambda: SpatialWoodbury(2, 6, 10, latent_dim=4),
         (2, 6, 10),
         bad_shapes=_bad_sizes(2, 6, 10),
+    ),
+    LayerCase(
+        "woodbury-width-6x10",
+        lambda: WidthWoodbury(3, 6, 10, latent_dim=4),
+        (3, 6, 10),
+        bad_shapes=_bad_sizes(3, 6, 10),
+    ),
+    LayerCase(
+        "woodbury-height-6x10",
+        lambda: HeightWoodbury(3, 6, 10, latent_dim=3),
+        (3, 6, 10),
+        bad_shapes=_bad_sizes(3, 6, 10),
     ),
     LayerCase(
         "woodbury-mixing-6x10",
