@@ -1,13 +1,16 @@
-"""Loading trained models back (docs/architecture.md section 8)."""
+"""Loading trained models back and evaluating them (docs/architecture.md section 8)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from invflow.config import Config
 from invflow.core.model import FlowModel
+from invflow.data.splits import describe_provenance
 from invflow.models import build_model
 from invflow.train.checkpoint import CheckpointError
+from invflow.train.evaluate import EvalResult
 from invflow.train.run_dir import RunDir, checkpoint_config, resolve_checkpoint
 
 
@@ -55,3 +58,69 @@ def load_checkpoint(path_or_run_dir: str | Path, ema: bool = True) -> tuple[Flow
     with the EMA weights unless ``ema=False``."""
     loaded = load_model(path_or_run_dir, ema)
     return loaded.model, loaded.config
+
+
+@dataclass
+class Evaluation:
+    """One evaluation of a trained model, with its provenance: the checkpoint (file, step, EMA or
+    raw weights), the data (data set, split, directory, counts: ``data``), the package versions,
+    the result (mean ± standard error; ``-log p(x | y)`` for a conditional model) and, for a
+    class-conditional model, the generative classifier's ``(accuracy, count)``."""
+
+    name: str  # the config's name (the preset)
+    checkpoint: str
+    step: int
+    ema: bool
+    split: str
+    result: EvalResult
+    data: dict[str, Any]
+    versions: dict[str, str]
+    conditioned_on: str | None = None  # "label" or "context" for a conditional model
+    generative_accuracy: tuple[float, int] | None = None
+
+    def lines(self) -> list[str]:
+        """What ``invflow eval`` prints, line by line."""
+        out = [f"checkpoint: {self.checkpoint}", f"data: {describe_provenance(self.data)}",
+               "versions: " + ", ".join(f"{k} {v}" for k, v in self.versions.items())]
+        if self.conditioned_on is not None:
+            out.append(f"conditional: {self.result.metric} is -log p(x | y) given each example's "
+                       f"{self.conditioned_on}")
+        out.append(f"{self.name} ({'EMA' if self.ema else 'raw'} weights, {self.split} split): {self.result}")
+        if self.generative_accuracy is not None:
+            accuracy, count = self.generative_accuracy
+            out.append(f"generative classifier argmax_y log p(x | y) (uniform p(y)): accuracy {accuracy:.4f} "
+                       f"on {count} examples")
+        return out
+
+
+def evaluate(run: str | Path, split: str = "test", *, data_dir: str | None = None, batches: int | None = None,
+             ema: bool = True, device: str = "auto", seed: int = 0,
+             generative_classifier: bool = True) -> Evaluation:
+    """Evaluate a run directory or checkpoint file on ``split`` (an image-folder run: the held-out
+    files it recorded), on the first ``batches`` batches (default all), with the EMA weights unless
+    ``ema=False``; for a class-conditional model also the generative classifier (one pass per
+    class; ``generative_classifier=False`` skips it). What ``invflow eval`` prints."""
+    from invflow.data.registry import is_toy
+    from invflow.data.splits import data_provenance, load_split, run_held_out_set
+    from invflow.train.distributed import select_device
+    from invflow.train.evaluate import evaluate as evaluate_batches
+    from invflow.train.evaluate import generative_classifier_accuracy, held_out_batches
+    from invflow.train.run_dir import versions
+
+    loaded = load_model(run, ema=ema)
+    config, model = loaded.config, loaded.model
+    target = select_device(device)
+    model.to(target)
+    held = run_held_out_set(config, loaded.run_root, data_dir)
+    data = None if is_toy(config.data) else load_split(config, split, data_dir, held)
+    objective = model.make_objective(config.data.n_bits)
+    result = evaluate_batches(model, objective, held_out_batches(config, data, batches), target, seed=seed)
+    spec = model.context_spec
+    accuracy = None
+    if generative_classifier and spec is not None and spec.is_class:
+        accuracy = generative_classifier_accuracy(model, objective, held_out_batches(config, data, batches),
+                                                  target, seed=seed)
+    return Evaluation(
+        config.name, loaded.describe(), loaded.step, ema, split, result,
+        data_provenance(config, split, data_dir, result.count, None if data is None else len(data)),
+        versions(), None if spec is None else ("label" if spec.is_class else "context"), accuracy)

@@ -111,7 +111,8 @@ def cmd_configs(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from invflow.train.evaluate import describe_measure, format_estimate
+    from invflow.data.splits import describe_measure
+    from invflow.train.evaluate import format_estimate
     from invflow.train.loop import train
 
     overrides = _overrides(args.set)
@@ -139,48 +140,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from invflow.api import load_model
-    from invflow.data.registry import is_toy
-    from invflow.train.distributed import select_device
-    from invflow.train.evaluate import (
-        data_provenance,
-        describe_provenance,
-        evaluate,
-        generative_classifier_accuracy,
-        held_out_batches,
-        load_split,
-        run_held_out_set,
-    )
-    from invflow.train.run_dir import versions
+    from invflow.api import evaluate
 
-    loaded = load_model(args.run, ema=not args.no_ema)
-    config = loaded.config
-    print(f"checkpoint: {loaded.describe()}")
-    device = select_device(args.device)
-    loaded.model.to(device)
-    held = run_held_out_set(config, loaded.run_root, args.data_dir)
-    data = None if is_toy(config.data) else load_split(config, args.split, args.data_dir, held)
-    batches = held_out_batches(config, data, args.batches)
-    result = evaluate(
-        loaded.model, loaded.model.make_objective(config.data.n_bits), batches, device, seed=args.seed
-    )
-    source = data_provenance(
-        config, args.split, args.data_dir, result.count, None if data is None else len(data)
-    )
-    print(f"data: {describe_provenance(source)}")
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
-    weights = "raw" if args.no_ema else "EMA"
-    spec = loaded.model.context_spec
-    if spec is not None:
-        print(f"conditional: {result.metric} is -log p(x | y) given each example's "
-              f"{'label' if spec.is_class else 'context'}")
-    print(f"{config.name} ({weights} weights, {args.split} split): {result}")
-    if spec is not None and spec.is_class:
-        accuracy, count = generative_classifier_accuracy(
-            loaded.model, loaded.model.make_objective(config.data.n_bits),
-            held_out_batches(config, data, args.batches), device, seed=args.seed)
-        print(f"generative classifier argmax_y log p(x | y) (uniform p(y)): accuracy {accuracy:.4f} "
-              f"on {count} examples")
+    evaluation = evaluate(args.run, args.split, data_dir=args.data_dir, batches=args.batches,
+                          ema=not args.no_ema, device=args.device, seed=args.seed)
+    for line in evaluation.lines():
+        print(line)
     return 0
 
 
@@ -222,7 +187,7 @@ def _model_examples_output(args: argparse.Namespace, n: int, name: str, class_in
         if spec is None or not spec.is_class:
             raise ValueError("--class and --labels need a class-conditional model")
         check_class_index(spec, class_index)
-    from invflow.train.evaluate import run_held_out_set
+    from invflow.data.splits import run_held_out_set
 
     held = run_held_out_set(config, loaded.run_root, args.data_dir)
     x, context = held_out_examples(config, n, args.data_dir, args.split, class_index, held)

@@ -17,9 +17,9 @@ from invflow.core.context import ContextSpec
 from invflow.core.model import FlowModel
 from invflow.core.nonfinite import NonFiniteSamples
 from invflow.data.registry import is_toy
+from invflow.data.splits import data_provenance
 from invflow.train.batches import Batch, derived_generator
 from invflow.train.distributed import select_device
-from invflow.train.evaluate import data_provenance
 from invflow.train.metrics import read_metrics
 from invflow.train.run_dir import versions
 

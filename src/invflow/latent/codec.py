@@ -20,7 +20,8 @@ def held_out_examples(config: Config, n: int, data_dir: str | None = None, split
     (0, 1) (deterministic, unlike training's uniform dequantization), or points of the fixed
     held-out sample of a 2D toy density. ``class_index`` keeps the examples of that class only; an
     image-folder run passes its ``held_out`` set."""
-    from invflow.train.evaluate import held_out_batches, load_split
+    from invflow.data.splits import load_split
+    from invflow.train.evaluate import held_out_batches
 
     if n < 1:
         raise ValueError(f"need at least one example, got n={n}")

@@ -55,6 +55,20 @@ class HybridConfig(ResFlowConfig):
         if self.hybrid_weight is not None and self.hybrid_weight < 0:
             raise ValueError(f"model.hybrid_weight (λ) must be >= 0, got {self.hybrid_weight}")
 
+    def check_data(self, data, config) -> None:
+        """A classifier needs labels it can hold: refuse unlabelled data (image folders; every
+        label would be 0 and accuracy a meaningless 1.0) and more classes than ``num_classes``
+        (the hook ``invflow.data.splits.load_split`` calls with the whole config)."""
+        where = f"{config.name}: data.dataset {config.data.dataset!r}"
+        if data.num_classes < 2:
+            raise ValueError(
+                f"{config.name}: the hybrid model (a classifier) needs class labels, but data.dataset "
+                f"{config.data.dataset!r} has none; use a labelled data set (mnist, cifar10, svhn, "
+                "imagenet32, imagenet64) or a preset that is not hybrid")
+        if data.num_classes > self.num_classes:
+            raise ValueError(f"{where} has {data.num_classes} classes but model.num_classes is "
+                             f"{self.num_classes}; set --set model.num_classes={data.num_classes}")
+
 
 class HybridObjective(ImageBitsPerDim):
     """``−(λ·log p(x) + log p(y|x))`` averaged over the batch, with λ = ``model.hybrid_weight``;

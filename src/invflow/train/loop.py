@@ -19,9 +19,9 @@ import torch
 
 from invflow.config import Config
 from invflow.data.registry import input_shape, is_toy
+from invflow.data.splits import load_split, run_held_out_set
 from invflow.train.batches import ImageBatches, ToyBatches
 from invflow.train.distributed import DistContext, barrier, init_distributed
-from invflow.train.evaluate import load_split, run_held_out_set
 from invflow.train.interrupt import StopRequest
 from invflow.train.run_dir import RunDir
 from invflow.train.run_lock import RunLock
