@@ -38,8 +38,9 @@ CONFIGS: dict[str, dict] = {
     "shipped": {},
     # the 10-minute budget of resflow-toy-checkerboard-long (Chen et al. 2019, app. D: 5.09 bits)
     "long: p=inf, 16x32x2, lr 1e-2 cosine, 7000 steps": {**BASE, "train.lr": 1e-2, "train.steps": 7000},
-    "long: p=inf, 32x32x2, lr 1e-2 cosine, 3500 steps": {
-        **BASE, "model.blocks_per_scale": 32, "train.lr": 1e-2, "train.steps": 3500},
+    "long: p=inf, 16x32x2, lr 1e-2 cosine, 12000 steps": {**BASE, "train.lr": 1e-2, "train.steps": 12000},
+    "long: p=inf, 32x32x2, lr 1e-2 cosine, 6000 steps": {
+        **BASE, "model.blocks_per_scale": 32, "train.lr": 1e-2, "train.steps": 6000},
 }
 
 

@@ -26,6 +26,8 @@ from invflow.layers import (
     WoodburyMixing,
 )
 from invflow.layers.conditional_prior import ConditionalGaussianPrior
+from invflow.layers.normalize import Standardize
+from invflow.layers.woodbury import HeightWoodbury, WidthWoodbury
 from invflow.residual import InvertibleResidualBlock, conv_residual_net
 
 BOUNDED = settings(max_examples=40, deadline=None, derandomize=True, database=None)
@@ -46,6 +48,9 @@ FACTORIES: dict[str, Callable[[Shape], tuple[Flow, Shape]]] = {
     "ConditionalGaussianPrior": lambda s: (ConditionalGaussianPrior(s, 3), s),
     "ChannelWoodbury": lambda s: (ChannelWoodbury(*s, latent_dim=2), s),
     "SpatialWoodbury": lambda s: (SpatialWoodbury(*s, latent_dim=3), s),
+    "WidthWoodbury": lambda s: (WidthWoodbury(*s, latent_dim=2), s),
+    "HeightWoodbury": lambda s: (HeightWoodbury(*s, latent_dim=2), s),
+    "Standardize": lambda s: (Standardize(s, [0.5] * s[0], [0.3] * s[0]), s),
     "WoodburyMixing": lambda s: (WoodburyMixing(*s, latent_channel=2, latent_spatial=3), s),
     "MEWoodbury": lambda s: (MEWoodbury(*s, latent_channel=2, latent_height=2, latent_width=2), s),
     # The exact log-det needs the full Jacobian (seconds at 5x5x5); its value is the harness's job.
