@@ -23,6 +23,7 @@ from common import RESULTS, environment, print_environment, write_results
 from invflow.models import load_config
 from invflow.train.loop import train
 from invflow.train.metrics import read_metrics
+from invflow.train.run_dir import RunDir
 
 PRESET = "resflow-toy-checkerboard"
 BASE = {"model.blocks_per_scale": 16, "model.hidden_channels": 32, "model.mlp_hidden_layers": 2,
@@ -46,7 +47,7 @@ CONFIGS: dict[str, dict] = {
 
 def points_of(run_dir: Path) -> list[dict]:
     """(step, wall s, CPU s, test bits) at every test evaluation of a run directory."""
-    records = read_metrics(run_dir / "metrics.jsonl")
+    records = read_metrics(RunDir(run_dir).metrics)
     clock = {
         r["step"]: (r["elapsed_s"], r["cpu_s"]) for r in records if r["split"] == "train" and "elapsed_s" in r
     }
@@ -79,7 +80,7 @@ def from_run(run_dir: Path) -> dict:
     """A row from a run directory this script was training (e.g. one stopped for lack of time):
     the configuration is its directory name, the points its evaluations so far."""
     points = points_of(run_dir)
-    finished = (run_dir / "checkpoints" / "last.pt").is_file()
+    finished = RunDir(run_dir).last_checkpoint.is_file()
     return {"name": run_dir.name.replace("_", " "), "overrides": None, "points": points,
             "final_test_bits": points[-1]["test_bits"], "total_wall_s": points[-1]["wall_s"],
             "load_before": None, "load_after": os.getloadavg()[0], "finished": finished}

@@ -25,6 +25,7 @@ from common import RESULTS, environment, print_environment, train_run, write_res
 from invflow.api import load_model
 from invflow.data.toy2d import checkerboard
 from invflow.train.metrics import read_metrics
+from invflow.train.run_dir import RunDir
 from invflow.train.sampling import TOY_DATA, TOY_SAMPLES
 from invflow.viz.density2d import DensityRow, density_rows_png
 
@@ -41,7 +42,7 @@ def progress(run: Path) -> dict:
 
     Each session's clocks start at zero, so a session's time is its last record's; sessions are
     told apart by the clock going back."""
-    records = read_metrics(run / "metrics.jsonl")
+    records = read_metrics(RunDir(run).metrics)
     train = [r for r in records if r["split"] == "train"]
     tests = [r for r in records if r["split"] == "test"]
     cpu = wall = 0.0
@@ -86,7 +87,7 @@ def main() -> None:
     runs = [(PRESET.format(w), run_dir(args.runs, w), PAPER_BITS[w]) for w in args.presets]
     runs += [(run.name, run, None) for run in args.also]
     for name, run, paper in runs:
-        if not (run / "metrics.jsonl").is_file():
+        if not RunDir(run).metrics.is_file():
             print(f"{name}: no run in {run} yet")
             continue
         row = {"preset": name, "paper_bits": paper, **progress(run)}

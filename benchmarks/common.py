@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from invflow.compare.memory import PeakTensorMemory  # noqa: F401  (re-exported for the scripts)
+from invflow.train.run_dir import RunDir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -83,8 +84,8 @@ def train_run(preset: str, out: Path, data_dir: str | None = None, *settings: st
     """Train (or resume, or skip a finished) run of ``preset`` in ``out``, with ``--set`` values
     ``settings``; returns the run and the wall seconds spent now."""
     start = time.perf_counter()
-    if not (out / "results.json").is_file():
-        resume = ["--resume"] if (out / "checkpoints").is_dir() else []
+    if not RunDir(out).results.is_file():
+        resume = ["--resume"] if RunDir(out).checkpoints.is_dir() else []
         data = ["--data-dir", data_dir] if data_dir else []
         sets = [arg for value in settings for arg in ("--set", value)]
         invflow_cli("train", preset, "--out", str(out), *data, *sets, *resume)

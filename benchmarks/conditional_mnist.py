@@ -19,6 +19,8 @@ from pathlib import Path
 
 from common import RESULTS, environment, invflow_cli, print_environment, train_run, write_results
 
+from invflow.train.run_dir import RunDir
+
 PAIRS = {
     "glow": ("glow-mnist-tiny", "glow-mnist-cond-tiny"),
     "resflow": ("resflow-mnist-tiny", "resflow-mnist-cond-tiny"),
@@ -57,7 +59,7 @@ def main() -> None:
                 grid = RESULTS / f"conditional_{preset}_classes.png"
                 invflow_cli("sample", str(run), "-n", "100", "--classes", "all", "-o", str(grid), "--force")
                 row["classes_grid"] = grid.name
-            row["results"] = json.loads((run / "results.json").read_text())
+            row["results"] = json.loads(RunDir(run).results.read_text())
             rows.append(row)
     print("\n| preset | test bpd | generative classifier accuracy |\n|---|---|---|")
     for row in rows:

@@ -21,6 +21,7 @@ from pathlib import Path
 from common import RESULTS, environment, print_environment, write_results
 
 from invflow.train.metrics import read_metrics
+from invflow.train.run_dir import RunDir
 
 
 def throughput(preset: str, processes: int, steps: int, extra: list[str]) -> float:
@@ -56,7 +57,7 @@ def throughput(preset: str, processes: int, steps: int, extra: list[str]) -> flo
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(done.stderr[-2000:])
-        rates = [r["images_per_s"] for r in read_metrics(Path(out) / "metrics.jsonl") if "images_per_s" in r]
+        rates = [r["images_per_s"] for r in read_metrics(RunDir(out).metrics) if "images_per_s" in r]
     return statistics.median(rates[1:])
 
 

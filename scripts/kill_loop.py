@@ -46,6 +46,7 @@ from invflow.train.checkpoint import (
     step_checkpoints,
 )
 from invflow.train.faults import ENV_VAR as FAULT_VAR
+from invflow.train.run_dir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "kill_loop.json"
@@ -105,7 +106,7 @@ def fault_for(mode: str, resume_step: int, rng: random.Random) -> str:
 def kill_once(config: Path, run: Path, mode: str, rng: random.Random) -> dict:
     """Launch (or resume) the run with a fault that SIGKILLs it according to ``mode``; report what
     happened."""
-    checkpoints = run / "checkpoints"
+    checkpoints = RunDir(run).checkpoints
     before_tmp, before_step = temp_files(checkpoints), newest_step(checkpoints)
     fault = fault_for(mode, max(before_step, 0), rng)
     started = time.monotonic()
@@ -137,8 +138,8 @@ def finish(config: Path, run: Path) -> None:
 
 def differing_tensors(reference: Path, resumed: Path) -> list[str]:
     """Names of model/EMA tensors that are not bit-identical between the two final checkpoints."""
-    want = load_checkpoint_file(reference / "checkpoints" / "last.pt")
-    got = load_checkpoint_file(resumed / "checkpoints" / "last.pt")
+    want = load_checkpoint_file(RunDir(reference).last_checkpoint)
+    got = load_checkpoint_file(RunDir(resumed).last_checkpoint)
     if got["step"] != want["step"]:
         return [f"step {got['step']} != {want['step']}"]
     return [f"{section}.{key}" for section in ("model", "ema")
@@ -157,7 +158,7 @@ def kill_loop(kills: int, seed: int, steps: int, workdir: Path) -> dict:
         event = kill_once(config, run, MODES[len(events) % len(MODES)], rng)
         events.append(event)
         step = event["checkpoint_step"]
-        if event["error"] or (step is None and newest_step(run / "checkpoints") >= 0):
+        if event["error"] or (step is None and newest_step(RunDir(run).checkpoints) >= 0):
             problems.append(f"kill {len(events)}: no readable checkpoint: {event['error']}")
         if step is not None and step < last_step:
             problems.append(
@@ -170,7 +171,7 @@ def kill_loop(kills: int, seed: int, steps: int, workdir: Path) -> dict:
     differing = differing_tensors(reference, run)
     problems += [f"{name} differs from the uninterrupted run" for name in differing]
     problems += [
-        f"stale temp file {name} left after the final run" for name, _ in temp_files(run / "checkpoints")
+        f"stale temp file {name} left after the final run" for name, _ in temp_files(RunDir(run).checkpoints)
     ]
     killed = [e for e in events if e["killed"]]
     return {

@@ -16,6 +16,7 @@ PACKAGE = Path(invflow.__file__).parent
 
 # top-level module or package of invflow -> rank; a module may import only strictly lower ranks
 RANKS = {
+    "run_files": -1,
     "config": 0, "viz": 0, "configs": 0, "storage": 0, "version": 0,
     "data": 1,
     "core": 2,

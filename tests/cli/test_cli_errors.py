@@ -1,6 +1,7 @@
 """CLI errors a user can fix: one line on stderr, exit code 2, no traceback."""
 import pytest
 
+from invflow import run_files
 from invflow.cli import main
 
 
@@ -29,7 +30,7 @@ def test_missing_mnist_files_are_one_line(tmp_path, capsys) -> None:
 
 
 def test_corrupt_checkpoint_is_named(tmp_path, capsys) -> None:
-    bad = tmp_path / "last.pt"
+    bad = tmp_path / run_files.LAST_CHECKPOINT
     bad.write_bytes(b"not a checkpoint at all")
     assert main(["eval", str(bad)]) == 2
     err = capsys.readouterr().err

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from image_folders import random_image_folder
+from invflow import run_files
 from invflow.cli import main
 from invflow.train.checkpoint import step_checkpoints
 
@@ -42,8 +43,8 @@ def test_a_hybrid_classifier_refuses_an_unlabelled_image_folder(tmp_path, capsys
     )
     assert ("resflow-hybrid-mnist-tiny: the hybrid model (a classifier) needs class labels, but data.dataset "
             "'folder' has none") in err
-    assert not (tmp_path / "run" / "checkpoints").exists() or not any(
-        (tmp_path / "run" / "checkpoints").iterdir()
+    assert not (tmp_path / "run" / run_files.CHECKPOINTS).exists() or not any(
+        (tmp_path / "run" / run_files.CHECKPOINTS).iterdir()
     )
 
 
@@ -124,7 +125,7 @@ def test_sigterm_to_compare_names_the_interrupted_run_and_a_rerun_resumes_it(tmp
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"invflow: terminated during run glow-toy-rings seed 0 in {run}"), proc.stderr
     assert last.endswith("; rerunning the same command resumes it from its last checkpoint"), proc.stderr
-    assert len(step_checkpoints(run / "checkpoints")) >= 1
+    assert len(step_checkpoints(run / run_files.CHECKPOINTS)) >= 1
     rerun = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming {run} from " in rerun.stdout, rerun.stdout

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from invflow import run_files
 from invflow.cli import main
 from invflow.viz.grids import LABEL_WIDTH
 
@@ -61,7 +62,7 @@ def vector_toy(tmp_path_factory) -> Path:
 def test_class_toy_samples_one_class_or_every_class_and_eval_reports_the_classifier(
     class_toy: Path, tmp_path: Path, capsys
 ) -> None:
-    assert (class_toy / "samples" / "final.png").is_file()
+    assert (class_toy / run_files.SAMPLES / "final.png").is_file()
     one, every = tmp_path / "one.png", tmp_path / "all.png"
     assert main(["sample", str(class_toy), "--class", "3", "-o", str(one)]) == 0
     assert main(["sample", str(class_toy), "--classes", "all", "-o", str(every)]) == 0

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from invflow import run_files
 from invflow.cli import main
 
 TINY = ["--set", "train.steps=6", "--set", "data.batch_size=8", "--set", "train.eval_every=3",
@@ -190,15 +191,15 @@ def test_force_never_replaces_what_is_not_a_png_figure(trained, tmp_path: Path, 
     (tmp_path / "link.png").symlink_to(text)
     cases = [
         ("/dev/null", "invflow writes PNG images; give a path ending in .png"),
-        (str(run / "checkpoints" / "last.pt"), "give a path ending in .png"),
-        (str(run / "config.yaml"), "give a path ending in .png"),
-        (str(tmp_path / "samples"), "give a path ending in .png"),
+        (str(run / run_files.LAST_PATH), "give a path ending in .png"),
+        (str(run / run_files.CONFIG), "give a path ending in .png"),
+        (str(tmp_path / run_files.SAMPLES), "give a path ending in .png"),
         (str(tmp_path / "s.jpg"), "give a path ending in .png"),
         (str(tmp_path / "folder.png"), "is a directory; give the path of a new .png file"),
         (str(tmp_path / "link.png"), "is a link; give the path of a new .png file"),
         (str(text), "exists and is not a PNG image; invflow replaces only PNG figures, even with --force"),
     ]
-    before = {p: p.read_bytes() for p in (run / "checkpoints" / "last.pt", run / "config.yaml", text)}
+    before = {p: p.read_bytes() for p in (run / run_files.LAST_PATH, run / run_files.CONFIG, text)}
     for command in (["sample", str(run)], ["reconstruct", str(run)], ["interpolate", str(run)],
                     ["plot", str(run)]):
         for target, message in cases:

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from image_folders import random_image_folder
+from invflow import run_files
 from invflow.cli import main
 from invflow.train.checkpoint import load_checkpoint_file
 
@@ -48,10 +49,10 @@ def compare_toy(out: Path, *extra: str) -> list[str]:
 
 def damage_every_checkpoint(run: Path) -> None:
     """As issue 17 found it: ``last.pt`` a hard link to the only step file, and that inode damaged."""
-    checkpoints = run / "checkpoints"
+    checkpoints = run / run_files.CHECKPOINTS
     (step,) = checkpoints.glob("step-*.pt")
-    (checkpoints / "last.pt").unlink()
-    os.link(step, checkpoints / "last.pt")
+    (checkpoints / run_files.LAST_CHECKPOINT).unlink()
+    os.link(step, checkpoints / run_files.LAST_CHECKPOINT)
     step.write_bytes(step.read_bytes()[:-64])
 
 
@@ -72,8 +73,9 @@ def test_compare_moves_a_run_with_no_readable_checkpoint_aside_and_trains_it_aga
     stdout = capsys.readouterr().out
     moved = out / "damaged" / "glow-toy-rings" / "seed-0"
     assert f"moved it to {moved} and training it again" in stdout
-    assert sorted(p.name for p in (moved / "checkpoints").iterdir()) == ["last.pt", "step-00000006.pt"]
-    assert load_checkpoint_file(run / "checkpoints" / "last.pt")["step"] == 6
+    moved_files = sorted(p.name for p in (moved / run_files.CHECKPOINTS).iterdir())
+    assert moved_files == [run_files.LAST_CHECKPOINT, run_files.step_checkpoint(6)]
+    assert load_checkpoint_file(run / run_files.LAST_PATH)["step"] == 6
     marker = json.loads((run / "compare-run.json").read_text())
     assert marker["finished"] and marker["damaged_run_moved_to"] == str(moved)
     assert "no readable checkpoint" in (out / "summary.md").read_text().split("## Checkpoint warnings")[1]
@@ -92,8 +94,8 @@ def test_compare_runs_record_their_data_directory_and_the_summary_its_provenance
             "--data-dir", image_folder.name, *sets(IMAGES)]
     assert main(argv) == 0
     run = out / "runs" / "glow-mnist-tiny" / "seed-0"
-    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["data_dir"] == str(image_folder)
-    assert load_checkpoint_file(run / "checkpoints" / "last.pt")["config"]["data"]["data_dir"] == str(
+    assert yaml.safe_load((run / run_files.CONFIG).read_text())["data"]["data_dir"] == str(image_folder)
+    assert load_checkpoint_file(run / run_files.LAST_PATH)["config"]["data"]["data_dir"] == str(
         image_folder
     )
 

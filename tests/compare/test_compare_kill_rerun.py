@@ -12,6 +12,7 @@ import sys
 
 from compare_args import fast_args
 
+from invflow import run_files
 from invflow.train.checkpoint import step_checkpoints
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -36,17 +37,17 @@ def test_rerun_after_kill_finishes_only_missing_runs(mnist_dir, tmp_path) -> Non
     killed = subprocess.run(compare(mnist_dir, out), env={**ENV, "INVFLOW_FAULT": "after-step:7"},
                             capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert [p.stem for p in step_checkpoints(second / "checkpoints")] == ["step-00000005"]
+    assert [p.stem for p in step_checkpoints(second / run_files.CHECKPOINTS)] == ["step-00000005"]
     assert finished(first) and not finished(second)
-    first_metrics = (first / "metrics.jsonl").stat().st_mtime_ns
-    first_checkpoint = (first / "checkpoints" / "last.pt").stat().st_mtime_ns
+    first_metrics = (first / run_files.METRICS).stat().st_mtime_ns
+    first_checkpoint = (first / run_files.LAST_PATH).stat().st_mtime_ns
 
     rerun = subprocess.run(compare(mnist_dir, out), env=ENV, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert "skipping finished run glow-mnist-tiny seed 0" in rerun.stdout
     assert f"resuming {second} from" in rerun.stdout, rerun.stdout
-    assert (first / "metrics.jsonl").stat().st_mtime_ns == first_metrics, "the finished run was retrained"
-    assert (first / "checkpoints" / "last.pt").stat().st_mtime_ns == first_checkpoint
+    assert (first / run_files.METRICS).stat().st_mtime_ns == first_metrics, "the finished run was retrained"
+    assert (first / run_files.LAST_PATH).stat().st_mtime_ns == first_checkpoint
     assert finished(second) and json.loads((second / "compare-run.json").read_text())["step"] == STEPS
     summary = json.loads((out / "summary.json").read_text())
     assert [r["seeds"] for r in summary["presets"]] == [2]

@@ -6,13 +6,14 @@ import pytest
 import yaml
 from compare_args import PRESETS, fast_args
 
+from invflow import run_files
 from invflow.cli import main
 from invflow.compare import stats
 from invflow.train.metrics import read_metrics
 
 
 def final_test_bpd(run_dir) -> float:
-    return [r for r in read_metrics(run_dir / "metrics.jsonl") if r["split"] == "test"][-1]["bpd"]
+    return [r for r in read_metrics(run_dir / run_files.METRICS) if r["split"] == "test"][-1]["bpd"]
 
 
 def strict_json(text: str):
@@ -31,9 +32,9 @@ def test_two_presets_two_seeds(mnist_dir, tmp_path, capsys) -> None:
     for preset in PRESETS:
         for seed in (0, 1):
             run = out / "runs" / preset / f"seed-{seed}"
-            config = yaml.safe_load((run / "config.yaml").read_text())
+            config = yaml.safe_load((run / run_files.CONFIG).read_text())
             assert config["train"]["seed"] == seed and config["train"]["steps"] == 6
-            assert (run / "checkpoints" / "last.pt").is_file()
+            assert (run / run_files.LAST_PATH).is_file()
         per_seed[preset] = [final_test_bpd(out / "runs" / preset / f"seed-{k}") for k in (0, 1)]
         assert per_seed[preset][0] != per_seed[preset][1], "seeds must give different runs"
 

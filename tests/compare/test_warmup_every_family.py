@@ -4,6 +4,7 @@ those that copy a paper's script which has none, and the loop ramps the rate lin
 import pytest
 
 import invflow
+from invflow import run_files
 from invflow.config import TrainConfig, preset_names
 from invflow.train.loop import train
 from invflow.train.metrics import read_metrics
@@ -29,6 +30,6 @@ def test_loop_ramps_the_learning_rate(tmp_path) -> None:
         "train.eval_every": 100, "train.eval_batches": 1, "train.sample_every": 100,
         "model.steps_per_level": 1, "model.hidden_channels": 8, "data.toy_samples": 512})
     train(config, tmp_path / "run", progress=False)
-    lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "lr" in r}
+    lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "run" / run_files.METRICS) if "lr" in r}
     # after s optimizer steps the rate is lr · min(1, (s + 1) / warmup_steps)
     assert [lrs[s] for s in range(1, 9)] == pytest.approx([5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3])

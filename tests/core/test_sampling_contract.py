@@ -4,6 +4,7 @@ unbounded inverse scale overflowed, and ``sample`` returns images that ``log_pro
 import pytest
 import torch
 
+from invflow import run_files
 from invflow.cli import main
 from invflow.core.nonfinite import NonFiniteSamples
 from invflow.layers.actnorm import ActNorm
@@ -127,7 +128,7 @@ def test_cli_sample_refuses_to_write_non_finite_samples(tmp_path, capsys) -> Non
         == 0
     )
     from invflow.train.checkpoint import load_checkpoint_file, save_checkpoint
-    path = run / "checkpoints" / "last.pt"
+    path = run / run_files.LAST_PATH
     state = load_checkpoint_file(path)
     key = next(k for k in state["ema"] if k.endswith("log_scale"))
     state["ema"][key][0] = -200.0

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import invflow
+from invflow import run_files
 from invflow.data.mnist import FILES, load_mnist
 from invflow.models import load_config
 from invflow.train.loop import train
@@ -210,7 +211,7 @@ def test_tiny_preset_learns(name: str, mnist_subset: Path, tmp_path: Path) -> No
     result = train(config, tmp_path / "run", progress=False)
     bpd = [
         r["bpd"]
-        for r in read_metrics(tmp_path / "run" / "metrics.jsonl")
+        for r in read_metrics(tmp_path / "run" / run_files.METRICS)
         if r["split"] == "train" and "bpd" in r
     ]
     assert len(bpd) == 15 and result.nonfinite == 0

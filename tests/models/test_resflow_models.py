@@ -5,6 +5,7 @@ import torch
 
 import invflow
 from harness import jacobian_logdet
+from invflow import run_files
 from invflow.cli import main
 from invflow.train.loop import train
 from invflow.train.metrics import read_metrics
@@ -64,12 +65,12 @@ def test_resflow_mnist_tiny_learns_evaluates_with_stderr_and_samples(mnist_dir, 
     result = train(config, tmp_path / "run", progress=False)
     bpd = [
         r["bpd"]
-        for r in read_metrics(tmp_path / "run" / "metrics.jsonl")
+        for r in read_metrics(tmp_path / "run" / run_files.METRICS)
         if r["split"] == "train" and "bpd" in r
     ]
     assert sum(bpd[-2:]) / 2 < sum(bpd[:2]) / 2 - 0.05, bpd
     assert result.test_stderr > 0
-    test = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if r["split"] == "test"][-1]
+    test = [r for r in read_metrics(tmp_path / "run" / run_files.METRICS) if r["split"] == "test"][-1]
     assert test["bpd_estimator_stderr"] > 0
 
     capsys.readouterr()
@@ -88,7 +89,7 @@ def test_checkerboard_study_runs_with_p2_and_pinf(orders: str, tmp_path) -> None
         "train.eval_batches": 1, "train.log_every": 5})
     result = train(config, tmp_path, progress=False)
     assert result.metric == "bits" and torch.isfinite(torch.tensor(result.test_value))
-    assert (tmp_path / "samples" / "final.png").stat().st_size > 0
+    assert (tmp_path / run_files.SAMPLES / "final.png").stat().st_size > 0
 
 
 def test_checkerboard_config_allows_200_blocks() -> None:
@@ -102,7 +103,7 @@ def test_learned_norm_orders_are_logged(tmp_path) -> None:
         "model.learn_norm_orders": True, "model.blocks_per_scale": 1, "train.steps": 4, "train.log_every": 2,
         "train.eval_batches": 1, "data.batch_size": 32})
     train(config, tmp_path, progress=False)
-    logged = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"][-1]
+    logged = [r for r in read_metrics(tmp_path / run_files.METRICS) if r["split"] == "train"][-1]
     orders = [v for k, v in logged.items() if k.startswith("norm_order/")]
     assert orders and all(1.5 < p < 2.5 for p in orders)
 
@@ -151,7 +152,7 @@ def test_hybrid_accuracy_rises_above_chance(mnist_dir, tmp_path) -> None:
         },
     )
     train(config, tmp_path, progress=False)
-    test = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "test"][-1]
+    test = [r for r in read_metrics(tmp_path / run_files.METRICS) if r["split"] == "test"][-1]
     assert test["accuracy"] > 0.3 and test["bpd"] > 0
 
 

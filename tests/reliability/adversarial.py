@@ -27,6 +27,7 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 from image_folders import random_image_folder  # noqa: E402
+from invflow import run_files  # noqa: E402
 from invflow.cli import main  # noqa: E402
 from invflow.data.folder import read_square_image  # noqa: E402
 from invflow.models import load_config  # noqa: E402
@@ -76,31 +77,32 @@ def refused(code: int, text: str, *needles: str) -> bool:
 @attack("a run is one identity")
 def foreign_checkpoint(tmp: Path) -> tuple[bool, str]:
     mine, other = toy_run(tmp, "mine"), toy_run(tmp, "other")
-    shutil.copy(other / "checkpoints" / "last.pt", mine / "checkpoints" / "last.pt")
-    before = snapshot(mine / "checkpoints")
+    shutil.copy(other / run_files.LAST_PATH, mine / run_files.LAST_PATH)
+    before = snapshot(mine / run_files.CHECKPOINTS)
     code, text = cli("eval", str(mine))
-    held = refused(code, text, "belongs to another run") and snapshot(mine / "checkpoints") == before
+    held = refused(code, text, "belongs to another run") and snapshot(mine / run_files.CHECKPOINTS) == before
     return held, "a checkpoint copied in from another run"
 
 
 @attack("a run is one identity")
 def newer_checkpoint(tmp: Path) -> tuple[bool, str]:
     run = toy_run(tmp, steps=4)
-    last = run / "checkpoints" / "last.pt"
+    last = run / run_files.LAST_PATH
     header, _, payload = last.read_bytes().partition(b"\n")
     magic, _, digest = header.split(b" ")
     last.write_bytes(b" ".join([magic, b"9", digest]) + b"\n" + payload)
-    before = snapshot(run / "checkpoints")
+    before = snapshot(run / run_files.CHECKPOINTS)
     code, text = cli("train", "glow-toy-rings", "--out", str(run), "--resume",
                      *sets(TOY, **{"train.steps": 6}))
-    return refused(code, text, "written by a newer invflow") and snapshot(run / "checkpoints") == before, \
+    unchanged = snapshot(run / run_files.CHECKPOINTS) == before
+    return refused(code, text, "written by a newer invflow") and unchanged, \
         "a checkpoint of a newer format, with an older one to fall back to"
 
 
 @attack("a run is one identity")
 def damaged_identity(tmp: Path) -> tuple[bool, str]:
     run = toy_run(tmp)
-    (run / "run.json").write_text("{not json")
+    (run / run_files.IDENTITY).write_text("{not json")
     code, text = cli("eval", str(run))
     return refused(code, text, "run.json", "cannot be read"), "run.json damaged"
 
@@ -108,7 +110,7 @@ def damaged_identity(tmp: Path) -> tuple[bool, str]:
 @attack("a run is one identity")
 def newer_identity(tmp: Path) -> tuple[bool, str]:
     run = toy_run(tmp)
-    (run / "run.json").write_text(json.dumps({"format": 7, "run_id": "x"}))
+    (run / run_files.IDENTITY).write_text(json.dumps({"format": 7, "run_id": "x"}))
     code, text = cli("eval", str(run))
     return refused(code, text, "run.json", "newer invflow"), "run.json from a newer invflow"
 
@@ -116,10 +118,10 @@ def newer_identity(tmp: Path) -> tuple[bool, str]:
 @attack("a run is one identity")
 def edited_test_split(tmp: Path) -> tuple[bool, str]:
     run, images = folder_run(tmp)
-    record = json.loads((run / "test_split.json").read_text())
+    record = json.loads((run / run_files.HELD_OUT).read_text())
     train_file = next(p.name for p in sorted(images.iterdir()) if p.name not in record["files"])
     record["files"][0] = train_file  # a training image swapped into the held-out list by hand
-    (run / "test_split.json").write_text(json.dumps(record))
+    (run / run_files.HELD_OUT).write_text(json.dumps(record))
     code, text = cli("eval", str(run))
     held = refused(code, text, "changed since they were recorded", train_file)
     return held, "test_split.json edited by hand"
@@ -128,19 +130,19 @@ def edited_test_split(tmp: Path) -> tuple[bool, str]:
 @attack("a run is one identity")
 def deleted_held_out_file(tmp: Path) -> tuple[bool, str]:
     run, images = folder_run(tmp)
-    gone = json.loads((run / "test_split.json").read_text())["files"][3]
+    gone = json.loads((run / run_files.HELD_OUT).read_text())["files"][3]
     (images / gone).unlink()
-    before = (run / "test_split.json").read_bytes()
+    before = (run / run_files.HELD_OUT).read_bytes()
     code, text = cli("train", "glow-mnist-tiny", "--out", str(run), "--resume", *sets(FOLDER, **{
         "data.data_dir": str(images), "train.steps": 4}))
-    return refused(code, text, "missing from", gone) and (run / "test_split.json").read_bytes() == before, \
+    return refused(code, text, "missing from", gone) and (run / run_files.HELD_OUT).read_bytes() == before, \
         "a held-out file deleted, then --resume"
 
 
 @attack("a run is one identity")
 def held_out_copied_into_training(tmp: Path) -> tuple[bool, str]:
     run, images = folder_run(tmp)
-    held = json.loads((run / "test_split.json").read_text())["files"][0]
+    held = json.loads((run / run_files.HELD_OUT).read_text())["files"][0]
     shutil.copy(images / held, images / "aaa_copy.png")
     code, text = cli("train", "glow-mnist-tiny", "--out", str(run), "--resume", *sets(FOLDER, **{
         "data.data_dir": str(images), "train.steps": 4}))
@@ -183,7 +185,7 @@ def compare_refuses_two_toy_densities(tmp: Path) -> tuple[bool, str]:
 def force_onto_run_config(tmp: Path) -> tuple[bool, str]:
     run = toy_run(tmp)
     before = snapshot(run)
-    code, text = cli("sample", str(run), "-n", "4", "-o", str(run / "config.yaml"), "--force")
+    code, text = cli("sample", str(run), "-n", "4", "-o", str(run / run_files.CONFIG), "--force")
     return refused(code, text) and snapshot(run) == before, "sample -o RUN/config.yaml --force"
 
 
@@ -191,7 +193,7 @@ def force_onto_run_config(tmp: Path) -> tuple[bool, str]:
 def force_onto_checkpoint(tmp: Path) -> tuple[bool, str]:
     run = toy_run(tmp)
     before = snapshot(run)
-    code, text = cli("sample", str(run), "-n", "4", "-o", str(run / "checkpoints" / "last.pt"), "--force")
+    code, text = cli("sample", str(run), "-n", "4", "-o", str(run / run_files.LAST_PATH), "--force")
     return refused(code, text) and snapshot(run) == before, "sample -o RUN/checkpoints/last.pt --force"
 
 

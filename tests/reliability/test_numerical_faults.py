@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from harness import randomize_parameters
+from invflow import run_files
 from invflow.core.model import FlowModel
 from invflow.models import build_model, load_config
 from invflow.residual import InvertibleResidualBlock, mlp_residual_net
@@ -24,7 +25,7 @@ TOY = {"model.steps_per_level": 2, "model.hidden_channels": 8, "data.batch_size"
 
 
 def assert_every_checkpoint_finite(run: Path) -> None:
-    files = step_checkpoints(run / "checkpoints") + [run / "checkpoints" / "last.pt"]
+    files = step_checkpoints(run / run_files.CHECKPOINTS) + [run / run_files.LAST_PATH]
     for path in filter(Path.is_file, files):
         state = load_checkpoint_file(path)
         for section in ("model", "ema"):
@@ -64,7 +65,7 @@ def test_nonfinite_weights_are_never_checkpointed(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(loop.TrainingDiverged, match="step 5: the update made weights non-finite"):
         loop.train(load_config("glow-toy-rings", TOY), tmp_path, progress=False)
     assert_every_checkpoint_finite(tmp_path)
-    assert load_checkpoint_file(tmp_path / "checkpoints" / "last.pt")["step"] == 4
+    assert load_checkpoint_file(tmp_path / run_files.LAST_PATH)["step"] == 4
 
 
 def test_checkpoint_writer_refuses_nonfinite_weights(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import yaml
 
 import invflow
 from image_folders import random_image_folder
+from invflow import run_files
 from invflow.cli import main
 from invflow.config import Config
 from invflow.models import config_from_dict, load_config
@@ -56,7 +57,7 @@ def configs(image_folder: Path) -> dict[str, Config]:
 
 def final_state(config: Config, out: Path) -> dict:
     loop.train(config, out, progress=False)
-    return load_checkpoint_file(out / "checkpoints" / "last.pt")
+    return load_checkpoint_file(out / run_files.LAST_PATH)
 
 
 @pytest.mark.parametrize("kind", ["toy", "images"])
@@ -92,8 +93,8 @@ def test_eval_same_seed_same_bpd_other_seed_other_bpd(image_folder: Path, tmp_pa
 def test_run_directory_records_versions_and_resolved_config(tmp_path: Path) -> None:
     config = load_config("glow-toy-rings", TOY)
     loop.train(config, tmp_path, progress=False)
-    env = json.loads((tmp_path / "environment.json").read_text())
+    env = json.loads((tmp_path / run_files.ENVIRONMENT).read_text())
     assert env["invflow"] == invflow.__version__ and env["torch"] == torch.__version__
-    reloaded = config_from_dict(yaml.safe_load((tmp_path / "config.yaml").read_text()))
+    reloaded = config_from_dict(yaml.safe_load((tmp_path / run_files.CONFIG).read_text()))
     assert reloaded == config
-    assert load_checkpoint_file(tmp_path / "checkpoints" / "last.pt")["config"] == config.to_dict()
+    assert load_checkpoint_file(tmp_path / run_files.LAST_PATH)["config"] == config.to_dict()

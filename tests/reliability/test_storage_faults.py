@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from invflow import storage
+from invflow import run_files, storage
 from invflow.cli import main
 from invflow.models import load_config
 from invflow.train import loop
@@ -29,8 +29,8 @@ def old_run_with_a_hard_linked_last_pt(tmp_path: Path) -> Path:
     with that one inode damaged: both names are unreadable, ``step-00000009.pt`` is good."""
     run = tmp_path / "run"
     loop.train(load_config("glow-toy-rings", SMALL), run, progress=False)
-    checkpoints = run / "checkpoints"
-    newest, last = checkpoints / "step-00000012.pt", checkpoints / "last.pt"
+    checkpoints = run / run_files.CHECKPOINTS
+    newest, last = checkpoints / "step-00000012.pt", checkpoints / run_files.LAST_CHECKPOINT
     last.unlink()
     os.link(newest, last)
     newest.write_bytes(newest.read_bytes()[:-100])
@@ -45,7 +45,7 @@ def test_eval_and_sample_announce_the_fallback_and_the_step_used(
     capsys.readouterr()
     assert main([command, str(run)]) == 0
     out, err = capsys.readouterr()
-    used = run / "checkpoints" / "step-00000009.pt"
+    used = run / run_files.CHECKPOINTS / "step-00000009.pt"
     assert f"checkpoint: {used} (step 9, EMA weights)" in out
     warnings = [line for line in err.splitlines() if line.startswith("invflow: warning:")]
     assert len(warnings) == 2, err
@@ -60,7 +60,7 @@ def test_resume_past_a_damaged_checkpoint_is_recorded_in_metrics(tmp_path: Path)
         result = loop.train(load_config("glow-toy-rings", {**SMALL, "train.steps": 15}), run, resume=True,
                             progress=False)
     assert result.step == 15 and len(result.checkpoint_fallbacks) == 2 == len(caught)
-    events = [r for r in read_metrics(run / "metrics.jsonl") if r.get("event") == "checkpoint_fallback"]
+    events = [r for r in read_metrics(run / run_files.METRICS) if r.get("event") == "checkpoint_fallback"]
     assert len(events) == 1 and events[0]["step"] == 9 and events[0]["used"] == "step-00000009.pt"
     assert "step-00000012.pt: checksum mismatch" in events[0]["skipped"][1]
 
@@ -87,7 +87,7 @@ def leftovers(run: Path) -> list[str]:
 
 
 def final_weights(run: Path) -> dict[str, torch.Tensor]:
-    return load_checkpoint_file(run / "checkpoints" / "last.pt")["model"]
+    return load_checkpoint_file(run / run_files.LAST_PATH)["model"]
 
 
 def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -100,8 +100,8 @@ def test_a_full_disk_during_a_sample_write_is_a_warning_and_training_goes_on(mon
                                             r"there\); samples skipped, training goes on"):
         result = loop.train(load_config("glow-toy-rings", SMALL), tmp_path, progress=False)
     assert failed and result.step == 12
-    assert not (tmp_path / "samples" / "step-00000006.png").exists() and leftovers(tmp_path) == []
-    assert (tmp_path / "samples" / "step-00000009.png").is_file()
+    assert not (tmp_path / run_files.SAMPLES / "step-00000006.png").exists() and leftovers(tmp_path) == []
+    assert (tmp_path / run_files.SAMPLES / "step-00000009.png").is_file()
 
 
 def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_resume_works_once_space_returns(
@@ -118,16 +118,16 @@ def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_resume_works_once
         f"invflow: error: no space left on device writing {run / 'checkpoints' / 'step-00000006.pt'} (" in err
     )
     assert "step 6 was not saved, the older checkpoints are intact; free some space" in err
-    assert leftovers(run) == [] and [p.name for p in step_checkpoints(run / "checkpoints")] == [
+    assert leftovers(run) == [] and [p.name for p in step_checkpoints(run / run_files.CHECKPOINTS)] == [
         "step-00000003.pt"
     ]
-    assert load_checkpoint_file(run / "checkpoints" / "last.pt")["step"] == 3
+    assert load_checkpoint_file(run / run_files.LAST_PATH)["step"] == 3
 
     full_disk(monkeypatch, "*")  # still full: --resume is one line too, and changes nothing
     assert main(["train", "glow-toy-rings", *CLI_SMALL, "--out", str(run), "--resume"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("invflow: error: no space left on device"), err
-    assert leftovers(run) == [] and load_checkpoint_file(run / "checkpoints" / "last.pt")["step"] == 3
+    assert leftovers(run) == [] and load_checkpoint_file(run / run_files.LAST_PATH)["step"] == 3
 
     monkeypatch.setattr(storage, "write_bytes", REAL_WRITE)  # space is back
     assert main(["train", "glow-toy-rings", *CLI_SMALL, "--out", str(run), "--resume"]) == 0
@@ -153,8 +153,8 @@ def test_a_full_disk_during_a_metrics_write_saves_the_state_first(monkeypatch, t
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"writing {run / 'metrics.jsonl'} (" in err, err
     assert "the training state of step 5 was checkpointed first" in err
-    assert load_checkpoint_file(run / "checkpoints" / "last.pt")["step"] == 5
-    records = read_metrics(run / "metrics.jsonl")  # no half line left behind
+    assert load_checkpoint_file(run / run_files.LAST_PATH)["step"] == 5
+    records = read_metrics(run / run_files.METRICS)  # no half line left behind
     assert max(r["step"] for r in records) == 4 and leftovers(run) == []
 
     monkeypatch.setattr(storage, "write_bytes", REAL_WRITE)  # space is back
@@ -165,9 +165,9 @@ def test_a_full_disk_during_a_metrics_write_saves_the_state_first(monkeypatch, t
 
 def test_a_metrics_line_cut_short_by_a_kill_is_dropped_on_resume(tmp_path) -> None:
     loop.train(load_config("glow-toy-rings", SMALL), tmp_path, progress=False)
-    with (tmp_path / "metrics.jsonl").open("a") as f:
+    with (tmp_path / run_files.METRICS).open("a") as f:
         f.write('{"step": 13, "split": "tr')  # a kill in the middle of an append
     with pytest.warns(RuntimeWarning, match="dropping a line cut short"):
         loop.train(load_config("glow-toy-rings", {**SMALL, "train.steps": 15}), tmp_path, resume=True,
                    progress=False)
-    assert max(r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")) == 15
+    assert max(r["step"] for r in read_metrics(tmp_path / run_files.METRICS)) == 15

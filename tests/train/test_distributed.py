@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from tbevents import event_accumulator, scalar_steps
 
+from invflow import run_files
 from invflow.train.checkpoint import load_checkpoint_file, step_checkpoints
 from invflow.train.metrics import read_metrics
 
@@ -31,12 +32,13 @@ def test_two_ranks_stay_identical_and_only_rank0_writes(mnist_dir, tmp_path) -> 
     assert done.returncode == 0, done.stderr[-3000:]
     rank0, rank1 = (hashes / "rank0.txt").read_text(), (hashes / "rank1.txt").read_text()
     assert rank0 == rank1, "parameters or buffers (ActNorm init, power-iteration vectors) differ across ranks"
-    assert [p.name for p in step_checkpoints(out / "checkpoints")] == ["step-00000006.pt", "step-00000003.pt"]
-    records = read_metrics(out / "metrics.jsonl")
+    steps = [p.name for p in step_checkpoints(out / run_files.CHECKPOINTS)]
+    assert steps == [run_files.step_checkpoint(6), run_files.step_checkpoint(3)]
+    records = read_metrics(out / run_files.METRICS)
     assert [r["step"] for r in records if r["split"] == "train"] == [2, 4, 6]  # one writer, no duplicates
     test = [r for r in records if r["split"] == "test"][-1]
     assert test["count"] == 2 * 8  # the two eval batches were split across ranks and reduced
-    assert len(load_checkpoint_file(out / "checkpoints" / "last.pt")["rng"]) == 2
+    assert len(load_checkpoint_file(out / run_files.LAST_PATH)["rng"]) == 2
     if importlib.util.find_spec("tensorboard") is not None:  # the optional extra; CI installs it
         assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 1  # rank 0 alone writes events
         assert scalar_steps(event_accumulator(out / "tb"), "train/bpd") == [2, 4, 6]
@@ -68,8 +70,8 @@ def test_distributed_resume_is_bit_identical(tmp_path) -> None:
     second = torchrun(*common, "--set", "train.steps=8", "--out", str(tmp_path / "resumed"), "--resume")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "at step 4" in second.stdout
-    want = load_checkpoint_file(tmp_path / "straight" / "checkpoints" / "last.pt")
-    got = load_checkpoint_file(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    want = load_checkpoint_file(tmp_path / "straight" / run_files.LAST_PATH)
+    got = load_checkpoint_file(tmp_path / "resumed" / run_files.LAST_PATH)
     for key, value in want["model"].items():
         assert torch.equal(got["model"][key], value), key
 

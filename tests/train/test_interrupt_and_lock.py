@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from invflow import run_files
 from invflow.cli import main
 from invflow.train import session
 from invflow.train.checkpoint import load_checkpoint_file, step_checkpoints
@@ -57,7 +58,7 @@ def wait_until(predicate, proc: subprocess.Popen, what: str, timeout: float = 30
 
 
 def logged_steps(run: Path) -> list[int]:
-    path = run / "metrics.jsonl"
+    path = run / run_files.METRICS
     return [r["step"] for r in read_metrics(path) if r["split"] == "train"] if path.is_file() else []
 
 
@@ -70,7 +71,7 @@ def interrupt(run: Path, sig: int, code: int) -> tuple[int, str]:
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == code, err
-    saved = load_checkpoint_file(run / "checkpoints" / "last.pt")
+    saved = load_checkpoint_file(run / run_files.LAST_PATH)
     done = max(logged_steps(run))  # every finished step is logged (log_every=1)
     assert saved["step"] == done >= 15, "steps were lost"
     assert f"continue from step {done}" in err and err.strip().splitlines()[-1].startswith(
@@ -93,8 +94,8 @@ def test_sigterm_checkpoints_the_finished_step_and_resume_loses_none(tmp_path: P
     assert f"at step {done}" in resumed.stdout
     reference = tmp_path / "reference"
     subprocess.run(command(reference, done + 3), env=ENV, check=True, capture_output=True)
-    want = load_checkpoint_file(reference / "checkpoints" / "last.pt")
-    got = load_checkpoint_file(run / "checkpoints" / "last.pt")
+    want = load_checkpoint_file(reference / run_files.LAST_PATH)
+    got = load_checkpoint_file(run / run_files.LAST_PATH)
     assert got["step"] == want["step"] == done + 3
     for key, value in want["model"].items():
         assert torch.equal(got["model"][key], value), key
@@ -105,7 +106,7 @@ def test_second_writer_is_refused_and_a_killed_holder_does_not_block_resume(tmp_
     proc = subprocess.Popen(command(run, 1_000_000, "--set", "train.checkpoint_every=5"), env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: bool(step_checkpoints(run / "checkpoints")), proc, "a first checkpoint")
+        wait_until(lambda: bool(step_checkpoints(run / run_files.CHECKPOINTS)), proc, "a first checkpoint")
         assert (
             main(["train", "glow-toy-rings", "--out", str(run), "--resume", *TOY, "--set", "train.steps=3"])
             == 2
@@ -115,7 +116,7 @@ def test_second_writer_is_refused_and_a_killed_holder_does_not_block_resume(tmp_
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    resumed = step_checkpoints(run / "checkpoints")[0]
+    resumed = step_checkpoints(run / run_files.CHECKPOINTS)[0]
     step = load_checkpoint_file(resumed)["step"]
     assert (
         main(
@@ -140,7 +141,7 @@ def test_checkpoint_minutes_writes_on_the_wall_clock(tmp_path: Path, monkeypatch
     run = tmp_path / "run"
     assert main(["train", "glow-toy-rings", "--out", str(run), *TOY, "--set", "train.steps=5",
                  "--set", "train.checkpoint_minutes=1", "--set", "train.keep_checkpoints=10"]) == 0
-    steps = sorted(load_checkpoint_file(p)["step"] for p in step_checkpoints(run / "checkpoints"))
+    steps = sorted(load_checkpoint_file(p)["step"] for p in step_checkpoints(run / run_files.CHECKPOINTS))
     assert steps == [2, 4, 5]  # due every 60 s = every second step, plus the final checkpoint
 
 

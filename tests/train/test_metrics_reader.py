@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from invflow import run_files
 from invflow.cli import main
 from invflow.train.metrics import read_metrics
 
@@ -15,7 +16,7 @@ GOOD = '{"step": 1, "split": "train", "bits": 5.0}\n{"step": 2, "split": "train"
 
 
 def test_a_cut_last_line_is_dropped_with_a_warning_naming_file_and_line(tmp_path: Path) -> None:
-    path = tmp_path / "metrics.jsonl"
+    path = tmp_path / run_files.METRICS
     path.write_text(GOOD + '{"step": 3, "split": "tr')
     with pytest.warns(RuntimeWarning, match=rf"{path} line 3: dropping a line cut short"):
         assert [r["step"] for r in read_metrics(path)] == [1, 2]
@@ -34,9 +35,9 @@ def test_other_damage_is_an_error_naming_file_and_line(
     run = tmp_path / "run"
     run.mkdir()
     lines = GOOD.splitlines(keepends=True)
-    (run / "metrics.jsonl").write_text(lines[0] + damage + lines[1])
+    (run / run_files.METRICS).write_text(lines[0] + damage + lines[1])
     with pytest.raises(ValueError, match=message):
-        read_metrics(run / "metrics.jsonl")
+        read_metrics(run / run_files.METRICS)
     assert main(["plot", str(run), "-o", str(tmp_path / "c.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{run / 'metrics.jsonl'} {message}" in err

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from invflow import run_files
 from invflow.models import load_config
 from invflow.storage import DiskFullError
 from invflow.train import loop
@@ -37,8 +38,8 @@ def test_nan_batches_are_skipped_counted_and_never_saved(monkeypatch, tmp_path) 
     poison_steps(monkeypatch, {4, 5, 7})
     result = loop.train(load_config("glow-toy-rings", SMALL), tmp_path, progress=False)
     assert result.nonfinite == 3 and result.step == 12
-    assert max(r.get("nonfinite", 0) for r in read_metrics(tmp_path / "metrics.jsonl")) == 3
-    for path in step_checkpoints(tmp_path / "checkpoints"):
+    assert max(r.get("nonfinite", 0) for r in read_metrics(tmp_path / run_files.METRICS)) == 3
+    for path in step_checkpoints(tmp_path / run_files.CHECKPOINTS):
         state = load_checkpoint_file(path)
         assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
@@ -49,15 +50,15 @@ def test_too_many_nonfinite_steps_stop_with_a_clear_message(monkeypatch, tmp_pat
         loop.train(
             load_config("glow-toy-rings", {**SMALL, "train.max_nonfinite": 2}), tmp_path, progress=False
         )
-    state = load_checkpoint_file(tmp_path / "checkpoints" / "last.pt")
+    state = load_checkpoint_file(tmp_path / run_files.LAST_PATH)
     assert state["step"] == 3
 
 
 def test_keeps_last_k_and_falls_back_past_a_corrupt_checkpoint(tmp_path) -> None:
     loop.train(load_config("glow-toy-rings", SMALL), tmp_path, progress=False)
-    directory = tmp_path / "checkpoints"
+    directory = tmp_path / run_files.CHECKPOINTS
     assert [p.name for p in step_checkpoints(directory)] == ["step-00000012.pt", "step-00000009.pt"]
-    newest, last = directory / "step-00000012.pt", directory / "last.pt"
+    newest, last = directory / "step-00000012.pt", directory / run_files.LAST_CHECKPOINT
     assert newest.stat().st_ino != last.stat().st_ino  # an independent copy, not a hard link
     newest.write_bytes(newest.read_bytes()[:-100])  # truncate the step file: last.pt still holds step 12
     assert latest_good_checkpoint(directory).step == 12
@@ -75,7 +76,7 @@ def test_keeps_last_k_and_falls_back_past_a_corrupt_checkpoint(tmp_path) -> None
 
 
 def test_a_kill_between_the_step_file_and_last_pt_resumes_from_the_newer_step_file(tmp_path) -> None:
-    directory = tmp_path / "checkpoints"
+    directory = tmp_path / run_files.CHECKPOINTS
     write_run_checkpoint({"step": 3}, directory, keep=2)
     save_checkpoint({"step": 6}, directory / "step-00000006.pt")  # last.pt not yet replaced
     found = latest_good_checkpoint(directory)

@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from invflow import run_files
 from invflow.train.checkpoint import load_checkpoint_file, step_checkpoints
 from invflow.train.metrics import read_metrics
 
@@ -63,20 +64,20 @@ def test_killed_run_resumes_bit_identically(mnist_dir, tmp_path, preset: str) ->
     killed = subprocess.run(command(mnist_dir, run, preset=preset),
                             env={**ENV, "INVFLOW_FAULT": "after-step:13"}, capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    killed_at = load_checkpoint_file(run / "checkpoints" / "last.pt")["step"]
+    killed_at = load_checkpoint_file(run / run_files.LAST_PATH)["step"]
     assert killed_at == 10  # checkpoint_every=5; steps 11-13 were lost with the process
-    assert max(int(p.stem.split("-")[1]) for p in step_checkpoints(run / "checkpoints")) == 10
+    assert max(int(p.stem.split("-")[1]) for p in step_checkpoints(run / run_files.CHECKPOINTS)) == 10
 
     resumed = subprocess.run(command(mnist_dir, run, resume=True, preset=preset), env=ENV,
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"at step {killed_at}" in resumed.stdout
 
-    want = load_checkpoint_file(reference / "checkpoints" / "last.pt")
-    got = load_checkpoint_file(run / "checkpoints" / "last.pt")
+    want = load_checkpoint_file(reference / run_files.LAST_PATH)
+    got = load_checkpoint_file(run / run_files.LAST_PATH)
     assert got["step"] == want["step"] == STEPS
     for section in ("model", "ema"):
         for key, value in want[section].items():
             assert torch.equal(got[section][key], value), f"{section}.{key} differs after resume"
-    steps = [r["step"] for r in read_metrics(run / "metrics.jsonl") if r["split"] == "train"]
+    steps = [r["step"] for r in read_metrics(run / run_files.METRICS) if r["split"] == "train"]
     assert steps == sorted(set(steps)), "metrics.jsonl repeats steps after resume"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from invflow import run_files
 from invflow.train.metrics import read_metrics
 
 BASE = [
@@ -50,7 +51,7 @@ def train(out: Path, *extra: str, fault: str | None = None) -> subprocess.Comple
 
 
 def logged_lr(run: Path) -> dict[int, float]:
-    return {r["step"]: r["lr"] for r in read_metrics(run / "metrics.jsonl") if r["split"] == "train"}
+    return {r["step"]: r["lr"] for r in read_metrics(run / run_files.METRICS) if r["split"] == "train"}
 
 
 def test_a_new_learning_rate_on_resume_is_applied_from_the_resumed_step_and_recorded(tmp_path: Path) -> None:
@@ -61,16 +62,16 @@ def test_a_new_learning_rate_on_resume_is_applied_from_the_resumed_step_and_reco
     assert "changed from step 4: train.lr 0.001 -> 0.5" in resumed.stdout
     lr = logged_lr(run)
     assert lr[3] == pytest.approx(1e-3) and lr[5] == pytest.approx(0.5) and lr[12] == pytest.approx(0.5)
-    changes = [json.loads(line) for line in (run / "changes.jsonl").read_text().splitlines()]
+    changes = [json.loads(line) for line in (run / run_files.CHANGES).read_text().splitlines()]
     assert changes == [{"step": 4, "key": "train.lr", "from": 0.001, "to": 0.5}]
-    assert "lr: 0.5" in (run / "config.yaml").read_text()
+    assert "lr: 0.5" in (run / run_files.CONFIG).read_text()
 
 
 def test_an_unchanged_resume_records_nothing(tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert train(run, fault="after-step:7").returncode != 0
     assert train(run, "--resume").returncode == 0
-    assert not (run / "changes.jsonl").exists()
+    assert not (run / run_files.CHANGES).exists()
 
 
 @pytest.mark.parametrize("change", ["train.seed=3", "train.ema_decay=0.5", "train.deterministic=true"])

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from image_folders import random_image_folder
+from invflow import run_files
 from invflow.cli import main
 from invflow.models import load_config
 from invflow.train import loop
@@ -20,9 +21,9 @@ TOY = {"model.steps_per_level": 2, "model.hidden_channels": 8, "data.batch_size"
 def test_results_hold_the_best_and_the_last_test_evaluation(tmp_path: Path) -> None:
     run = tmp_path / "run"
     result = loop.train(load_config("glow-toy-rings", TOY), run, progress=False)
-    tests = [r for r in read_metrics(run / "metrics.jsonl") if r["split"] == "test"]
+    tests = [r for r in read_metrics(run / run_files.METRICS) if r["split"] == "test"]
     assert [r["step"] for r in tests] == [3, 6, 9]
-    summary = json.loads((run / "results.json").read_text())
+    summary = json.loads((run / run_files.RESULTS).read_text())
     best = min(tests, key=lambda r: r["bits"])
     assert summary["metric"] == "bits" and summary["evaluations"] == 3
     assert summary["best"] == {"step": best["step"], "value": best["bits"], "stderr": best["bits_stderr"]}
@@ -65,7 +66,7 @@ def test_folder_run_records_its_random_held_out_files(tmp_path: Path) -> None:
         },
     )
     loop.train(config, tmp_path / "run", progress=False)
-    record = json.loads((tmp_path / "run" / "test_split.json").read_text())
+    record = json.loads((tmp_path / "run" / run_files.HELD_OUT).read_text())
     assert record["count"] == 6 and record["folder_split_seed"] == 5 and len(record["files"]) == 6
     assert "at random with seed 5" in record["rule"]
     assert record["files"] != [f"{i:02d}.png" for i in range(34, 40)]  # not the last sorted names
@@ -75,7 +76,7 @@ def test_results_when_no_evaluation_was_finite(tmp_path: Path) -> None:
     """A diverged run logs its non-finite evaluations as null: results.json says best is null."""
     from invflow.train.results import best_and_last
 
-    metrics = tmp_path / "metrics.jsonl"
+    metrics = tmp_path / run_files.METRICS
     metrics.write_text(
         '{"step": 5, "split": "test", "bits": null}\n{"step": 9, "split": "test", "bits": null}\n'
     )

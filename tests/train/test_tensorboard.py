@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from tbevents import event_accumulator, scalar_steps
 
+from invflow import run_files
 from invflow.cli import main
 from invflow.train.metrics import read_metrics
 
@@ -52,7 +53,7 @@ def test_a_tiny_run_writes_scalars_and_sample_images(tmp_path: Path, capsys) -> 
         assert tag in tags, f"{tag} missing from {sorted(tags)}"
     assert scalar_steps(events, "train/bits") == [1, 2, 3, 4]
     assert scalar_steps(events, "test/bits") == [2, 4]
-    logged = [r for r in read_metrics(run / "metrics.jsonl") if r["split"] == "train"]
+    logged = [r for r in read_metrics(run / run_files.METRICS) if r["split"] == "train"]
     assert [e.value for e in events.Scalars("train/bits")] == pytest.approx(
         [r["bits"] for r in logged], rel=1e-6
     )
@@ -68,8 +69,8 @@ def test_resume_appends_without_duplicating_steps(tmp_path: Path) -> None:
     assert main([*common, "--set", "train.steps=6"]) == 0
     # A crash after step 6 was logged but before its checkpoint: the run resumes from step 4 and
     # logs steps 5 and 6 again; the events of the first attempt past step 4 must be purged.
-    (run / "checkpoints" / "last.pt").unlink()
-    (run / "checkpoints" / "step-00000006.pt").unlink()
+    (run / run_files.LAST_PATH).unlink()
+    (run / run_files.CHECKPOINTS / "step-00000006.pt").unlink()
     assert main([*common, "--set", "train.steps=8", "--resume"]) == 0
     events = event_accumulator(run / "tb")
     assert scalar_steps(events, "train/bits") == list(range(1, 9))
@@ -87,7 +88,7 @@ def test_without_tensorboard_the_run_says_once_why(
     err = capsys.readouterr().err
     assert err.count("not writing TensorBoard event files") == 1
     assert 'pip install "invflow[tensorboard]"' in err
-    assert not (run / "tb").exists() and (run / "metrics.jsonl").is_file()
+    assert not (run / "tb").exists() and (run / run_files.METRICS).is_file()
 
 
 def test_tensorboard_can_be_switched_off(tmp_path: Path, capsys) -> None:

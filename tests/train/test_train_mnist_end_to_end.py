@@ -4,6 +4,7 @@ import json
 import torch
 
 import invflow
+from invflow import run_files
 from invflow.cli import main
 from invflow.train.metrics import read_metrics
 
@@ -36,7 +37,7 @@ FAST = [
 def test_train_eval_sample_from_run_dir(mnist_dir, tmp_path, capsys) -> None:
     run = tmp_path / "run"
     assert main(["train", "glow-mnist-tiny", "--data-dir", str(mnist_dir), "--out", str(run), *FAST]) == 0
-    records = read_metrics(run / "metrics.jsonl")
+    records = read_metrics(run / run_files.METRICS)
     train_bpd = [r["bpd"] for r in records if r["split"] == "train" and "bpd" in r]
     assert len(train_bpd) == 8 and all(map(torch.isfinite, torch.tensor(train_bpd)))
     # 40 steps of this 2-step model: 7.92 -> 7.43 (0.49) since the factor-out prior's log σ head moves at
@@ -45,8 +46,9 @@ def test_train_eval_sample_from_run_dir(mnist_dir, tmp_path, capsys) -> None:
     assert train_bpd[-1] < train_bpd[0] - 0.4, train_bpd
     test = [r for r in records if r["split"] == "test"]
     assert test and test[-1]["count"] == 2 * 32 and test[-1]["bpd_stderr"] > 0
-    assert (run / "checkpoints" / "last.pt").is_file() and (run / "samples" / "final.png").is_file()
-    assert (run / "config.yaml").is_file() and json.loads((run / "environment.json").read_text())["torch"]
+    assert (run / run_files.LAST_PATH).is_file() and (run / run_files.SAMPLES / "final.png").is_file()
+    assert (run / run_files.CONFIG).is_file()
+    assert json.loads((run / run_files.ENVIRONMENT).read_text())["torch"]
 
     capsys.readouterr()
     assert main(["eval", str(run), "--batches", "2", "--data-dir", str(mnist_dir)]) == 0

@@ -21,7 +21,7 @@ from invflow.data.splits import data_provenance
 from invflow.train.batches import Batch, derived_generator
 from invflow.train.distributed import select_device
 from invflow.train.metrics import read_metrics
-from invflow.train.run_dir import versions
+from invflow.train.run_dir import RunDir, versions
 
 SAMPLES_TIMED = 64
 
@@ -112,7 +112,7 @@ def peak_training_step_bytes(model: FlowModel, config: Config, device: torch.dev
 
 def final_test_record(run_dir: Path) -> dict[str, Any]:
     """The last held-out evaluation logged in the run's ``metrics.jsonl``."""
-    tests = [r for r in read_metrics(Path(run_dir) / "metrics.jsonl") if r.get("split") == "test"]
+    tests = [r for r in read_metrics(RunDir(run_dir).metrics) if r.get("split") == "test"]
     if not tests:
         raise ValueError(f"{run_dir}: metrics.jsonl has no test evaluation")
     return tests[-1]
@@ -121,7 +121,7 @@ def final_test_record(run_dir: Path) -> dict[str, Any]:
 def training_images_per_s(run_dir: Path) -> float | None:
     """Median of the logged training throughput windows (robust to windows that include an
     evaluation or sample-writing pause); ``None`` when none was logged."""
-    rates = [r["images_per_s"] for r in read_metrics(Path(run_dir) / "metrics.jsonl")
+    rates = [r["images_per_s"] for r in read_metrics(RunDir(run_dir).metrics)
              if r.get("split") == "train" and r.get("images_per_s") is not None]
     return statistics.median(rates) if rates else None
 
@@ -154,6 +154,6 @@ def measure_run(run_dir: Path, metric: str) -> dict[str, Any]:
 def result_provenance(run_dir: Path, config: Config, test: dict[str, Any]) -> dict[str, Any]:
     """Where a run's test value comes from: the EMA weights of its checkpoint at the evaluated
     step (written just before the final evaluation), the data and split, the image count, versions."""
-    checkpoint = Path(run_dir) / "checkpoints" / f"step-{test['step']:08d}.pt"
+    checkpoint = RunDir(run_dir).checkpoint_at(test["step"])
     return {"checkpoint": str(checkpoint), "step": test["step"], "weights": "EMA",
             **data_provenance(config, "test", config.data.data_dir, test.get("count")), **versions()}

@@ -8,13 +8,14 @@ from matplotlib.figure import Figure
 
 from invflow.storage import write_atomic
 from invflow.train.metrics import read_metrics
+from invflow.train.run_dir import RunDir
 from invflow.viz.curves import curve
 
 
 def held_out_curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
     """``(steps, values)`` of the run's held-out evaluations; a step evaluated twice (a resumed
     run re-evaluates its final step) keeps its last value."""
-    return curve(read_metrics(Path(run_dir) / "metrics.jsonl"), "test", metric)
+    return curve(read_metrics(RunDir(run_dir).metrics), "test", metric)
 
 
 def plot_test_curves(run_dirs: list[Path], metric: str, path: Path) -> Path:

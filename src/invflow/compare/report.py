@@ -14,6 +14,7 @@ from invflow.compare.plot import plot_test_curves
 from invflow.compare.runner import plan_runs, preset_label
 from invflow.compare.spec import CompareSpec
 from invflow.storage import write_atomic
+from invflow.train.run_dir import RunDir
 
 MIB = 2**20
 
@@ -141,7 +142,7 @@ def _finite(obj: Any) -> Any:
 
 def _environment(markers: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     first = (
-        out / "runs" / preset_label(markers[0]["preset"]) / f"seed-{markers[0]['seed']}" / "environment.json"
+        RunDir(out / "runs" / preset_label(markers[0]["preset"]) / f"seed-{markers[0]['seed']}").environment
     )
     return json.loads(first.read_text()) if first.is_file() else {}
 

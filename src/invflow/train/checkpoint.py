@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 
+from invflow import run_files
 from invflow.storage import RESUME_HINT, DiskFullError, stale_temporaries, write_atomic
 from invflow.train.faults import write_checkpoint_bytes
 
 MAGIC = b"invflow-checkpoint"
 FORMAT_VERSION = 1
-STEP_PATTERN = re.compile(r"^step-(\d+)\.pt$")
-LAST = "last.pt"
+STEP_PATTERN = run_files.STEP_CHECKPOINT
+LAST = run_files.LAST_CHECKPOINT
 
 
 class CheckpointError(ValueError):
@@ -115,7 +115,7 @@ def write_run_checkpoint(state: dict[str, Any], directory: Path, keep: int) -> P
     checkpoint. A full disk raises ``DiskFullError`` saying which state is on disk.
     """
     directory = Path(directory)
-    path = directory / f"step-{state['step']:08d}.pt"
+    path = directory / run_files.step_checkpoint(state["step"])
     check_finite_weights(state, path)
     header, payload = _encode(state)
     try:

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from invflow import run_files
 from invflow.storage import append_text, write_atomic
 
 
@@ -51,7 +52,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def read_run_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The records of a run directory's ``metrics.jsonl``; a clear error when there is none."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / run_files.METRICS
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no metrics.jsonl (not a run directory, or nothing logged yet)")
     return read_metrics(path)

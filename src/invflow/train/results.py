@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from invflow import run_files
 from invflow.config import DataConfig
 from invflow.data import held_out
 from invflow.data.held_out import HeldOutSet
@@ -37,7 +38,7 @@ def write_results(root: Path, metrics: Path, metric: str) -> dict[str, Any]:
     """Write ``results.json`` (best and last test evaluation) into run directory ``root``."""
     summary = best_and_last(metrics, metric)
     clean = json.loads(json.dumps(summary, allow_nan=True), parse_constant=lambda c: None)
-    write_atomic(Path(root) / "results.json", json.dumps(clean, indent=2) + "\n")
+    write_atomic(Path(root) / run_files.RESULTS, json.dumps(clean, indent=2) + "\n")
     return summary
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import yaml
 
+from invflow import run_files
 from invflow.config import Config, dump_config, migrate_legacy_keys
 from invflow.models import config_from_dict
 from invflow.storage import DiskFullError, append_text, is_disk_full, write_atomic
@@ -32,19 +33,27 @@ class RunDir:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.checkpoints = self.root / "checkpoints"
-        self.samples = self.root / "samples"
-        self.metrics = self.root / "metrics.jsonl"
-        self.config = self.root / "config.yaml"
-        self.tensorboard = self.root / "tb"
-        self.changes = self.root / "changes.jsonl"
-        self.identity = self.root / "run.json"
+        self.checkpoints = self.root / run_files.CHECKPOINTS
+        self.samples = self.root / run_files.SAMPLES
+        self.metrics = self.root / run_files.METRICS
+        self.results = self.root / run_files.RESULTS
+        self.config = self.root / run_files.CONFIG
+        self.environment = self.root / run_files.ENVIRONMENT
+        self.tensorboard = self.root / run_files.TENSORBOARD
+        self.changes = self.root / run_files.CHANGES
+        self.identity = self.root / run_files.IDENTITY
+        self.held_out = self.root / run_files.HELD_OUT
+        self.last_checkpoint = self.checkpoints / run_files.LAST_CHECKPOINT
+
+    def checkpoint_at(self, step: int) -> Path:
+        """The path of step ``step``'s checkpoint file."""
+        return self.checkpoints / run_files.step_checkpoint(step)
 
     @classmethod
     def of_checkpoint(cls, path: Path) -> RunDir | None:
         """The run a checkpoint file lies in (``RUN/checkpoints/*.pt``); ``None`` for one elsewhere."""
         parent = Path(path).parent
-        return cls(parent.parent) if parent.name == "checkpoints" else None
+        return cls(parent.parent) if parent.name == run_files.CHECKPOINTS else None
 
     def create(self) -> None:
         """Create the directories, with a clear error when the location is not writable."""
@@ -110,7 +119,7 @@ class RunDir:
         write_atomic(self.config, dump_config(config))
         env = {**versions(), "python": sys.version.split()[0], "platform": platform.platform(),
                "threads": torch.get_num_threads(), "argv": sys.argv}
-        write_atomic(self.root / "environment.json", json.dumps(env, indent=2) + "\n")
+        write_atomic(self.environment, json.dumps(env, indent=2) + "\n")
 
 
 def versions() -> dict[str, str]:

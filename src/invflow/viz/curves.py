@@ -8,6 +8,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from invflow import run_files
+
 METRICS = ("bpd", "bits")  # images: bits/dim; 2D toys: bits per sample
 
 
@@ -40,7 +42,7 @@ def plot_curves(runs: dict[Path, list[dict]], path: Path) -> Path:
     """Write one figure with the curves of every run (its folder -> its ``metrics.jsonl``
     records); refuses runs of different metrics."""
     measured = [
-        (run_dir, records, run_metric(records, run_dir / "metrics.jsonl"))
+        (run_dir, records, run_metric(records, run_dir / run_files.METRICS))
         for run_dir, records in runs.items()
     ]
     kinds = {metric for _, _, metric in measured}
