@@ -43,8 +43,10 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "invflow"]
         elif isinstance(node, ast.ImportFrom) and node.module == "invflow":
-            # the package root's lazy exports stand for the modules defining them
-            out += [(node.lineno, invflow._EXPORTS[a.name]) for a in node.names if a.name != "__version__"]
+            # the package root's lazy exports stand for the modules defining them; any other name is a
+            # submodule (``from invflow import run_files``)
+            out += [(node.lineno, invflow._EXPORTS.get(a.name, f"invflow.{a.name}")) for a in node.names
+                    if a.name != "__version__"]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             if node.module.split(".")[0] == "invflow":
                 out.append((node.lineno, node.module))
