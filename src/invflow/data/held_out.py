@@ -16,10 +16,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from invflow import run_files
 from invflow.storage import write_atomic
 
-FILE_NAME = run_files.HELD_OUT
 FORMAT = 2  # 1: 0.2.0's record (files, no hashes); 2: with "sha256"
 _SHOWN = 5  # files named in one error
 

@@ -234,10 +234,10 @@ def mismatches(config: Config, row: PaperRow) -> list[str]:
             if want is not None and _get(config, FIELDS[label]) != want]
 
 
-def verdict(config: Config, row: PaperRow) -> str:
-    """``matches``; ``extrapolated`` where the paper has no number; ``departs`` where the preset
-    chose otherwise for a stated reason; ``DIFFERS`` where it differs without one (a defect)."""
-    differ = mismatches(config, row)
+def verdict(differ: list[str], row: PaperRow) -> str:
+    """For the columns ``differ`` where a preset differs from ``row``: ``matches``; ``extrapolated``
+    where the paper has no number; ``departs`` where the preset chose otherwise for a stated
+    reason; ``DIFFERS`` where it differs without one (a defect)."""
     unexplained = [label for label in differ if label not in row.departures]
     if unexplained:
         return "DIFFERS in " + ", ".join(unexplained)
@@ -265,7 +265,8 @@ def paper_table(names: list[str], load) -> str:
         width = [max(len(label), len(_show(_get(config, FIELDS[label]))), len(_show(row.values[label])))
                  for label in labels]
         size = "" if config.data.image_size is None else f" {config.data.image_size}px"
-        lines.append(f"{name}  [{config.data.dataset}{size}]  {verdict(config, row)}"
+        differ = mismatches(config, row)
+        lines.append(f"{name}  [{config.data.dataset}{size}]  {verdict(differ, row)}"
                      f"{'; ' + row.note if row.note else ''}")
         lines.append(f"  {'':<8}{_cells(labels, width)}")
         preset_values = [_show(_get(config, FIELDS[label])) for label in labels]
@@ -273,7 +274,7 @@ def paper_table(names: list[str], load) -> str:
         lines.append(
             f"  {'paper':<8}{_cells([_show(row.values[label]) for label in labels], width)}   ({row.source})"
         )
-        for label in mismatches(config, row):
+        for label in differ:
             if label in row.departures:
                 lines.append(f"  departs in {label}: {row.departures[label]}")
         if row.reported:

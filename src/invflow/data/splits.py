@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from invflow import run_files
 from invflow.config import Config
 from invflow.data import held_out
 from invflow.data.held_out import HeldOutSet
@@ -32,13 +33,13 @@ def run_held_out_set(config: Config, run_root: Path | None, data_dir: str | None
     the run's only if the folder is unchanged); ``None`` for data sets with an official split."""
     if not needs_held_out_record(config.data):
         return None
-    record = None if run_root is None else Path(run_root) / held_out.FILE_NAME
+    record = None if run_root is None else Path(run_root) / run_files.HELD_OUT
     if record is not None and record.is_file():
         return held_out.read(record)
     folder = data_dir or config.data.data_dir
     rule, files = held_out_files(config.data, folder)
     if announce_missing:
-        where = f"{run_root} has no {held_out.FILE_NAME}" if run_root else "no run directory"
+        where = f"{run_root} has no {run_files.HELD_OUT}" if run_root else "no run directory"
         warnings.warn(f"{where}: the held-out files are chosen again by the rule ({rule}); they are the "
                       "run's own only if the folder has not changed", UserWarning, stacklevel=2)
     return held_out.chosen(Path(folder).expanduser(), files, rule)

@@ -26,8 +26,6 @@ from invflow.train.faults import write_checkpoint_bytes
 
 MAGIC = b"invflow-checkpoint"
 FORMAT_VERSION = 1
-STEP_PATTERN = run_files.STEP_CHECKPOINT
-LAST = run_files.LAST_CHECKPOINT
 
 
 class CheckpointError(ValueError):
@@ -91,7 +89,8 @@ def step_checkpoints(directory: Path) -> list[Path]:
     """The ``step-N.pt`` files of a checkpoint directory, newest first."""
     if not Path(directory).is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in Path(directory).iterdir() if (m := STEP_PATTERN.match(p.name))]
+    found = [(int(m.group(1)), p) for p in Path(directory).iterdir()
+             if (m := run_files.STEP_CHECKPOINT.match(p.name))]
     return [p for _, p in sorted(found, reverse=True)]
 
 
@@ -126,7 +125,7 @@ def write_run_checkpoint(state: dict[str, Any], directory: Path, keep: int) -> P
     for old in step_checkpoints(directory)[keep:]:  # before the copy: less space needed at once
         old.unlink(missing_ok=True)
     try:
-        _write_file(directory / LAST, header, payload)
+        _write_file(directory / run_files.LAST_CHECKPOINT, header, payload)
     except DiskFullError as err:
         raise err.with_detail(
             f"the state of step {state['step']} is saved in {path.name}; {RESUME_HINT}"
@@ -177,17 +176,19 @@ def latest_good_checkpoint(directory: Path) -> FoundCheckpoint | None:
     """
     directory = Path(directory)
     skipped: list[tuple[Path, str]] = []
-    last = _try_load(directory / LAST, skipped) if (directory / LAST).is_file() else None
+    last_path = directory / run_files.LAST_CHECKPOINT
+    last = _try_load(last_path, skipped) if last_path.is_file() else None
     found = None
     for path in step_checkpoints(directory):
-        if last is not None and int(STEP_PATTERN.match(path.name).group(1)) <= last.get("step", 0):
+        step = int(run_files.STEP_CHECKPOINT.match(path.name).group(1))
+        if last is not None and step <= last.get("step", 0):
             break
         state = _try_load(path, skipped)
         if state is not None:
             found = FoundCheckpoint(state, path, tuple(skipped))
             break
     if found is None and last is not None:
-        found = FoundCheckpoint(last, directory / LAST, tuple(skipped))
+        found = FoundCheckpoint(last, last_path, tuple(skipped))
     if found is None:
         if skipped:
             raise CheckpointError("no readable checkpoint: " + "; ".join(reason for _, reason in skipped))

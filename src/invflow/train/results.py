@@ -47,4 +47,4 @@ def record_held_out(root: Path, held: HeldOutSet, data: DataConfig, data_dir: st
     files (relative paths) and their SHA-256, which every later command of the run checks."""
     extra = {"data_dir": str(data_dir or data.data_dir), "folder_test_images": data.folder_test_images,
              "folder_split_seed": data.folder_split_seed}
-    return held_out.write(held, Path(root) / held_out.FILE_NAME, extra)
+    return held_out.write(held, Path(root) / run_files.HELD_OUT, extra)
