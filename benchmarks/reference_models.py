@@ -64,12 +64,13 @@ GLOW_SIZES = {"small": GlowSize(2, 8, 128), "full": GlowSize(2, 32, 512)}  # ful
 
 
 # -------------------------------------------------------------------------------------- invflow
-def invflow_resflow(size: ResFlowSize) -> Contender:
+def invflow_resflow(size: ResFlowSize, **overrides: object) -> Contender:
     """invflow's Residual Flow: 3 scales, LipSwish, 3-1-3 kernels, coeff 0.98, Poisson roulette with
-    2 exact terms, 1 Gaussian probe, Neumann gradient computed in the forward (resflow-mnist)."""
+    2 exact terms, 1 Gaussian probe, Neumann gradient computed in the forward (resflow-mnist);
+    ``overrides`` are more ``section.key`` settings."""
     config = invflow.load_config("resflow-mnist", {
         "model.blocks_per_scale": size.blocks, "model.hidden_channels": size.hidden,
-        "model.logit_alpha": LOGIT_ALPHA})
+        "model.logit_alpha": LOGIT_ALPHA, **overrides})
     model = invflow.build_model(config)
     for block in model.blocks():
         block.inverse_atol, block.inverse_rtol = math.sqrt(INVERSE_TOL), 0.0

@@ -35,6 +35,7 @@ class LayerCase:
     """One layer configuration to check.
 
     ``make`` builds the layer (float64 is applied by the harness); ``input_shape`` is per sample;
+    ``at_shape`` builds it for another image shape;
     ``divisible_by`` > 1 adds an odd-spatial-size input to the bad inputs; ``bad_shapes`` adds
     more per-sample shapes that must raise ``ValueError``.
     """
@@ -50,6 +51,10 @@ class LayerCase:
     logdet_atol: float = 1e-8
     check_wrong_channels: bool = True
     context_features: int = 0
+    #: the layer for any per-sample ``(C, H, W)`` it accepts and the input shape to feed it, for the
+    #: property tests over drawn shapes (tests/reliability/test_layer_properties.py); one case of each
+    #: layer class gives it
+    at_shape: Callable[[tuple[int, int, int]], tuple[Flow, tuple[int, ...]]] | None = None
 
     def __str__(self) -> str:
         return self.name

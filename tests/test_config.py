@@ -25,11 +25,12 @@ def small_overrides(name: str) -> dict:
         overrides = {"model.blocks_per_scale": 1, "model.hidden_channels": 8}
     if config.data.dataset in IMAGE_DATASETS:
         # The last level is 2x2, or 4x4 for periodic mixing, whose 3x3 kernel must fit the image.
-        last = 4 if getattr(config.model, "mixing", None) == "periodic" else 2
+        mixing = getattr(config.model, "mixing", None)
+        last = 4 if getattr(mixing, "name", None) == "periodic" else 2
         overrides["data.image_size"] = last * 2 ** getattr(config.model, "levels", 3)
         for key in ("channel", "spatial", "height", "width"):
-            if getattr(config.model, f"woodbury_latent_{key}", None) is not None:
-                overrides[f"model.woodbury_latent_{key}"] = [2] * config.model.levels
+            if getattr(mixing, f"latent_{key}", None) is not None:
+                overrides[f"model.mixing.latent_{key}"] = [2] * config.model.levels
     return overrides
 
 
@@ -91,7 +92,7 @@ def test_yaml_file_with_base(tmp_path) -> None:
 
 def test_parse_override_reads_yaml_values() -> None:
     assert parse_override("train.lr=1e-3") == ("train.lr", 1e-3)
-    assert parse_override("model.woodbury_latent_channel=[8, 8]") == ("model.woodbury_latent_channel", [8, 8])
+    assert parse_override("model.mixing.latent_channel=[8, 8]") == ("model.mixing.latent_channel", [8, 8])
     assert parse_override("train.grad_clip=null") == ("train.grad_clip", None)
     with pytest.raises(ValueError, match="section.key=value"):
         parse_override("train.lr")

@@ -166,9 +166,20 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """The plain mapping checkpoints and ``config.yaml`` store (``family`` inside ``model``)."""
-        return {"data": dataclasses.asdict(self.data),
-                "model": {"family": self.family, **dataclasses.asdict(self.model)},
-                "train": dataclasses.asdict(self.train), "name": self.name, "description": self.description}
+        return {"data": plain(self.data), "model": {"family": self.family, **plain(self.model)},
+                "train": plain(self.train), "name": self.name, "description": self.description}
+
+
+def plain(value: Any) -> Any:
+    """``value`` as YAML/JSON-ready data: dataclasses as mappings, a nested choice (an object with
+    ``to_config``) as its own mapping, lists copied."""
+    if hasattr(value, "to_config"):
+        return value.to_config()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
 
 MAX_BITS = 8  # images are uint8: n_bits keeps their n most significant bits
@@ -243,9 +254,13 @@ def _read_raw(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str,
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, mappings merged key by key; a nested section that names another layer
+    (``mixing: {name: me-woodbury, …}`` over a base's ``woodbury``) replaces the base's, whose options
+    belong to the other layer."""
     out = dict(base)
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        if both and value.get("name", out[key].get("name")) == out[key].get("name"):
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = value
@@ -272,17 +287,32 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> None:
-    for dotted, value in overrides.items():
+    """Set ``section.key`` and, inside a nested choice, ``section.key.option`` (``model.mixing.kernel_size``:
+    a choice given by its name alone becomes ``{name: …}``). Whole keys are set before options, so
+    ``model.mixing=periodic`` never drops a ``model.mixing.kernel_size`` given beside it."""
+    for dotted, value in sorted(overrides.items(), key=lambda item: item[0].count(".")):
         parts = dotted.split(".")
-        if len(parts) != 2 or parts[0] not in ("data", "model", "train"):
+        if len(parts) not in (2, 3) or parts[0] not in ("data", "model", "train") or not all(parts):
             raise ValueError(
-                f"config key {quote(dotted)} must be section.key with section one of data, model, train"
+                f"config key {quote(dotted)} must be section.key (or section.key.option) with section "
+                "one of data, model, train"
             )
-        section, key = parts
+        section, key = parts[:2]
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
             raise ValueError(f"config section {quote(section)} must be a mapping")
-        raw[section][key] = value
+        if len(parts) == 2:
+            raw[section][key] = value
+            continue
+        nested = raw[section].get(key, {})
+        if isinstance(nested, str):
+            nested = {"name": nested}
+        if not isinstance(nested, dict):
+            raise ValueError(
+                f"config key {quote(dotted)}: {section}.{key} is not a nested section here "
+                f"(it is {quote(nested)})"
+            )
+        raw[section][key] = {**nested, parts[2]: value}
 
 
 def _as_float(value: Any, key: str) -> float:
@@ -355,6 +385,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
     if hint in _SCALARS:
         return _SCALARS[hint](value, key)
+    if isinstance(hint, type) and hasattr(hint, "from_config"):  # a nested, named choice
+        return hint.from_config(value, key)
     raise TypeError(f"unsupported config type {hint!r} for {key}")
 
 
@@ -422,9 +454,12 @@ def build_config(raw: dict[str, Any], model_sections: dict[str, type], name: str
         raise ValueError(
             f"model.family must be one of {', '.join(sorted(model_sections))}, got {quote(family)}"
         )
+    section = model_sections[family]
+    if hasattr(section, "migrate"):  # a family's own legacy keys, read as their replacements
+        model_raw = section.migrate(model_raw)
     return Config(
         data=build_section(DataConfig, raw.get("data") or {}, "data"),
-        model=build_section(model_sections[family], model_raw, "model"),
+        model=build_section(section, model_raw, "model"),
         train=build_section(TrainConfig, raw.get("train") or {}, "train"),
         family=family,
         name=str(raw.get("name", name)),

@@ -15,10 +15,10 @@ GLOW_FAMILY = {
     "glow-mnist-cond-tiny": SMALL_IMAGES,
     "woodbury-glow-mnist-cond-tiny": {
         **SMALL_IMAGES,
-        "model__woodbury_latent_channel": [2, 4],
-        "model__woodbury_latent_spatial": [4, 4],
+        "model__mixing__latent_channel": [2, 4],
+        "model__mixing__latent_spatial": [4, 4],
     },
-    "woodbury-glow-cifar10-cond-tiny": {**SMALL_IMAGES, "model__woodbury_latent_spatial": [4, 4]},
+    "woodbury-glow-cifar10-cond-tiny": {**SMALL_IMAGES, "model__mixing__latent_spatial": [4, 4]},
     "glow-toy-2moons-rotated": {"model__steps_per_level": 3, "model__hidden_channels": 8},
     "glow-mnist-cond-tiny-spline": {**SMALL_IMAGES, "model__coupling": "spline"},
     "glow-mnist-cond-tiny-macow": {**SMALL_IMAGES, "model__coupling": "macow", "model__steps_per_level": 1},

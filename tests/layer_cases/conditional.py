@@ -32,8 +32,8 @@ def _mlp_block(forward_mode: bool = True) -> InvertibleResidualBlock:
     return block
 
 
-def case(name: str, make, shape: tuple[int, ...]) -> LayerCase:
-    return LayerCase(name, make, shape, context_features=K)
+def case(name: str, make, shape: tuple[int, ...], **kwargs) -> LayerCase:
+    return LayerCase(name, make, shape, context_features=K, **kwargs)
 
 
 CASES = [
@@ -60,7 +60,8 @@ CASES = [
     ),
     case("cond-macow-unit", lambda: MaCowUnit(2, hidden=6, context_features=K), (2, 5, 4)),
     case("cond-factor-out", _factor_out, (4, 2, 3)),
-    case("cond-gaussian-prior-image", lambda: ConditionalGaussianPrior((3, 2, 2), K), (3, 2, 2)),
+    case("cond-gaussian-prior-image", lambda: ConditionalGaussianPrior((3, 2, 2), K), (3, 2, 2),
+         at_shape=lambda s: (ConditionalGaussianPrior(s, K), s)),
     case("cond-gaussian-prior-vector", lambda: ConditionalGaussianPrior((2,), K), (2,)),
     case("cond-iresblock-conv-exact", _conv_block, (2, 4, 4)),
     case("cond-iresblock-conv-inf-norm-exact", lambda: _conv_block(norm_orders="f"), (2, 4, 4)),

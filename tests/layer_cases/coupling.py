@@ -18,11 +18,13 @@ def gelu_conv(n_in: int, n_out: int) -> nn.Module:
 
 
 CASES = [
-    LayerCase("affine-coupling-image", lambda: AffineCoupling((4, 4, 6), hidden=8), (4, 4, 6)),
+    LayerCase("affine-coupling-image", lambda: AffineCoupling((4, 4, 6), hidden=8), (4, 4, 6),
+              at_shape=lambda s: (AffineCoupling(s, 6), s)),
     LayerCase(
         "affine-coupling-odd-channels", lambda: AffineCoupling((3, 4, 4), hidden=8, swap=True), (3, 4, 4)
     ),
-    LayerCase("additive-coupling-image", lambda: AdditiveCoupling((4, 6, 4), hidden=8), (4, 6, 4)),
+    LayerCase("additive-coupling-image", lambda: AdditiveCoupling((4, 6, 4), hidden=8), (4, 6, 4),
+              at_shape=lambda s: (AdditiveCoupling(s, 6, swap=True), s)),
     LayerCase("affine-coupling-vector", lambda: AffineCoupling((2,), hidden=16), (2,)),
     LayerCase("additive-coupling-vector", lambda: AdditiveCoupling((3,), hidden=16, swap=True), (3,)),
     LayerCase("affine-coupling-custom-mlp", lambda: AffineCoupling((3,), conditioner=tanh_mlp), (3,)),

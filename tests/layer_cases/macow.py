@@ -20,7 +20,8 @@ def _macow(*args, **kwargs) -> MaCowUnit:
 
 
 CASES = [
-    LayerCase("macow-unit-6x10", lambda: _macow(3, hidden=8), (3, 6, 10)),
+    LayerCase("macow-unit-6x10", lambda: _macow(3, hidden=8), (3, 6, 10),
+              at_shape=lambda s: (MaCowUnit(s[0], hidden=6), s)),
     LayerCase("macow-unit-wide-kernel", lambda: _macow(2, hidden=6, kernel_size=(3, 5)), (2, 5, 4)),
     LayerCase(
         "macow-unit-one-channel-even-kernel", lambda: _macow(1, hidden=6, kernel_size=(1, 2)), (1, 4, 7)

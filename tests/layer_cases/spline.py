@@ -19,7 +19,8 @@ def _spline(*args, **kwargs) -> SplineCoupling:
 
 
 CASES = [
-    LayerCase("spline-coupling-image-6x10", lambda: _spline((4, 6, 10), hidden=8), (4, 6, 10)),
+    LayerCase("spline-coupling-image-6x10", lambda: _spline((4, 6, 10), hidden=8), (4, 6, 10),
+              at_shape=lambda s: (SplineCoupling(s, 6, bins=3, tail_bound=2.0), s)),
     LayerCase(
         "spline-coupling-odd-channels",
         lambda: _spline((3, 5, 4), hidden=8, swap=True, bins=5, tail_bound=1.5),

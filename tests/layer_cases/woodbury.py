@@ -11,18 +11,21 @@ def _bad_sizes(c: int, h: int, w: int) -> list[tuple[int, int, int]]:
     return [(c, h + 1, w), (c, h, w + 1), (c, w, h)]
 
 
-# One axis each (appendix B): (case name, layer, channels, latent dimension) on 6x10 images.
-AXES = [("channel", wb.ChannelWoodbury, 3, 2), ("spatial", wb.SpatialWoodbury, 2, 4),
-        ("width", wb.WidthWoodbury, 3, 4), ("height", wb.HeightWoodbury, 3, 3)]
+# One axis each (appendix B): (case name, layer, channels, latent dimension on 6x10 images, latent
+# dimension at drawn shapes).
+AXES = [("channel", wb.ChannelWoodbury, 3, 2, 2), ("spatial", wb.SpatialWoodbury, 2, 4, 3),
+        ("width", wb.WidthWoodbury, 3, 4, 2), ("height", wb.HeightWoodbury, 3, 3, 2)]
 
 CASES = [
     *(LayerCase(f"woodbury-{axis}-6x10", lambda cls=cls, c=c, d=d: cls(c, 6, 10, latent_dim=d), (c, 6, 10),
-                bad_shapes=_bad_sizes(c, 6, 10)) for axis, cls, c, d in AXES),
+                bad_shapes=_bad_sizes(c, 6, 10), at_shape=lambda s, cls=cls, e=e: (cls(*s, latent_dim=e), s))
+      for axis, cls, c, d, e in AXES),
     LayerCase(
         "woodbury-mixing-6x10",
         lambda: wb.WoodburyMixing(3, 6, 10, latent_channel=2, latent_spatial=3),
         (3, 6, 10),
         bad_shapes=_bad_sizes(3, 6, 10),
+        at_shape=lambda s: (wb.WoodburyMixing(*s, latent_channel=2, latent_spatial=3), s),
     ),
     LayerCase("woodbury-mixing-latent-over-channels", lambda: wb.WoodburyMixing(4, 4, 4, 6, 2), (4, 4, 4)),
     LayerCase(
@@ -30,6 +33,7 @@ CASES = [
         lambda: wb.MEWoodbury(3, 6, 10, latent_channel=2, latent_height=3, latent_width=4),
         (3, 6, 10),
         bad_shapes=_bad_sizes(3, 6, 10),
+        at_shape=lambda s: (wb.MEWoodbury(*s, latent_channel=2, latent_height=2, latent_width=2), s),
     ),
     LayerCase(
         "woodbury-me-12ch",

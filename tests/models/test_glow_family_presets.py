@@ -75,15 +75,14 @@ def test_woodbury_presets_carry_tables_2_and_3(family: str, data: str) -> None:
     model = config.model
     assert (model.levels, model.steps_per_level, model.hidden_channels, config.data.batch_size) == \
         (levels, steps, hidden, batch)
-    assert model.coupling == "affine" and config.train.lr == 0.001
+    assert model.coupling.name == "affine" and config.train.lr == 0.001
     (d_c, d_s), me = TABLE3[data]
+    mixing = model.mixing
     if family == "woodbury-glow":
-        assert model.mixing == "woodbury"
-        assert (model.woodbury_latent_channel, model.woodbury_latent_spatial) == (d_c, d_s)
-        assert model.woodbury_latent_height is None and model.woodbury_latent_width is None
+        assert mixing.name == "woodbury" and (mixing.latent_channel, mixing.latent_spatial) == (d_c, d_s)
     else:
-        assert model.mixing == "me-woodbury" and model.woodbury_latent_spatial is None
-        dims = (model.woodbury_latent_channel, model.woodbury_latent_height, model.woodbury_latent_width)
+        assert mixing.name == "me-woodbury"
+        dims = (mixing.latent_channel, mixing.latent_height, mixing.latent_width)
         if me is not None:
             assert dims == me
         else:  # "—" in Table 3: an extrapolation, said so in the description
@@ -110,8 +109,8 @@ def test_baselines_carry_table_2_and_the_app_c1_couplings(family: str) -> None:
         model = config.model
         assert (model.levels, model.steps_per_level, config.data.batch_size) == (levels, steps, batch)
         hidden = large if data == "imagenet64" else small
-        assert (model.mixing, model.coupling, model.hidden_channels) == (mixing, coupling, hidden)
-        assert coupling != "spline" or model.spline_bins == 4
+        assert (model.mixing.name, model.coupling.name, model.hidden_channels) == (mixing, coupling, hidden)
+        assert coupling != "spline" or model.coupling.bins == 4
 
 
 @pytest.mark.parametrize("data", CELEBAHQ)
@@ -122,7 +121,7 @@ def test_table_4_glow_baselines_carry_table_2(data: str) -> None:
     m = glow.model
     assert (m.levels, m.steps_per_level, m.hidden_channels) == (levels, steps, hidden)
     assert glow.data.batch_size == batch
-    assert (glow.model.mixing, glow.model.coupling) == ("lu", "affine")
+    assert (glow.model.mixing.name, glow.model.coupling.name) == ("lu", "affine")
     assert glow.data == woodbury.data and glow.train.steps == woodbury.train.steps == APPENDIX_D[data][0]
     assert glow.train.sample_temperature == 0.7
 
@@ -150,7 +149,8 @@ def test_data_and_tiny_variants(name: str) -> None:
             full.data.image_size == int(name.split("-")[-1].removeprefix("church"))
             and tiny.data.image_size == 32
         )
-    assert (tiny.model.mixing, tiny.model.coupling) == (full.model.mixing, full.model.coupling)
+    assert tiny.model.mixing.name == full.model.mixing.name
+    assert tiny.model.coupling.name == full.model.coupling.name
     assert tiny.model.levels == 2 and tiny.model.steps_per_level == 4 and tiny.model.hidden_channels == 64
     assert tiny.description != full.description
 

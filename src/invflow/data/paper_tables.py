@@ -93,10 +93,10 @@ FIELDS = {  # column label -> dotted config key
     "L": "model.levels",
     "K": "model.steps_per_level",
     "channels": "model.hidden_channels",
-    "d_c": "model.woodbury_latent_channel",
-    "d_s": "model.woodbury_latent_spatial",
-    "d_h": "model.woodbury_latent_height",
-    "d_w": "model.woodbury_latent_width",
+    "d_c": "model.mixing.latent_channel",
+    "d_s": "model.mixing.latent_spatial",
+    "d_h": "model.mixing.latent_height",
+    "d_w": "model.mixing.latent_width",
     "bits": "data.n_bits",
     "iterations": "train.steps",
     "T": "train.sample_temperature",
@@ -212,8 +212,10 @@ def _woodbury_row(family: str, data: str) -> PaperRow:
 def _get(config: Config, dotted: Any) -> Any:
     if callable(dotted):
         return dotted(config)
-    section, key = dotted.split(".")
-    return getattr(getattr(config, section), key, None)
+    value: Any = config
+    for key in dotted.split("."):  # section.key, or section.key.option of a nested choice
+        value = getattr(value, key, None)
+    return value
 
 
 def _show(value: Any) -> str:

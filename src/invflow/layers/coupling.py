@@ -20,6 +20,7 @@ and inverse are unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from invflow.core.context import ContextBias, broadcast_context, check_layer_context
 from invflow.core.flow import Flow, check_shape, zero_logdet
 from invflow.core.hooks import LowPrecisionConditioner
+from invflow.layers.choices import CouplingChoice
 from invflow.layers.conv_conditioner import ConvConditioner
 
 # Lower bound of log s: the inverse multiplies by at most e^5 ≈ 148 per coupling. Measured on
@@ -222,3 +224,23 @@ class AdditiveCoupling(_Coupling):
 
     def _inverse_transform(self, y: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         return y - h, zero_logdet(y)
+
+
+@dataclass
+class AffineChoice(CouplingChoice):
+    """``coupling: affine``: :class:`AffineCoupling` with the default conditioner."""
+
+    name = "affine"
+
+    def build(self, shape: tuple[int, ...], hidden: int, swap: bool, context: int) -> Flow:
+        return AffineCoupling(shape, hidden, swap=swap, context_features=context)
+
+
+@dataclass
+class AdditiveChoice(CouplingChoice):
+    """``coupling: additive``: :class:`AdditiveCoupling` with the default conditioner."""
+
+    name = "additive"
+
+    def build(self, shape: tuple[int, ...], hidden: int, swap: bool, context: int) -> Flow:
+        return AdditiveCoupling(shape, hidden, swap=swap, context_features=context)

@@ -10,11 +10,15 @@ together they couple every pixel with its whole k×k neighbourhood.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from invflow.config import positive
 from invflow.core.flow import Flow, check_image, zero_logdet
+from invflow.layers.choices import MixingChoice
 
 
 def autoregressive_mask(channels: int, kernel_size: int) -> Tensor:
@@ -130,3 +134,19 @@ class EmergingConv(Flow):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, kernel_size={self.kernel_size}"
+
+
+@dataclass
+class EmergingMixing(MixingChoice):
+    """``mixing: {name: emerging, kernel_size: k}``: a k×k emerging convolution (k odd)."""
+
+    name = "emerging"
+    kernel_size: int = 3
+
+    def validate(self) -> None:
+        positive(self, "kernel_size")
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"model.mixing.kernel_size must be odd, got {self.kernel_size}")
+
+    def build(self, shape: tuple[int, ...], level: int) -> Flow:
+        return EmergingConv(shape[0], kernel_size=self.kernel_size)

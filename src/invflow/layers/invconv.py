@@ -6,11 +6,14 @@ On vectors (``vector=True``) the same map is an invertible linear layer with ``H
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invflow.core.flow import Flow, check_shape
+from invflow.layers.choices import MixingChoice
 
 
 class InvConv1x1(Flow):
@@ -86,3 +89,25 @@ class InvConv1x1(Flow):
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_shape(z, self._expected(), "InvConv1x1.inverse")
         return self._mix(z, self.inverse_matrix()), -self._logdet(z)
+
+
+@dataclass
+class LUMixing(MixingChoice):
+    """``mixing: lu``: the LU-decomposed 1x1 convolution (Glow's default); an invertible linear
+    layer on vector data."""
+
+    name = "lu"
+    images_only = False
+
+    def build(self, shape: tuple[int, ...], level: int) -> Flow:
+        return InvConv1x1(shape[0], lu=True, vector=len(shape) == 1)
+
+
+@dataclass
+class PlainMixing(MixingChoice):
+    """``mixing: 1x1``: the 1x1 convolution with a full weight matrix (``log|det W|`` by ``slogdet``)."""
+
+    name = "1x1"
+
+    def build(self, shape: tuple[int, ...], level: int) -> Flow:
+        return InvConv1x1(shape[0], lu=False)

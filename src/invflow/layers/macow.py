@@ -14,12 +14,15 @@ depend on its whole neighbourhood.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invflow.core.context import ContextBias, check_layer_context
 from invflow.core.flow import Flow, SequentialFlow, check_image, zero_logdet
+from invflow.layers.choices import CouplingChoice
 from invflow.layers.coupling import bounded_log_scale
 
 DIRECTIONS = ("down", "up", "right", "left")
@@ -153,3 +156,14 @@ class MaCowUnit(SequentialFlow):
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_image(z, self.channels, f"{type(self).__name__}.inverse")
         return super().inverse(z, context)
+
+
+@dataclass
+class MaCowChoice(CouplingChoice):
+    """``coupling: macow``: a :class:`MaCowUnit` in place of the coupling (images only)."""
+
+    name = "macow"
+    images_only = True
+
+    def build(self, shape: tuple[int, ...], hidden: int, swap: bool, context: int) -> Flow:
+        return MaCowUnit(shape[0], hidden, context_features=context)

@@ -13,11 +13,15 @@ products and ``O(c³·hw)`` for the per-frequency determinants and solves.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from invflow.config import positive
 from invflow.core.flow import Flow, check_shape, zero_logdet
+from invflow.layers.choices import MixingChoice
 
 
 def kernel_spectrum(weight: Tensor, height: int, width: int) -> Tensor:
@@ -106,3 +110,19 @@ class PeriodicConv(Flow):
 
     def extra_repr(self) -> str:
         return f"shape={self.shape}, kernel_size={self.kernel_size}"
+
+
+@dataclass
+class PeriodicMixing(MixingChoice):
+    """``mixing: {name: periodic, kernel_size: k}``: a k×k periodic (Fourier) convolution."""
+
+    name = "periodic"
+    kernel_size: int = 3
+
+    def validate(self) -> None:
+        positive(self, "kernel_size")
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"model.mixing.kernel_size must be odd, got {self.kernel_size}")
+
+    def build(self, shape: tuple[int, ...], level: int) -> Flow:
+        return PeriodicConv(*shape, kernel_size=self.kernel_size)

@@ -8,11 +8,15 @@ derivatives are fixed to 1 and the map is C¹ at ``±B``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from invflow.config import positive
+from invflow.core.flow import Flow
+from invflow.layers.choices import CouplingChoice
 from invflow.layers.coupling import ConditionerFactory, _Coupling
 
 
@@ -203,3 +207,20 @@ class SplineCoupling(_Coupling):
 
     def extra_repr(self) -> str:
         return f"shape={self.shape}, bins={self.bins}, tail_bound={self.tail_bound}, swap={self.swap}"
+
+
+@dataclass
+class SplineChoice(CouplingChoice):
+    """``coupling: {name: spline, bins: K, tail_bound: B}``: :class:`SplineCoupling` (Lu & Huang 2020,
+    app. C.1: 4 bins)."""
+
+    name = "spline"
+    bins: int = 4
+    tail_bound: float = 3.0
+
+    def validate(self) -> None:
+        positive(self, "bins", "tail_bound")
+
+    def build(self, shape: tuple[int, ...], hidden: int, swap: bool, context: int) -> Flow:
+        return SplineCoupling(shape, hidden, swap=swap, bins=self.bins, tail_bound=self.tail_bound,
+                              context_features=context)

@@ -14,9 +14,12 @@ spatial factors with a width transform on ``(ch, w)`` and a height transform on 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor, nn
 
 from invflow.core.flow import Flow, SequentialFlow, check_shape, zero_logdet
+from invflow.layers.choices import MixingChoice
 from invflow.layers.woodbury_math import (
     init_low_rank,
     sylvester_logdet,
@@ -145,3 +148,43 @@ class MEWoodbury(SequentialFlow):
             WidthWoodbury(channels, height, width, latent_width),
             HeightWoodbury(channels, height, width, latent_height),
         )
+
+
+LATENT_DEFAULT = 16  # a latent dimension not given per level: min(axis size, 16)
+
+
+def _per_level(dims: list[int] | None, level: int, size: int) -> int:
+    """``dims[level]``, or ``min(size, LATENT_DEFAULT)`` for an axis of ``size`` without a list."""
+    return min(size, LATENT_DEFAULT) if dims is None else dims[level]
+
+
+@dataclass
+class WoodburyChoice(MixingChoice):
+    """``mixing: {name: woodbury, latent_channel: [d_c per level], latent_spatial: [d_s per level]}``
+    (Lu & Huang 2020, Table 3); an axis without a list gets ``min(size, 16)``."""
+
+    name = "woodbury"
+    latent_channel: list[int] | None = None
+    latent_spatial: list[int] | None = None
+
+    def build(self, shape: tuple[int, ...], level: int) -> Flow:
+        c, h, w = shape
+        return WoodburyMixing(c, h, w, latent_channel=_per_level(self.latent_channel, level, c),
+                              latent_spatial=_per_level(self.latent_spatial, level, h * w))
+
+
+@dataclass
+class MEWoodburyChoice(MixingChoice):
+    """``mixing: {name: me-woodbury, latent_channel: […], latent_height: […], latent_width: […]}``
+    (Lu & Huang 2020, app. B and Table 3); an axis without a list gets ``min(size, 16)``."""
+
+    name = "me-woodbury"
+    latent_channel: list[int] | None = None
+    latent_height: list[int] | None = None
+    latent_width: list[int] | None = None
+
+    def build(self, shape: tuple[int, ...], level: int) -> Flow:
+        c, h, w = shape
+        return MEWoodbury(c, h, w, latent_channel=_per_level(self.latent_channel, level, c),
+                          latent_height=_per_level(self.latent_height, level, h),
+                          latent_width=_per_level(self.latent_width, level, w))

@@ -2,13 +2,15 @@
 
 Multi-scale: L levels, each ``Squeeze → K × (ActNorm → mixing → coupling)``, then a factor-out
 of half the channels with a learned conditional Gaussian prior (all but the last level). The
-mixing layer and the coupling are chosen by ``model.mixing`` and ``model.coupling``. On 2D toy
-data the same step (ActNorm → linear LU mixing → coupling) is stacked without squeezes.
+mixing layer and the coupling are the ones ``model.mixing`` and ``model.coupling`` name in the
+registries of ``invflow.layers.registry``. On 2D toy data the same step (ActNorm → linear LU mixing →
+coupling) is stacked without squeezes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
 
 from invflow.config import DataConfig, positive
 from invflow.core.context import ContextSpec
@@ -17,98 +19,102 @@ from invflow.core.flow import Flatten, Flow, SequentialFlow, mark_place
 from invflow.core.model import FlowModel
 from invflow.data.registry import input_shape
 from invflow.layers.actnorm import ActNorm
+from invflow.layers.choices import CouplingChoice, MixingChoice
 from invflow.layers.conditional_prior import ConditionalGaussianPrior
-from invflow.layers.coupling import AdditiveCoupling, AffineCoupling
-from invflow.layers.invconv import InvConv1x1
+from invflow.layers.coupling import AffineChoice
+from invflow.layers.invconv import LUMixing
 from invflow.layers.logit import LogitTransform
+from invflow.layers.registry import COUPLINGS, MIXINGS
 from invflow.layers.split import FactorOut
 from invflow.layers.squeeze import Squeeze
 from invflow.models.conditioning import model_context
 
-Mixing = Literal["1x1", "lu", "emerging", "periodic", "woodbury", "me-woodbury"]
-Coupling = Literal["affine", "additive", "spline", "macow"]
+LEGACY_OPTIONS = {  # the flat keys of invflow <= 0.3 -> (layer name, option of its nested section)
+    "woodbury_latent_channel": (("woodbury", "me-woodbury"), "latent_channel"),
+    "woodbury_latent_spatial": (("woodbury",), "latent_spatial"),
+    "woodbury_latent_height": (("me-woodbury",), "latent_height"),
+    "woodbury_latent_width": (("me-woodbury",), "latent_width"),
+    "emerging_kernel_size": (("emerging",), "kernel_size"),
+    "periodic_kernel_size": (("periodic",), "kernel_size"),
+    "spline_bins": (("spline",), "bins"),
+    "spline_tail_bound": (("spline",), "tail_bound"),
+}
 
 
 @dataclass
 class GlowConfig:
-    """``model`` section of a Glow-family preset; Woodbury latent dims are given per level."""
+    """``model`` section of a Glow-family preset. ``mixing`` and ``coupling`` are nested sections
+    naming a registered layer and its options (``invflow.layers.choices``), e.g.
+    ``mixing: {name: woodbury, latent_channel: [8, 8, 16], latent_spatial: [16, 16, 8]}``."""
 
     SECTION = "model"
     levels: int = 3
     steps_per_level: int = 32
     hidden_channels: int = 512
-    mixing: Mixing = "lu"
-    coupling: Coupling = "affine"
+    mixing: MixingChoice = field(default_factory=LUMixing)
+    coupling: CouplingChoice = field(default_factory=AffineChoice)
     split_prior: bool = True
     logit_alpha: float | None = None
-    woodbury_latent_channel: list[int] | None = None
-    woodbury_latent_spatial: list[int] | None = None
-    woodbury_latent_height: list[int] | None = None
-    woodbury_latent_width: list[int] | None = None
-    emerging_kernel_size: int = 3
-    periodic_kernel_size: int = 3
-    spline_bins: int = 4
-    spline_tail_bound: float = 3.0
     conditional: bool = False  # p(x | y): the data set's labels (or toy contexts), see build()
 
     def validate(self) -> None:
-        positive(self, "levels", "steps_per_level", "hidden_channels", "emerging_kernel_size",
-                 "periodic_kernel_size", "spline_bins", "spline_tail_bound")
+        positive(self, "levels", "steps_per_level", "hidden_channels")
         if self.logit_alpha is not None and not 0 <= self.logit_alpha < 0.5:
             raise ValueError(f"model.logit_alpha must be in [0, 0.5), got {self.logit_alpha}")
-        for key in ("woodbury_latent_channel", "woodbury_latent_spatial",
-                    "woodbury_latent_height", "woodbury_latent_width"):
-            dims = getattr(self, key)
-            if dims is not None and (len(dims) != self.levels or min(dims) < 1):
-                raise ValueError(
-                    f"model.{key} needs {self.levels} positive entries (one per level), got {dims}"
-                )
+        self.mixing.check_levels(self.levels, "model.mixing")
+        self.coupling.check_levels(self.levels, "model.coupling")
 
-    def latent(self, key: str, level: int, default: int) -> int:
-        dims = getattr(self, f"woodbury_latent_{key}")
-        return default if dims is None else dims[level]
+    @staticmethod
+    def migrate(raw: dict[str, Any]) -> dict[str, Any]:
+        """Read the flat layer options of invflow <= 0.3 (``woodbury_latent_channel``,
+        ``emerging_kernel_size``, ``spline_bins``, …) into the chosen layer's nested section, with a
+        warning naming the new key; the options of layers not chosen, which did nothing, are dropped.
+        A flat key beside the same option with another value in the nested section is an error.
+        Returns a new mapping."""
+        flat = {key: raw[key] for key in LEGACY_OPTIONS if key in raw}
+        if not flat:
+            return raw
+        out = {k: v for k, v in raw.items() if k not in flat}
+        moved = []
+        for slot in ("mixing", "coupling"):
+            chosen = out.get(slot, "lu" if slot == "mixing" else "affine")
+            nested = {"name": chosen} if isinstance(chosen, str) else dict(chosen or {})
+            for key, value in flat.items():
+                names, option = LEGACY_OPTIONS[key]
+                if nested.get("name") not in names:
+                    continue
+                if option in nested and nested[option] != value:
+                    raise ValueError(f"model.{key} and model.{slot}.{option} are the same option; give only "
+                                     f"model.{slot}.{option}")
+                nested[option] = value
+                moved.append(f"model.{key} -> model.{slot}.{option}")
+            if len(nested) > 1:
+                out[slot] = nested
+        if moved:
+            warnings.warn(f"flat layer options are deprecated, read as {', '.join(moved)}",
+                          DeprecationWarning, stacklevel=4)
+        return out
 
 
-def make_mixing(cfg: GlowConfig, shape: tuple[int, int, int], level: int) -> Flow:
-    """The invertible channel/spatial mixing layer named by ``cfg.mixing`` for ``(C, H, W)``."""
-    c, h, w = shape
-    if cfg.mixing in ("1x1", "lu"):
-        return InvConv1x1(c, lu=cfg.mixing == "lu")
-    if cfg.mixing == "emerging":
-        from invflow.layers.emerging import EmergingConv
+def _vector_ones(registry: dict[str, Any]) -> str:
+    return ", ".join(repr(name) for name, choice in registry.items() if not choice.images_only)
 
-        return EmergingConv(c, kernel_size=cfg.emerging_kernel_size)
-    if cfg.mixing == "periodic":
-        from invflow.layers.periodic import PeriodicConv
 
-        return PeriodicConv(c, h, w, kernel_size=cfg.periodic_kernel_size)
-    from invflow.layers.woodbury import MEWoodbury, WoodburyMixing
-
-    if cfg.mixing == "woodbury":
-        return WoodburyMixing(c, h, w, latent_channel=cfg.latent("channel", level, min(c, 16)),
-                              latent_spatial=cfg.latent("spatial", level, min(h * w, 16)))
-    return MEWoodbury(c, h, w, latent_channel=cfg.latent("channel", level, min(c, 16)),
-                      latent_height=cfg.latent("height", level, min(h, 16)),
-                      latent_width=cfg.latent("width", level, min(w, 16)))
+def make_mixing(cfg: GlowConfig, shape: tuple[int, ...], level: int) -> Flow:
+    """The mixing layer ``cfg.mixing`` names, for per-sample ``shape`` at ``level``."""
+    if len(shape) == 1 and cfg.mixing.images_only:
+        raise ValueError(f"model.mixing={cfg.mixing.name!r} needs image data; on vector (2D toy) data "
+                         f"use one of {_vector_ones(MIXINGS)}")
+    return cfg.mixing.build(shape, level)
 
 
 def make_coupling(cfg: GlowConfig, shape: tuple[int, ...], swap: bool, context: int = 0) -> Flow:
-    """The coupling layer named by ``cfg.coupling`` for per-sample ``shape``, reading a context of
+    """The coupling layer ``cfg.coupling`` names, for per-sample ``shape``, reading a context of
     width ``context`` (0: none)."""
-    if cfg.coupling == "affine":
-        return AffineCoupling(shape, cfg.hidden_channels, swap=swap, context_features=context)
-    if cfg.coupling == "additive":
-        return AdditiveCoupling(shape, cfg.hidden_channels, swap=swap, context_features=context)
-    if cfg.coupling == "spline":
-        from invflow.layers.spline import SplineCoupling
-
-        return SplineCoupling(shape, cfg.hidden_channels, swap=swap, bins=cfg.spline_bins,
-                              tail_bound=cfg.spline_tail_bound, context_features=context)
-    if len(shape) != 3:
-        raise ValueError("model.coupling=macow needs image data")
-    from invflow.layers.macow import MaCowUnit
-
-    return MaCowUnit(shape[0], cfg.hidden_channels, context_features=context)
+    if len(shape) == 1 and cfg.coupling.images_only:
+        raise ValueError(f"model.coupling={cfg.coupling.name!r} needs image data; on vector (2D toy) data "
+                         f"use one of {_vector_ones(COUPLINGS)}")
+    return cfg.coupling.build(shape, cfg.hidden_channels, swap, context)
 
 
 def glow_step(cfg: GlowConfig, shape: tuple[int, int, int], level: int, index: int,
@@ -148,15 +154,10 @@ def build_glow(cfg: GlowConfig, shape: tuple[int, ...], context: ContextSpec | N
     couplings and priors)."""
     k = 0 if context is None else context.features
     if len(shape) == 1:
-        if cfg.mixing != "lu" or cfg.coupling == "macow":
-            raise ValueError(
-                f"model.mixing={cfg.mixing!r} / model.coupling={cfg.coupling!r} need image data; on vector "
-                "(2D toy) data the Glow step uses mixing 'lu' and an affine, additive or spline coupling"
-            )
         dims = shape[0]
         flows: list[Flow] = []
         for step in range(cfg.steps_per_level):
-            step_flows = [ActNorm(dims, vector=True), InvConv1x1(dims, lu=True, vector=True),
+            step_flows = [ActNorm(dims, vector=True), make_mixing(cfg, shape, 0),
                           make_coupling(cfg, shape, swap=step % 2 == 1, context=k)]
             flows += mark_place(step_flows, f"step {step + 1}")
         flows += [ConditionalGaussianPrior(shape, k)] if k else []
