@@ -1,0 +1,35 @@
+"""``benchmarks/efficiency.py`` at tiny sizes: it counts a step's FLOPs, times it against a matrix
+product measured in the same process and lists the operators by self time (no figure is checked:
+timings stay out of tests)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture()
+def efficiency(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import efficiency
+
+    return efficiency
+
+
+def test_a_tiny_run_writes_flops_seconds_fraction_and_the_profile(efficiency, tmp_path: Path) -> None:
+    out = tmp_path / "efficiency.json"
+    assert efficiency.main(["--cases", "glow", "resflow", "--batch", "2", "--steps", "1", "--warmup", "0",
+                            "--profile-steps", "1", "--top", "5", "--matmul-size", "64",
+                            "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["meta"]["matmul_gflop_per_s"] > 0 and result["meta"]["threads"] == 1
+    rows = {row["case"]: row for row in result["results"]}
+    assert set(rows) == {"glow", "resflow"}
+    for row in rows.values():
+        assert row["gflop"] > 0 and row["step_s"] > 0 and row["fraction_of_matmul"] > 0
+        assert len(row["profile"]) == 5 and all(op["calls_per_step"] >= 1 for op in row["profile"])
+    # the residual step's convolutions and their double backward are counted, not only the forward
+    assert rows["resflow"]["gflop"] > rows["glow"]["gflop"] / 10
