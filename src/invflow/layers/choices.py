@@ -86,6 +86,19 @@ class MixingChoice(LayerChoice):
 
 
 @dataclass
+class KernelMixing(MixingChoice):
+    """Options of a mixing convolution with an odd ``kernel_size`` × ``kernel_size`` kernel."""
+
+    kernel_size: int = 3
+
+    def validate(self) -> None:
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(
+                f"model.mixing.kernel_size must be a positive odd integer, got {self.kernel_size}"
+            )
+
+
+@dataclass
 class CouplingChoice(LayerChoice):
     """Options of a coupling layer: its conditioner reads half the input and the context."""
 

@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invflow.config import positive
 from invflow.core.flow import Flow, check_image, zero_logdet
-from invflow.layers.choices import MixingChoice
+from invflow.layers.choices import KernelMixing
 
 
 def autoregressive_mask(channels: int, kernel_size: int) -> Tensor:
@@ -137,16 +136,10 @@ class EmergingConv(Flow):
 
 
 @dataclass
-class EmergingMixing(MixingChoice):
+class EmergingMixing(KernelMixing):
     """``mixing: {name: emerging, kernel_size: k}``: a k×k emerging convolution (k odd)."""
 
     name = "emerging"
-    kernel_size: int = 3
-
-    def validate(self) -> None:
-        positive(self, "kernel_size")
-        if self.kernel_size % 2 == 0:
-            raise ValueError(f"model.mixing.kernel_size must be odd, got {self.kernel_size}")
 
     def build(self, shape: tuple[int, ...], level: int) -> Flow:
         return EmergingConv(shape[0], kernel_size=self.kernel_size)

@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invflow.config import positive
 from invflow.core.flow import Flow, check_shape, zero_logdet
-from invflow.layers.choices import MixingChoice
+from invflow.layers.choices import KernelMixing
 
 
 def kernel_spectrum(weight: Tensor, height: int, width: int) -> Tensor:
@@ -113,16 +112,10 @@ class PeriodicConv(Flow):
 
 
 @dataclass
-class PeriodicMixing(MixingChoice):
-    """``mixing: {name: periodic, kernel_size: k}``: a k×k periodic (Fourier) convolution."""
+class PeriodicMixing(KernelMixing):
+    """``mixing: {name: periodic, kernel_size: k}``: a k×k periodic (Fourier) convolution (k odd)."""
 
     name = "periodic"
-    kernel_size: int = 3
-
-    def validate(self) -> None:
-        positive(self, "kernel_size")
-        if self.kernel_size % 2 == 0:
-            raise ValueError(f"model.mixing.kernel_size must be odd, got {self.kernel_size}")
 
     def build(self, shape: tuple[int, ...], level: int) -> Flow:
         return PeriodicConv(*shape, kernel_size=self.kernel_size)
