@@ -398,9 +398,8 @@ def build_section(cls: type, raw: dict[str, Any], section: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ValueError(
-            f"unknown config key {section}.{shorten(str(unknown[0]))}; known keys: {', '.join(sorted(names))}"
-        )
+        known = f"known keys: {', '.join(sorted(names))}" if names else f"{section} takes no options"
+        raise ValueError(f"unknown config key {section}.{shorten(str(unknown[0]))}; {known}")
     values = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in raw.items()}
     obj = cls(**values)
     obj.validate()

@@ -90,6 +90,8 @@ def test_a_name_alone_is_the_default_options() -> None:
      "model.coupling.bins must be an integer, got 2.5"),
     ({"model.mixing": "woodbury", "model.mixing.latent_channel": [4]},
      r"model.mixing.latent_channel needs 2 positive entries \(one per level\), got \[4\]"),
+    ({"model.mixing.kernel_size": 3},  # glow-mnist-tiny's mixing is lu
+     "unknown config key model.mixing.kernel_size; model.mixing takes no options"),
     ({"model.levels.deep": 1}, "model.levels is not a nested section here"),
     ({"model.mixing.a.b": 1}, "must be section.key"),
 ])
