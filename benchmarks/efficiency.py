@@ -40,27 +40,6 @@ CASES = {"glow": lambda: invflow_glow(GLOW_SIZES["small"]),
          "resflow": lambda: invflow_resflow(RESFLOW_SIZES["small"])}
 
 
-def matmul_rate(size: int, repeats: int = 10) -> float:
-    """GFLOP/s of a ``size``³ float32 matrix product (median of ``repeats`` after two warm-ups)."""
-    gen = torch.Generator().manual_seed(0)
-    a, b = (torch.randn(size, size, generator=gen) for _ in range(2))
-    for _ in range(2):
-        a @ b
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times) / 1e9
-
-
-def counted_flops(step: Callable[[], None]) -> int:
-    counter = FlopCounterMode(display=False)
-    with counter:
-        step()
-    return counter.get_total_flops()
-
-
 def median_seconds(step: Callable[[], None], steps: int, warmup: int) -> tuple[float, list[float]]:
     for _ in range(warmup):
         step()
@@ -70,6 +49,21 @@ def median_seconds(step: Callable[[], None], steps: int, warmup: int) -> tuple[f
         step()
         times.append(time.perf_counter() - start)
     return statistics.median(times), times
+
+
+def matmul_rate(size: int, repeats: int = 10) -> float:
+    """GFLOP/s of a ``size``³ float32 matrix product (median of ``repeats`` after two warm-ups)."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=gen) for _ in range(2))
+    seconds, _ = median_seconds(lambda: a @ b, repeats, warmup=2)
+    return 2 * size**3 / seconds / 1e9
+
+
+def counted_flops(step: Callable[[], None]) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return counter.get_total_flops()
 
 
 def top_operators(step: Callable[[], None], steps: int, top: int) -> list[dict]:

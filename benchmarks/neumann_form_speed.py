@@ -13,15 +13,14 @@ alternating which goes first; the figure is the median of the per-round ratios (
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import RESULTS, environment, paired_seconds, print_environment, synchronizer, write_results
+from common import RESULTS, environment, print_environment, synchronizer, write_results
 from reference_models import MNIST_SHAPE, RESFLOW_SIZES, invflow_resflow
-from vs_reference import training_step
+from vs_reference import paired, training_step
 
 FORMS = ("theorem2", "derivative")
 
@@ -47,11 +46,10 @@ def measure(size: str, args: argparse.Namespace) -> dict:
         contender = invflow_resflow(RESFLOW_SIZES[size], **{"model.neumann_form": form})
         contender.model.to(device).train()
         steps.append(seeded(training_step(contender, x)))
-    t_theorem2, t_derivative = paired_seconds(*steps, args.rounds, args.warmup, synchronizer(device))
-    ratios = [d / t for t, d in zip(t_theorem2, t_derivative)]
-    row = {"size": size, "batch": args.batch, "theorem2_s": statistics.median(t_theorem2),
-           "derivative_s": statistics.median(t_derivative), "speedup": statistics.median(ratios),
-           "ratio_min": min(ratios), "ratio_max": max(ratios), "rounds": args.rounds}
+    timed = paired(*steps, args.rounds, args.warmup, synchronizer(device))  # derivative s / theorem2 s
+    row = {"size": size, "batch": args.batch, "theorem2_s": timed["invflow_s"],
+           "derivative_s": timed["reference_s"],
+           **{k: timed[k] for k in ("speedup", "ratio_min", "ratio_max", "rounds")}}
     print(f"{size:6s} batch {args.batch:3d}: theorem2 {row['theorem2_s'] * 1e3:8.1f} ms, derivative "
           f"{row['derivative_s'] * 1e3:8.1f} ms, derivative/theorem2 {row['speedup']:.3f}x "
           f"[{row['ratio_min']:.2f}, {row['ratio_max']:.2f}]", flush=True)

@@ -30,18 +30,30 @@ class LayerChoice:
 
     name: ClassVar[str]
     kind: ClassVar[str]  # "mixing" or "coupling": the config key and the registry
+    images_only: ClassVar[bool] = False  # True: refuses vector (2D toy) data, ``shape = (D,)``
+
+    @property
+    def SECTION(self) -> str:  # noqa: N802  (the name ``invflow.config.positive`` reads)
+        """The config key of these options: ``model.mixing`` or ``model.coupling``."""
+        return f"model.{self.kind}"
 
     def validate(self) -> None:
         """Raise ``ValueError`` for bad options (their types are already checked)."""
 
-    def check_levels(self, levels: int, key: str) -> None:
+    def check_levels(self, levels: int) -> None:
         """Raise ``ValueError`` if a per-level option does not have one entry per level."""
         for option in dataclasses.fields(self):
             values = getattr(self, option.name)
             if isinstance(values, list) and (len(values) != levels or min(values) < 1):
-                raise ValueError(
-                    f"{key}.{option.name} needs {levels} positive entries (one per level), got {values}"
-                )
+                raise ValueError(f"{self.SECTION}.{option.name} needs {levels} positive entries "
+                                 f"(one per level), got {values}")
+
+    def check_data(self, shape: tuple[int, ...]) -> None:
+        """Raise ``ValueError`` if the layer needs images and per-sample ``shape`` is a vector's."""
+        if len(shape) == 1 and self.images_only:
+            usable = ", ".join(repr(name) for name, other in self.registry().items() if not other.images_only)
+            raise ValueError(f"{self.SECTION}={self.name!r} needs image data; on vector (2D toy) data "
+                             f"use one of {usable}")
 
     def to_config(self) -> dict[str, Any]:
         """The plain mapping a config file and a checkpoint store: the name and every option."""
@@ -77,8 +89,7 @@ class MixingChoice(LayerChoice):
     stays unconditional in a conditional model)."""
 
     kind: ClassVar[str] = "mixing"
-    SECTION: ClassVar[str] = "model.mixing"  # how ``invflow.config.positive`` names an option
-    images_only: ClassVar[bool] = True  # False: also builds for vector (2D toy) data, ``shape = (D,)``
+    images_only: ClassVar[bool] = True
 
     def build(self, shape: tuple[int, ...], level: int) -> Flow:
         """The layer for per-sample ``shape`` at level ``level`` (0-based; per-level options)."""
@@ -94,7 +105,7 @@ class KernelMixing(MixingChoice):
     def validate(self) -> None:
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(
-                f"model.mixing.kernel_size must be a positive odd integer, got {self.kernel_size}"
+                f"{self.SECTION}.kernel_size must be a positive odd integer, got {self.kernel_size}"
             )
 
 
@@ -103,8 +114,6 @@ class CouplingChoice(LayerChoice):
     """Options of a coupling layer: its conditioner reads half the input and the context."""
 
     kind: ClassVar[str] = "coupling"
-    SECTION: ClassVar[str] = "model.coupling"
-    images_only: ClassVar[bool] = False
 
     def build(self, shape: tuple[int, ...], hidden: int, swap: bool, context: int) -> Flow:
         """The layer for per-sample ``shape``, ``hidden`` conditioner width, the halves swapped when

@@ -9,7 +9,7 @@ coupling) is stacked without squeezes.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from invflow.config import DataConfig, positive
@@ -24,7 +24,6 @@ from invflow.layers.conditional_prior import ConditionalGaussianPrior
 from invflow.layers.coupling import AffineChoice
 from invflow.layers.invconv import LUMixing
 from invflow.layers.logit import LogitTransform
-from invflow.layers.registry import COUPLINGS, MIXINGS
 from invflow.layers.split import FactorOut
 from invflow.layers.squeeze import Squeeze
 from invflow.models.conditioning import model_context
@@ -61,11 +60,11 @@ class GlowConfig:
         positive(self, "levels", "steps_per_level", "hidden_channels")
         if self.logit_alpha is not None and not 0 <= self.logit_alpha < 0.5:
             raise ValueError(f"model.logit_alpha must be in [0, 0.5), got {self.logit_alpha}")
-        self.mixing.check_levels(self.levels, "model.mixing")
-        self.coupling.check_levels(self.levels, "model.coupling")
+        self.mixing.check_levels(self.levels)
+        self.coupling.check_levels(self.levels)
 
-    @staticmethod
-    def migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    @classmethod
+    def migrate(cls, raw: dict[str, Any]) -> dict[str, Any]:
         """Read the flat layer options of invflow <= 0.3 (``woodbury_latent_channel``,
         ``emerging_kernel_size``, ``spline_bins``, …) into the chosen layer's nested section, with a
         warning naming the new key; the options of layers not chosen, which did nothing, are dropped.
@@ -76,8 +75,9 @@ class GlowConfig:
             return raw
         out = {k: v for k, v in raw.items() if k not in flat}
         moved = []
-        for slot in ("mixing", "coupling"):
-            chosen = out.get(slot, "lu" if slot == "mixing" else "affine")
+        defaults = {f.name: f.default_factory().name for f in fields(cls) if f.name in ("mixing", "coupling")}
+        for slot, default in defaults.items():
+            chosen = out.get(slot, default)
             nested = {"name": chosen} if isinstance(chosen, str) else dict(chosen or {})
             for key, value in flat.items():
                 names, option = LEGACY_OPTIONS[key]
@@ -96,24 +96,16 @@ class GlowConfig:
         return out
 
 
-def _vector_ones(registry: dict[str, Any]) -> str:
-    return ", ".join(repr(name) for name, choice in registry.items() if not choice.images_only)
-
-
 def make_mixing(cfg: GlowConfig, shape: tuple[int, ...], level: int) -> Flow:
     """The mixing layer ``cfg.mixing`` names, for per-sample ``shape`` at ``level``."""
-    if len(shape) == 1 and cfg.mixing.images_only:
-        raise ValueError(f"model.mixing={cfg.mixing.name!r} needs image data; on vector (2D toy) data "
-                         f"use one of {_vector_ones(MIXINGS)}")
+    cfg.mixing.check_data(shape)
     return cfg.mixing.build(shape, level)
 
 
 def make_coupling(cfg: GlowConfig, shape: tuple[int, ...], swap: bool, context: int = 0) -> Flow:
     """The coupling layer ``cfg.coupling`` names, for per-sample ``shape``, reading a context of
     width ``context`` (0: none)."""
-    if len(shape) == 1 and cfg.coupling.images_only:
-        raise ValueError(f"model.coupling={cfg.coupling.name!r} needs image data; on vector (2D toy) data "
-                         f"use one of {_vector_ones(COUPLINGS)}")
+    cfg.coupling.check_data(shape)
     return cfg.coupling.build(shape, cfg.hidden_channels, swap, context)
 
 
