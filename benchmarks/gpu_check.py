@@ -13,7 +13,7 @@ Sections, each a subprocess with its own time limit inside ``--budget-s`` (the w
   (``--resflow-ref``) and Glow against normflows, small and full sizes, batch 64, paired rounds, with
   each step's peak memory; a reference that is not there is recorded as missing, not faked;
 - ``precision_compile``: ``precision_compile.py``: bf16 conditioners and ``torch.compile`` against
-  eager for a Glow-family and a residual preset (residual flows refuse both and say why);
+  eager for a Glow-family and a residual preset (residual flows refuse bf16 and say why);
 - ``throughput``: ``train_throughput.py``: images/s of the paper presets on random images of their
   shape, and the hours their ``train.steps`` take at that speed.
 

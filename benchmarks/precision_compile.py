@@ -3,15 +3,19 @@
 Copies of one initialised model (three eager steps in, so the couplings are no longer the
 identity they start as) train on the same random batch: eager fp32, bf16 (the coupling
 conditioners under autocast, ``FlowModel.set_conditioner_precision``, as ``train.precision=bf16``
-runs them; log-dets, invertible maps and the prior stay fp32) and compiled (``torch.compile`` of
-the model, as ``train.compile=true``). Each variant is timed against eager in paired rounds (one
-step of each, the order alternating); its speed-up is the median over rounds of eager seconds /
-variant seconds. Before any step, each variant's per-image log-density of the same batch and
-dequantization noise is compared with eager's (``log_prob_max_diff_nats``, the largest difference
-over the batch; ``loss_diff_vs_eager``, the batch's bits/dim): a speed-up that changes results
-shows there. A family that refuses a variant (residual flows refuse both) gets a row that says why.
+runs them; log-dets, invertible maps and the prior stay fp32) and compiled
+(``FlowModel.compile_for_training``, as ``train.compile=true``: the whole model for the Glow family,
+each block's log-det series for residual flows). Each variant is timed against eager in paired
+rounds (one step of each, the order alternating, both on the same random draws: the i-th call of
+each is seeded with i, so a residual step draws the same series length in both); its speed-up is
+the median over rounds of eager seconds / variant seconds. Before any step, each variant's
+per-image log-density of the same batch and dequantization noise is compared with eager's
+(``log_prob_max_diff_nats``, the largest difference over the batch; ``loss_diff_vs_eager``, the
+batch's bits/dim): a speed-up that changes results shows there. A family that refuses a variant
+(residual flows refuse bf16) gets a row that says why.
 
     python benchmarks/precision_compile.py --device cuda --presets woodbury-glow-cifar10 resflow-cifar10
+    python benchmarks/precision_compile.py --presets resflow-mnist-tiny --threads 1
     python benchmarks/precision_compile.py --presets glow-mnist-tiny --rounds 3   # a CPU dry run
 
 The result file is rewritten after every row, so an interrupted run (a compilation that outlasts
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -52,7 +57,7 @@ def prepare(model: invflow.FlowModel, variant: str, config, batch) -> tuple[Call
     if variant == "bf16":
         model.set_conditioner_precision(torch.bfloat16)
     elif variant == "compiled":
-        forward = torch.compile(model)
+        forward = model.compile_for_training(model)
     objective = model.make_objective(config.data.n_bits)
 
     def log_prob() -> torch.Tensor:
@@ -61,10 +66,21 @@ def prepare(model: invflow.FlowModel, variant: str, config, batch) -> tuple[Call
     return training_step(model, config, batch, None if variant != "compiled" else forward), log_prob
 
 
+def same_draws(step: Callable[[], None]) -> Callable[[], None]:
+    """``step`` with its i-th call seeded with i (two such wrappers draw alike, call for call)."""
+    calls = itertools.count()
+
+    def seeded() -> None:
+        torch.manual_seed(next(calls))
+        step()
+
+    return seeded
+
+
 def paired(eager: Callable[[], None], variant: Callable[[], None], rounds: int, warmup: int,
            sync: Callable[[], None]) -> dict:
     """Median over rounds of eager seconds / variant seconds (:func:`common.paired_seconds`)."""
-    t_eager, t_variant = paired_seconds(eager, variant, rounds, warmup, sync)
+    t_eager, t_variant = paired_seconds(same_draws(eager), same_draws(variant), rounds, warmup, sync)
     ratios = [e / v for e, v in zip(t_eager, t_variant)]
     return {"step_s": statistics.median(t_variant), "eager_step_s": statistics.median(t_eager),
             "speedup_vs_eager": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
@@ -132,9 +148,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", default=str(RESULTS / "precision_compile.json"))
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     meta = environment(device, rounds=args.rounds, warmup=args.warmup)
     print_environment(meta)
     rows: list[dict] = []

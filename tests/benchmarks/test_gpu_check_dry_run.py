@@ -45,8 +45,9 @@ def test_the_dry_run_writes_every_field(tmp_path: Path) -> None:
     assert {r["preset"] for r in measured} == {"woodbury-glow-cifar10-tiny", "resflow-cifar10-tiny"}
     assert all("speedup_vs_eager" in r and "log_prob_max_diff_nats" in r for r in measured
                if r["variant"] != "eager")
-    assert all(r["status"].startswith("refused: ") for r in rows if r["preset"].startswith("resflow")
-               and r["variant"] != "eager")
+    refused = {(r["preset"], r["variant"]) for r in rows if r["status"] != "ok"}
+    assert refused == {("resflow-cifar10-tiny", "bf16")}
+    assert all(r["status"].startswith("refused: ") for r in rows if r["status"] != "ok")
 
     rows = sections["throughput"]["rows"]
     assert [r["preset"] for r in rows] == [f"{p}-tiny" for p in gpu_check.PAPER_PRESETS]

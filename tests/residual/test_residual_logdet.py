@@ -172,20 +172,26 @@ def _draw_stats(samples: Tensor) -> tuple[Tensor, Tensor]:
     return samples.mean(dim=0), samples.std(dim=0) / samples.shape[0] ** 0.5
 
 
+COMPILED = pytest.mark.parametrize("compiled", [None, "inductor"], ids=["eager", "compiled"])
+
+
 @pytest.mark.parametrize(
     ("n_dist", "hutchinson", "n_exact_terms"), [("geometric", "gaussian", 1), ("poisson", "rademacher", 2)]
 )
+@COMPILED
 @pytest.mark.device
 def test_unbiased_estimate_mean_matches_exact(
-    n_dist: str, hutchinson: str, n_exact_terms: int, device: torch.device
+    n_dist: str, hutchinson: str, n_exact_terms: int, compiled: str | None, device: torch.device
 ) -> None:
-    """Over DRAWS forward passes (seed SEED), the mean estimate at two points is within 3 SE."""
+    """Over DRAWS forward passes (seed SEED), the mean estimate at two points is within 3 SE, on
+    the eager and on the compiled series (``compile_series``)."""
     g = make_g(device=device)
     points = torch.tensor([[0.3, -1.2], [1.5, 0.7]], dtype=torch.float64, device=device)
     exact = torch.stack([brute_force_logdet(g, p) for p in points]).detach()
     block = InvertibleResidualBlock(
         g, (2,), n_dist=n_dist, n_exact_terms=n_exact_terms, hutchinson=hutchinson
     )
+    block.compile_series(compiled)
     x = points.repeat_interleave(REPLICAS, dim=0)
     torch.manual_seed(SEED)
     with torch.no_grad():
@@ -195,11 +201,12 @@ def test_unbiased_estimate_mean_matches_exact(
     assert torch.all(se > 0)
 
 
+@COMPILED
 @pytest.mark.device
-def test_neumann_gradient_is_unbiased(device: torch.device) -> None:
+def test_neumann_gradient_is_unbiased(compiled: str | None, device: torch.device) -> None:
     """d logdet / d(θ, x) of the Neumann estimator (backward-in-forward), averaged over DRAWS
     passes (seed SEED), matches the brute-force gradient within 3 SE, projected on 3 fixed
-    random directions and on each input coordinate."""
+    random directions and on each input coordinate; eager and compiled (``compile_series``)."""
     g = make_g(device=device)
     params = list(g.parameters())
     x0 = torch.tensor([0.4, -0.8], dtype=torch.float64, device=device, requires_grad=True)
@@ -209,6 +216,7 @@ def test_neumann_gradient_is_unbiased(device: torch.device) -> None:
         3, exact.numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64
     ).to(device)
     block = InvertibleResidualBlock(g, (2,), gradient="neumann", n_dist="geometric", n_exact_terms=1)
+    block.compile_series(compiled)
     block.train()
     torch.manual_seed(SEED)
     samples = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
@@ -174,6 +174,12 @@ class FlowModel(nn.Module):
         from the weights (e.g. power-iteration vectors) update it in their own
         ``after_optimizer_step``."""
         refresh_weight_derived_state(self)
+
+    def compile_for_training(self, net: nn.Module) -> Callable[..., tuple[Tensor, dict[str, Tensor]]]:
+        """What the training loop calls with ``train.compile``: ``net`` (this model or its
+        DistributedDataParallel wrapper) through ``torch.compile``. A family whose forward cannot
+        be traced whole compiles its own parts here instead and returns ``net``."""
+        return torch.compile(net)
 
     def set_conditioner_precision(self, dtype: torch.dtype | None) -> int:
         """Run coupling conditioner networks under autocast in ``dtype`` (bf16/fp16), keeping

@@ -11,18 +11,21 @@ from torch import Tensor, nn
 
 from invflow.core.context import check_layer_context
 from invflow.core.flow import Flow, check_shape
+from invflow.residual.compiled_chain import CompiledChain, keeping_graphs
 from invflow.residual.fixed_point import fixed_point_inverse  # noqa: F401  (its home before fixed_point.py)
 from invflow.residual.forward_jacobian import forward_with_jacobian, supports_forward_jacobian
 from invflow.residual.implicit_inverse import implicit_fixed_point_inverse
 from invflow.residual.logdet import (
     N_DISTRIBUTIONS,
     NEUMANN_FORMS,
+    VJP,
     backward_in_forward,
     check_roulette_param,
     exact_logdet,
+    graph_products,
     hutchinson_vector,
-    neumann_logdet,
-    power_series_logdet,
+    neumann_series,
+    power_series,
     roulette_weights,
     sample_roulette_length,
 )
@@ -149,6 +152,7 @@ class InvertibleResidualBlock(Flow):
         self.carries_jacobian = len(self.shape) == 1 and supports_forward_jacobian(g)
         self.context_features = int(getattr(g, "context_features", 0))
         self._stats: dict[str, Tensor | int] = {}
+        self.compiled_chain: CompiledChain | None = None
 
     def extra_repr(self) -> str:
         return (
@@ -185,6 +189,12 @@ class InvertibleResidualBlock(Flow):
             return self._forward_mode_exact(x, context)
         params = self._differentiable_inputs(context)
         need_grad = torch.is_grad_enabled() and (x.requires_grad or bool(params))
+        if self.logdet == "unbiased" and self.compiled_chain is not None:
+            xr = x.detach().requires_grad_(True) if need_grad and not x.requires_grad else x
+            with torch.set_grad_enabled(need_grad), keeping_graphs():
+                gx, vjp, live_vjp = self.compiled_chain.forward(xr, context)
+                logdet = self._estimate(xr, vjp, live_vjp, params, need_grad)
+            return x + gx, logdet
         with torch.enable_grad():
             xr = x if (need_grad and x.requires_grad) else x.detach().requires_grad_(True)
             gx = g(xr)
@@ -192,11 +202,19 @@ class InvertibleResidualBlock(Flow):
                 logdet = exact_logdet(gx, xr, create_graph=need_grad)
                 self._stats = {"estimate": logdet.detach(), "n_terms": 0}
             else:
-                logdet = self._estimate(gx, xr, params, need_grad)
+                logdet = self._estimate(xr, *graph_products(gx, xr), params, need_grad)
         y = x + gx
         if not need_grad:
             y, logdet = y.detach(), logdet.detach()
         return y, logdet
+
+    def compile_series(self, backend: str | None = "inductor") -> None:
+        """Run the unbiased log-det (value, Neumann or backprop gradient, eval) through ``torch.compile``
+        (:mod:`invflow.residual.compiled_chain`: ``g`` as an explicit chain whose vector–Jacobian
+        products need first-order autograd only); ``None`` returns to the eager path. The estimate
+        is the same function of the same random draws; an ``exact`` log-det and the fixed-point
+        inverse stay eager. A ``ValueError`` names a layer of ``g`` the chain cannot express."""
+        self.compiled_chain = None if backend is None else CompiledChain(self.g, backend)
 
     def _forward_mode_exact(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         """The exact log-det of a vector block from its Jacobian carried forward with the
@@ -208,7 +226,9 @@ class InvertibleResidualBlock(Flow):
         self._stats = {"estimate": logdet.detach(), "n_terms": 0}
         return x + gx, logdet
 
-    def _estimate(self, gx: Tensor, x: Tensor, params: list[Tensor], need_grad: bool) -> Tensor:
+    def _estimate(self, x: Tensor, vjp: VJP, live_vjp: VJP, params: list[Tensor], need_grad: bool) -> Tensor:
+        """The Russian-roulette estimate from the products ``vjp(u) = uᵀ J_g(x)`` (no graph) and
+        ``live_vjp`` (differentiable), carrying the configured gradient when ``need_grad``."""
         exact_terms = self.n_exact_terms if self.training else max(self.n_exact_terms, self.eval_terms)
         extra = sample_roulette_length(self.n_dist, self.n_dist_param)
         weights = roulette_weights(exact_terms, extra, self.n_dist, self.n_dist_param)
@@ -217,11 +237,11 @@ class InvertibleResidualBlock(Flow):
         for _ in range(self.n_samples):
             v = hutchinson_vector(x, self.hutchinson)
             if neumann:
-                value, surrogate = neumann_logdet(gx, x, v, weights, self.neumann_form)
+                value, surrogate = neumann_series(vjp, live_vjp, v, weights, self.neumann_form)
                 values.append(value)
                 surrogates.append(surrogate)
             else:
-                values.append(power_series_logdet(gx, x, v, weights, create_graph=need_grad))
+                values.append(power_series(live_vjp if need_grad else vjp, v, weights))
         draws = torch.stack(values)
         estimate = draws.mean(dim=0)
         self._stats = {

@@ -18,6 +18,7 @@ tensor never waits on an accelerator, so no device synchronisation happens.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from scipy.special import gammainc
@@ -117,16 +118,29 @@ def exact_logdet(gx: Tensor, x: Tensor, create_graph: bool = False) -> Tensor:
     return torch.linalg.slogdet(eye + jac).logabsdet
 
 
-def power_series_logdet(gx: Tensor, x: Tensor, v: Tensor, weights: list[float], create_graph: bool) -> Tensor:
-    """``Σ_k weights[k-1] · (-1)^{k+1}/k · vᵀ J^k v`` (Chen et al. 2019, Theorem 1).
+VJP = Callable[[Tensor], Tensor]  # u ↦ uᵀ J_g(x), per sample
 
-    With ``create_graph`` the result is differentiable by plain backprop through every term.
-    """
-    u, total = v, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+
+def graph_products(gx: Tensor, x: Tensor) -> tuple[VJP, VJP]:
+    """``(vjp, live_vjp)`` on the autograd graph ``gx = g(x)``: ``uᵀ J_g(x)`` without a graph, and
+    the same product differentiable again (double backward)."""
+    return (lambda u: _vjp(gx, x, u, create_graph=False), lambda u: _vjp(gx, x, u, create_graph=True))
+
+
+def power_series(vjp: VJP, v: Tensor, weights: list[float]) -> Tensor:
+    """``Σ_k weights[k-1] · (-1)^{k+1}/k · vᵀ J^k v`` (Chen et al. 2019, Theorem 1) from the
+    products ``vjp(u) = uᵀ J``; differentiable when ``vjp`` is."""
+    u, total = v, torch.zeros(v.shape[0], dtype=v.dtype, device=v.device)
     for k, c in enumerate(weights, start=1):
-        u = _vjp(gx, x, u, create_graph)
+        u = vjp(u)
         total = total + (c * (-1) ** (k + 1) / k) * _per_sample_dot(u, v)
     return total
+
+
+def power_series_logdet(gx: Tensor, x: Tensor, v: Tensor, weights: list[float], create_graph: bool) -> Tensor:
+    """:func:`power_series` on the autograd graph ``gx = g(x)``; with ``create_graph`` the result is
+    differentiable by plain backprop through every term."""
+    return power_series(lambda u: _vjp(gx, x, u, create_graph), v, weights)
 
 
 NEUMANN_FORMS = ("derivative", "theorem2")
@@ -155,20 +169,27 @@ def neumann_logdet(gx: Tensor, x: Tensor, v: Tensor, weights: list[float],
     surrogate is ``<wᵀ J, v>`` for the fixed ``w``. Its value is meaningless: add it as
     ``surrogate - surrogate.detach()``.
     """
+    return neumann_series(*graph_products(gx, x), v, weights, form)
+
+
+def neumann_series(vjp: VJP, live_vjp: VJP, v: Tensor, weights: list[float],
+                   form: str = "theorem2") -> tuple[Tensor, Tensor]:
+    """:func:`neumann_logdet` from the products ``vjp(u) = uᵀ J`` (no graph needed) and
+    ``live_vjp`` (the same product, differentiable in ``x`` and ``g``'s parameters)."""
     if form not in NEUMANN_FORMS:
         raise ValueError(f"Neumann gradient form must be one of {NEUMANN_FORMS}, got {form!r}")
     theorem2 = form == "theorem2"
     u, w = v, (v.clone() if theorem2 else torch.zeros_like(v))
-    value = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    value = torch.zeros(v.shape[0], dtype=v.dtype, device=v.device)
     for k, c in enumerate(weights, start=1):
         sign = c * (-1) ** (k + 1)
         if not theorem2:
             w = w + sign * u  # c_k (-1)^{k-1} vᵀ J^{k-1}
-        u = _vjp(gx, x, u, create_graph=False)
+        u = vjp(u)
         value = value + (sign / k) * _per_sample_dot(u, v)
         if theorem2:
             w = w - sign * u  # c_k (-1)^k vᵀ J^k
-    surrogate = _per_sample_dot(_vjp(gx, x, w, create_graph=True), v)
+    surrogate = _per_sample_dot(live_vjp(w), v)
     return value, surrogate
 
 

@@ -148,7 +148,7 @@ class TrainingSession:
         faults.check_startup()
         net = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                       else None) if world.enabled else self.model
-        self.forward = torch.compile(net) if train_cfg.compile else net
+        self.forward = self.model.compile_for_training(net) if train_cfg.compile else net
         self._open_logs(found, data_dir)
         self._start_clocks(progress)
 

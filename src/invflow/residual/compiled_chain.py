@@ -1,0 +1,211 @@
+"""A residual net ``g`` written as an explicit chain, so ``torch.compile`` can run a residual
+block's log-det series (Chen et al. 2019, Theorems 1 and 2).
+
+The eager block differentiates ``g``'s vector–Jacobian products again (double backward), which
+``torch.compile``'s aot_autograd cannot trace. For the nets of Residual Flows,
+``g = f_n ∘ … ∘ f_1`` with maps ``h ↦ W h + b`` (a stride-1 convolution or a linear layer, ``W``
+spectrally normalised), context shifts ``h ↦ h + s(c)`` and LipSwish activations ``φ``, the
+product is written out instead:
+
+    ``uᵀ J_g(x) = (…((u W_n) ⊙ φ'(h_{n-1})) W_{n-1} …) ⊙ φ'(h_0)``
+
+where ``h_i`` are the inputs of the activations (``u W`` a transposed convolution or ``u @ W``).
+Three fixed-shape functions are compiled (each traced once per input shape, whatever the drawn
+series length, since the series calls them in a Python loop):
+
+- :func:`chain_forward`: ``(g(x), h_1, …)``, differentiable by first-order autograd;
+- :func:`chain_derivatives` and :func:`chain_vjp`: ``φ'(h_i)`` once, then each series term as one
+  product with no graph (the power series' terms);
+- :func:`chain_live_vjp`: the product with ``φ'`` recomputed differentiably from ``h_i`` — the
+  Neumann surrogate ``<wᵀ J_g, v>`` and backprop through the series need its gradient in ``x``,
+  the weights and β, which is first-order autograd of this function, so aot_autograd compiles it.
+
+The weights are normalised (``SpectralNormConv2d.normalized_weight``, with its power iteration),
+β = softplus(ρ) taken and the context shifts computed eagerly, outside the compiled functions:
+they are small, and their gradients reach the raw parameters by ordinary autograd.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from invflow.core.context import ContextBias
+from invflow.residual.activations import SWISH_LIPSCHITZ_BOUND, LipSwish
+from invflow.residual.lipschitz import SpectralNormConv2d, SpectralNormLinear
+
+ACT, CONV, LINEAR, SHIFT = "act", "conv", "linear", "shift"
+BACKENDS = ("inductor", "aot_eager")
+
+
+def _lipswish(h: Tensor, beta: Tensor) -> Tensor:
+    return h * torch.sigmoid(beta * h) / SWISH_LIPSCHITZ_BOUND
+
+
+def _lipswish_derivative(h: Tensor, beta: Tensor) -> Tensor:
+    """``φ'(h) = (s + t·s(1−s)) / K``, ``t = βh``, ``s = σ(t)`` (LipSwish, sec. 3.3)."""
+    t = beta * h
+    s = torch.sigmoid(t)
+    return (s + t * s * (1 - s)) / SWISH_LIPSCHITZ_BOUND
+
+
+Tensors = Sequence[Tensor]
+
+
+def chain_forward(kinds: tuple[str, ...], x: Tensor, weights: Tensors, biases: Sequence[Tensor | None],
+                  betas: Tensors, shifts: Tensors) -> tuple[Tensor, list[Tensor]]:
+    """``(g(x), [h_i])``: the net's output and the input of every activation after the first
+    layer (an activation first reads ``x`` itself, which the caller holds)."""
+    h, states = x, []
+    i_map = i_act = i_shift = 0
+    for position, kind in enumerate(kinds):
+        if kind == ACT:
+            if position:
+                states.append(h)
+            h = _lipswish(h, betas[i_act])
+            i_act += 1
+        elif kind == SHIFT:
+            h = h + shifts[i_shift]
+            i_shift += 1
+        else:
+            weight, bias = weights[i_map], biases[i_map]
+            h = (F.conv2d(h, weight, bias, padding=weight.shape[-1] // 2) if kind == CONV
+                 else F.linear(h, weight, bias))
+            i_map += 1
+    return h, states
+
+
+def _transposed(kind: str, u: Tensor, weight: Tensor) -> Tensor:
+    """``u W``: the vector–Jacobian product of one map."""
+    if kind == CONV:
+        return F.conv_transpose2d(u, weight, padding=weight.shape[-1] // 2)
+    return u @ weight
+
+
+def chain_derivatives(states: Tensors, betas: Tensors) -> list[Tensor]:
+    """``φ'(h_i)`` for every activation (the series' products then only multiply)."""
+    return [_lipswish_derivative(h, beta) for h, beta in zip(states, betas)]
+
+
+def _chain_vjp(kinds: tuple[str, ...], u: Tensor, weights: Tensors, scales: Tensors) -> Tensor:
+    i_map, i_act = len(weights), len(scales)
+    for kind in reversed(kinds):
+        if kind == ACT:
+            i_act -= 1
+            u = u * scales[i_act]
+        elif kind != SHIFT:
+            i_map -= 1
+            u = _transposed(kind, u, weights[i_map])
+    return u
+
+
+def chain_vjp(kinds: tuple[str, ...], u: Tensor, weights: Tensors, derivatives: Tensors) -> Tensor:
+    """``uᵀ J_g(x)`` from the stored ``φ'(h_i)`` (module docstring)."""
+    return _chain_vjp(kinds, u, weights, derivatives)
+
+
+def chain_live_vjp(kinds: tuple[str, ...], u: Tensor, weights: Tensors, states: Tensors,
+                   betas: Tensors) -> Tensor:
+    """``uᵀ J_g(x)`` differentiable in ``u``, the weights, the states ``h_i`` and β."""
+    return _chain_vjp(kinds, u, weights, chain_derivatives(states, betas))
+
+
+def keeping_graphs() -> contextlib.AbstractContextManager:
+    """A context in which aot_autograd compiles functions whose backward may run with
+    ``retain_graph``: the Neumann gradient is taken inside the forward (``backward_in_forward``)
+    through the compiled forward's graph, which the model's backward then uses again, so its
+    buffers cannot be donated (``torch._functorch.config.donated_buffer``, read when the forward
+    and, lazily, the backward are compiled; a torch without the option donates nothing)."""
+    config = getattr(getattr(torch, "_functorch", None), "config", None)
+    if config is None or not hasattr(config, "donated_buffer"):
+        return contextlib.nullcontext()
+    return config.patch(donated_buffer=False)
+
+
+@functools.cache
+def compiled(backend: str) -> tuple[Callable, Callable, Callable, Callable]:
+    """``(forward, derivatives, vjp, live_vjp)`` compiled by ``backend`` (one set per process:
+    dynamo keys its cache by shapes and ``kinds``, so blocks of equal structure share code)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"compile backend must be one of {BACKENDS}, got {backend!r}")
+    return tuple(torch.compile(fn, backend=backend)  # type: ignore[return-value]
+                 for fn in (chain_forward, chain_derivatives, chain_vjp, chain_live_vjp))
+
+
+def chain_kinds(g: nn.Module) -> tuple[str, ...]:
+    """The layer kinds of ``g`` (a chain of LipSwish, spectrally normalised convolutions or linear
+    maps and context shifts), or a ``ValueError`` naming the first layer that is none of them."""
+    kinds = []
+    layers = list(g) if isinstance(g, nn.Sequential) else [g]
+    for index, layer in enumerate(layers):
+        kind = ({LipSwish: ACT, SpectralNormConv2d: CONV, SpectralNormLinear: LINEAR, ContextBias: SHIFT}
+                .get(type(layer)))
+        if kind is None:
+            raise ValueError("the compiled residual series needs g to be a chain of LipSwish, "
+                             "SpectralNormConv2d, SpectralNormLinear and ContextBias layers; "
+                             f"layer {index} is {type(layer).__name__}")
+        if kind == CONV and (layer.stride != (1, 1) or layer.dilation != (1, 1) or layer.groups != 1):
+            raise ValueError("the compiled residual series needs stride-1, undilated, ungrouped "
+                             f"convolutions; layer {index} is {layer}")
+        kinds.append(kind)
+    if LINEAR not in kinds and CONV not in kinds:
+        raise ValueError("the compiled residual series needs g to contain a linear map or a convolution")
+    return tuple(kinds)
+
+
+class CompiledChain:
+    """One block's ``g`` as the compiled chain: ``forward(x, context)`` returns ``g(x)`` and the two
+    vector–Jacobian products the series needs (module docstring)."""
+
+    def __init__(self, g: nn.Module, backend: str = "inductor") -> None:
+        self.kinds = chain_kinds(g)
+        self.layers = list(g) if isinstance(g, nn.Sequential) else [g]
+        self.backend = backend
+        self.functions = compiled(backend)
+
+    def _operands(self, x: Tensor, context: Tensor | None):
+        weights, biases, betas, shifts = [], [], [], []
+        channels_last = x.dim() == 4 and any(getattr(m, "channels_last", False) for m in self.layers)
+        for layer, kind in zip(self.layers, self.kinds):
+            if kind == ACT:
+                betas.append(layer.beta)
+            elif kind == SHIFT:
+                shifts.append(layer.bias(context, x.dim()))
+            else:
+                weight = layer.normalized_weight(x)
+                if channels_last:
+                    weight = weight.contiguous(memory_format=torch.channels_last)
+                weights.append(weight)
+                biases.append(layer.bias)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, weights, biases, betas, shifts
+
+    def forward(self, x: Tensor, context: Tensor | None
+                ) -> tuple[Tensor, Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+        """``(g(x, c), vjp, live_vjp)``: ``vjp(u) = uᵀ J_g(x)`` without a graph (the series' terms),
+        ``live_vjp(u)`` the same product differentiable in ``u``, ``x``, ``g``'s parameters and ``c``."""
+        forward, derivatives, vjp, live_vjp = self.functions
+        kinds = self.kinds
+        x_in, weights, biases, betas, shifts = self._operands(x, context)
+        gx, hidden = forward(kinds, x_in, weights, biases, betas, shifts)
+        states = ([x_in] if kinds[0] == ACT else []) + list(hidden)
+        with torch.no_grad():
+            fixed_weights = [w.detach() for w in weights]
+            scales = derivatives([h.detach() for h in states], [b.detach() for b in betas])
+
+        layout = torch.channels_last if x_in.dim() == 4 and x_in.is_contiguous(
+            memory_format=torch.channels_last) else torch.contiguous_format
+
+        def plain(u: Tensor) -> Tensor:
+            with torch.no_grad():
+                return vjp(kinds, u.contiguous(memory_format=layout), fixed_weights, scales)
+
+        def live(u: Tensor) -> Tensor:
+            return live_vjp(kinds, u.contiguous(memory_format=layout), weights, states, betas)
+
+        return gx, plain, live
