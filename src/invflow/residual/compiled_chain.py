@@ -82,7 +82,7 @@ def chain_forward(kinds: tuple[str, ...], x: Tensor, weights: Tensors, biases: S
 def _transposed(kind: str, u: Tensor, weight: Tensor) -> Tensor:
     """``u W``: the vector–Jacobian product of one map."""
     if kind == CONV:
-        return F.conv_transpose2d(u, weight, padding=weight.shape[-1] // 2)
+        return F.conv2d(u, weight.transpose(0, 1).flip(-2, -1), padding=weight.shape[-1] // 2)
     return u @ weight
 
 
