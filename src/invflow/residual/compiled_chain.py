@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -157,6 +158,30 @@ def chain_kinds(g: nn.Module) -> tuple[str, ...]:
     return tuple(kinds)
 
 
+@dataclass(frozen=True)
+class ChainPass:
+    """One forward of the chain: ``gx = g(x, c)``; ``vjp(u) = uᵀ J_g(x)`` without a graph (the
+    series' terms); ``live_vjp(u)``, the same product differentiable in ``u``, ``x``, ``g``'s
+    parameters and ``c``, through exactly the tensors it reads: the activations' inputs
+    ``states`` (per sample) and the ``operands`` (normalised weights and β, shared)."""
+
+    gx: Tensor
+    vjp: Callable[[Tensor], Tensor]
+    product: Callable[[Tensor, list[Tensor], list[Tensor]], Tensor]
+    states: list[Tensor]
+    operands: list[Tensor]
+
+    def live_vjp(self, u: Tensor) -> Tensor:
+        return self.product(u, self.states, self.operands)
+
+    def detached(self) -> tuple[Callable[[Tensor], Tensor], list[Tensor], list[Tensor]]:
+        """``live_vjp`` on detached leaf copies of the states and operands, and those leaves: its
+        derivatives stop at them (partial derivatives, to be passed on to the originals)."""
+        states = [t.detach().requires_grad_(True) for t in self.states]
+        operands = [t.detach().requires_grad_(True) for t in self.operands]
+        return (lambda u: self.product(u, states, operands)), states, operands
+
+
 class CompiledChain:
     """One block's ``g`` as the compiled chain: ``forward(x, context)`` returns ``g(x)`` and the two
     vector–Jacobian products the series needs (module docstring)."""
@@ -185,10 +210,8 @@ class CompiledChain:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, weights, biases, betas, shifts
 
-    def forward(self, x: Tensor, context: Tensor | None
-                ) -> tuple[Tensor, Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
-        """``(g(x, c), vjp, live_vjp)``: ``vjp(u) = uᵀ J_g(x)`` without a graph (the series' terms),
-        ``live_vjp(u)`` the same product differentiable in ``u``, ``x``, ``g``'s parameters and ``c``."""
+    def forward(self, x: Tensor, context: Tensor | None) -> ChainPass:
+        """``g(x, c)`` and its vector–Jacobian products at ``x`` (:class:`ChainPass`)."""
         forward, derivatives, vjp, live_vjp = self.functions
         kinds = self.kinds
         x_in, weights, biases, betas, shifts = self._operands(x, context)
@@ -205,7 +228,10 @@ class CompiledChain:
             with torch.no_grad():
                 return vjp(kinds, u.contiguous(memory_format=layout), fixed_weights, scales)
 
-        def live(u: Tensor) -> Tensor:
-            return live_vjp(kinds, u.contiguous(memory_format=layout), weights, states, betas)
+        n_weights = len(weights)
 
-        return gx, plain, live
+        def product(u: Tensor, states: list[Tensor], operands: list[Tensor]) -> Tensor:
+            return live_vjp(kinds, u.contiguous(memory_format=layout), operands[:n_weights], states,
+                            operands[n_weights:])
+
+        return ChainPass(gx, plain, product, states, [*weights, *betas])

@@ -192,8 +192,14 @@ class InvertibleResidualBlock(Flow):
         if self.logdet == "unbiased" and self.compiled_chain is not None:
             xr = x.detach().requires_grad_(True) if need_grad and not x.requires_grad else x
             with torch.set_grad_enabled(need_grad), keeping_graphs():
-                gx, vjp, live_vjp = self.compiled_chain.forward(xr, context)
-                logdet = self._estimate(xr, vjp, live_vjp, params, need_grad)
+                chain = self.compiled_chain.forward(xr, context)
+                if need_grad and self.gradient == "neumann" and self.backward_in_forward:
+                    live_vjp, states, operands = chain.detached()
+                    cut = (states, operands, [*chain.states, *chain.operands])
+                else:
+                    live_vjp, cut = chain.live_vjp, None
+                logdet = self._estimate(xr, chain.vjp, live_vjp, params, need_grad, cut)
+                gx = chain.gx
             return x + gx, logdet
         with torch.enable_grad():
             xr = x if (need_grad and x.requires_grad) else x.detach().requires_grad_(True)
@@ -226,9 +232,13 @@ class InvertibleResidualBlock(Flow):
         self._stats = {"estimate": logdet.detach(), "n_terms": 0}
         return x + gx, logdet
 
-    def _estimate(self, x: Tensor, vjp: VJP, live_vjp: VJP, params: list[Tensor], need_grad: bool) -> Tensor:
+    def _estimate(self, x: Tensor, vjp: VJP, live_vjp: VJP, params: list[Tensor], need_grad: bool,
+                  cut: tuple[list[Tensor], list[Tensor], list[Tensor]] | None = None) -> Tensor:
         """The Russian-roulette estimate from the products ``vjp(u) = uᵀ J_g(x)`` (no graph) and
-        ``live_vjp`` (differentiable), carrying the configured gradient when ``need_grad``."""
+        ``live_vjp`` (differentiable), carrying the configured gradient when ``need_grad``.
+        With ``backward_in_forward`` the Neumann gradient is taken in ``x`` and ``params``, or,
+        given ``cut = (per_sample, shared, into)``, in the leaves ``live_vjp`` reads and passed
+        on to the tensors ``into`` in the model's backward."""
         exact_terms = self.n_exact_terms if self.training else max(self.n_exact_terms, self.eval_terms)
         extra = sample_roulette_length(self.n_dist, self.n_dist_param)
         weights = roulette_weights(exact_terms, extra, self.n_dist, self.n_dist_param)
@@ -255,7 +265,9 @@ class InvertibleResidualBlock(Flow):
             return estimate
         surrogate = torch.stack(surrogates).mean(dim=0)
         if self.backward_in_forward:
-            return backward_in_forward(estimate, surrogate, x, params)
+            if cut is None:
+                return backward_in_forward(estimate, surrogate, [x], params)
+            return backward_in_forward(estimate, surrogate, *cut)
         return estimate.detach() + (surrogate - surrogate.detach())
 
     def last_logdet_stats(self) -> dict[str, Tensor | int]:

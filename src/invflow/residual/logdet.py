@@ -18,7 +18,7 @@ tensor never waits on an accelerator, so no device synchronisation happens.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from scipy.special import gammainc
@@ -196,36 +196,43 @@ def neumann_series(vjp: VJP, live_vjp: VJP, v: Tensor, weights: list[float],
 class _PrecomputedGradient(torch.autograd.Function):
     """Identity on a ``(B,)`` value whose backward applies gradients computed earlier.
 
-    ``grad_x`` holds per-sample ``∂s_b/∂x_b`` (scaled by each sample's incoming gradient);
-    ``grad_params`` hold ``∂(Σ_b s_b)/∂θ``, exact only if the incoming gradient is the same for
-    every sample (any loss that weights the samples' log-densities equally, e.g. their mean).
+    The first ``n_per_sample`` of ``grads`` are per-sample tensors (batch first) holding
+    ``∂s_b/∂t_b``, each scaled by its sample's incoming gradient; the rest hold ``∂(Σ_b s_b)/∂t``
+    of tensors shared by the batch (parameters), exact only if the incoming gradient is the same
+    for every sample (any loss that weights the samples' log-densities equally, e.g. their mean).
     """
 
     @staticmethod
-    def forward(
-        ctx, value: Tensor, grad_x: Tensor, grad_params: list[Tensor], x: Tensor, *params: Tensor
-    ) -> Tensor:  # type: ignore[override]
-        ctx.grad_x, ctx.grad_params = grad_x, grad_params
+    def forward(ctx, value: Tensor, n_per_sample: int, grads: list[Tensor], *inputs: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.n_per_sample, ctx.grads = n_per_sample, grads
         return value.detach().clone()
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        scale = grad_out.reshape(-1, *([1] * (ctx.grad_x.dim() - 1)))
-        grad_x = ctx.grad_x * scale
-        if ctx.grad_params and not bool(torch.all(grad_out == grad_out[0])):
+        per_sample, shared = ctx.grads[:ctx.n_per_sample], ctx.grads[ctx.n_per_sample:]
+        if shared and not bool(torch.all(grad_out == grad_out[0])):
             raise RuntimeError(
                 "backward-in-forward log-det gradients need the same upstream gradient for every "
                 "sample (e.g. a mean of log-densities); build the block with backward_in_forward=False"
             )
-        grad_params = [g * grad_out[0] for g in ctx.grad_params]
-        return (None, None, None, grad_x, *grad_params)
+        scaled = [g * grad_out.reshape(-1, *([1] * (g.dim() - 1))) for g in per_sample]
+        return (None, None, None, *scaled, *[g * grad_out[0] for g in shared])
 
 
-def backward_in_forward(value: Tensor, surrogate: Tensor, x: Tensor, params: list[Tensor]) -> Tensor:
+def backward_in_forward(value: Tensor, surrogate: Tensor, per_sample: Sequence[Tensor],
+                        shared: Sequence[Tensor], into: Sequence[Tensor] | None = None) -> Tensor:
     """``value`` carrying the gradient of ``surrogate``, computed now rather than at the end of
     the model's backward (Chen et al. 2019, appendix C: the double-backward graph is freed
-    immediately instead of being held for the whole forward pass)."""
-    inputs = [x] + params
-    grads = torch.autograd.grad(surrogate.sum(), inputs, retain_graph=True, allow_unused=True)
+    immediately instead of being held for the whole forward pass).
+
+    The gradient is taken with respect to ``per_sample`` (batch-first tensors each sample's
+    surrogate depends on only through its own rows, e.g. ``x``) and ``shared`` tensors (the
+    parameters) and, in the model's backward, passed on to ``into`` (default: those same tensors).
+    :mod:`~invflow.residual.compiled_chain` evaluates the surrogate on detached copies of a net's
+    hidden states and normalised weights and passes the partial derivatives on to the originals,
+    so the graph that produced them is traversed once, by the model's backward, not twice.
+    """
+    inputs = [*per_sample, *shared]
+    grads = torch.autograd.grad(surrogate.sum(), inputs, retain_graph=into is None, allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, inputs)]
-    return _PrecomputedGradient.apply(value, grads[0], grads[1:], x, *params)
+    return _PrecomputedGradient.apply(value, len(per_sample), grads, *(inputs if into is None else into))
