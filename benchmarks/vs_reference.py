@@ -11,7 +11,9 @@ invflow seconds: > 1 means invflow is faster), so machine load hits both alike.
     python benchmarks/vs_reference.py --resflow-ref ../residual-flows --learning --data-dir DIR
 
 Speed cases: ``resflow`` / ``glow`` (training steps at the small configuration), ``resflow-full``
-(resflow-mnist blocks at batch 8), ``glow-full`` (glow-mnist), ``resflow-eval`` (``model.eval()``
+(resflow-mnist blocks at batch 8), ``glow-full`` (glow-mnist), ``resflow-compiled`` (the
+``resflow`` step with invflow's ``--compile``, against the reference's eager step: it has no
+compiled path), ``resflow-eval`` (``model.eval()``
 log-density, 20 + N series terms), ``resflow-sample`` (64 images by fixed-point inverse), and
 ``resflow-memory`` (peak tensor memory of one training step). Each training case also records
 the peak memory of one step of each (``torch.cuda.max_memory_allocated`` on CUDA, tensor
@@ -52,7 +54,8 @@ from reference_models import (
 
 from invflow.compare.measure import peak_step_bytes
 
-CASES = ("resflow", "glow", "resflow-eval", "resflow-sample", "resflow-memory", "resflow-full", "glow-full")
+CASES = ("resflow", "glow", "resflow-eval", "resflow-sample", "resflow-memory", "resflow-full", "glow-full",
+         "resflow-compiled")
 LR = 1e-3
 GRAD_CLIP = 100.0
 
@@ -111,6 +114,8 @@ def build_pair(case: str, args: argparse.Namespace, batch: int) -> tuple[Contend
         theirs = reference_resflow(args.resflow_ref, size, batch)
         torch.manual_seed(0)
         pair = invflow_resflow(size), theirs
+        if case == "resflow-compiled":  # invflow's --compile (the reference has no compiled path)
+            pair[0].model.compile_for_training(pair[0].model)
     for c in pair:
         c.model.to(args.device)
     return pair
