@@ -6,6 +6,8 @@ series length, and the refusals. Its unbiasedness is tested with the eager estim
 from __future__ import annotations
 
 import contextlib
+import copy
+import io
 
 import pytest
 import torch
@@ -201,3 +203,23 @@ def test_a_frozen_parameter_and_input_without_gradient_train_as_in_eager() -> No
     block.compile_series("aot_eager")
     for got, want in zip(grads(), eager):
         torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+
+
+def test_a_compiled_block_pickles_and_copies() -> None:
+    """A block set to the compiled series holds no compiled function: ``torch.save`` of the whole
+    module and ``copy.deepcopy`` work, and the copy runs the compiled series on its own layers."""
+    g, shape, _ = _net("mlp")
+    block = InvertibleResidualBlock(g, shape).train()
+    block.compile_series("aot_eager")
+    buffer = io.BytesIO()
+    torch.save(block, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    twin = copy.deepcopy(block)
+    assert twin.compiled_chain.layers[0] is twin.g[0]
+    x = torch.randn(4, *shape, dtype=torch.float64)
+    for other in (loaded, twin):
+        torch.manual_seed(2)
+        want = block(x)[1]
+        torch.manual_seed(2)
+        torch.testing.assert_close(other(x)[1], want, atol=1e-12, rtol=0)

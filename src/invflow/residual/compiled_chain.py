@@ -190,7 +190,7 @@ class CompiledChain:
         self.kinds = chain_kinds(g)
         self.layers = list(g) if isinstance(g, nn.Sequential) else [g]
         self.backend = backend
-        self.functions = compiled(backend)
+        compiled(backend)  # an unknown backend is refused here, not at the first forward
 
     def _operands(self, x: Tensor, context: Tensor | None):
         weights, biases, betas, shifts = [], [], [], []
@@ -212,7 +212,7 @@ class CompiledChain:
 
     def forward(self, x: Tensor, context: Tensor | None) -> ChainPass:
         """``g(x, c)`` and its vector–Jacobian products at ``x`` (:class:`ChainPass`)."""
-        forward, derivatives, vjp, live_vjp = self.functions
+        forward, derivatives, vjp, live_vjp = compiled(self.backend)  # looked up: the chain pickles
         kinds = self.kinds
         x_in, weights, biases, betas, shifts = self._operands(x, context)
         gx, hidden = forward(kinds, x_in, weights, biases, betas, shifts)

@@ -81,6 +81,9 @@ class InvertibleResidualBlock(Flow):
     (still unbiased) but always computes ``max(n_exact_terms, eval_terms)`` terms, lowering the
     variance; no gradient machinery is built under ``torch.no_grad()``.
 
+    ``compile_series()`` runs the ``unbiased`` estimate through ``torch.compile`` (same draws,
+    same values and gradients; :mod:`invflow.residual.compiled_chain`).
+
     ``last_logdet_stats()`` returns the last forward's per-sample estimate and its moments.
     ``inverse`` runs :func:`~invflow.residual.fixed_point.fixed_point_inverse`;
     ``last_inverse_iterations`` records its count. With gradients enabled the inverse is
