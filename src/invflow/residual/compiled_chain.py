@@ -9,9 +9,10 @@ product is written out instead:
 
     ``uᵀ J_g(x) = (…((u W_n) ⊙ φ'(h_{n-1})) W_{n-1} …) ⊙ φ'(h_0)``
 
-where ``h_i`` are the inputs of the activations (``u W`` a transposed convolution or ``u @ W``).
-Three fixed-shape functions are compiled (each traced once per input shape, whatever the drawn
-series length, since the series calls them in a Python loop):
+where ``h_i`` are the inputs of the activations (``u W`` a transposed convolution, computed as a
+convolution with the flipped, transposed kernel, or ``u @ W``). Four fixed-shape functions are
+compiled (each traced once per input shape, whatever the drawn series length, since the series
+calls them in a Python loop):
 
 - :func:`chain_forward`: ``(g(x), h_1, …)``, differentiable by first-order autograd;
 - :func:`chain_derivatives` and :func:`chain_vjp`: ``φ'(h_i)`` once, then each series term as one
@@ -23,6 +24,11 @@ series length, since the series calls them in a Python loop):
 The weights are normalised (``SpectralNormConv2d.normalized_weight``, with its power iteration),
 β = softplus(ρ) taken and the context shifts computed eagerly, outside the compiled functions:
 they are small, and their gradients reach the raw parameters by ordinary autograd.
+
+Because the product reads only the states ``h_i``, the weights and β, the Neumann gradient taken
+in the forward (appendix C) can be taken on detached copies of them (:meth:`ChainPass.detached`)
+and passed on to the originals in the model's backward: ``g``'s forward graph is then traversed
+once, by that backward, where the eager block traverses it twice.
 """
 from __future__ import annotations
 
