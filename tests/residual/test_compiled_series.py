@@ -5,7 +5,6 @@ series length, and the refusals. Its unbiasedness is tested with the eager estim
 (``test_residual_logdet.py``, parametrised over the compiled path)."""
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 
@@ -13,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from invflow.residual import InvertibleResidualBlock, compiled_chain, conv_residual_net, mlp_residual_net
+from invflow.residual import InvertibleResidualBlock, conv_residual_net, mlp_residual_net
 from invflow.residual.compiled_chain import CompiledChain, chain_kinds
 from invflow.residual.logdet import power_series
 
@@ -175,14 +174,6 @@ def test_a_net_that_is_not_a_chain_is_refused_by_name() -> None:
         block.compile_series("tvm")
     block.compile_series(None)
     assert block.compiled_chain is None
-
-
-def test_without_the_donated_buffer_option_nothing_is_patched(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A torch whose aot_autograd has no ``donated_buffer`` option donates nothing: the context
-    is then a no-op (the private option's fallback)."""
-    assert not isinstance(compiled_chain.keeping_graphs(), contextlib.nullcontext)  # this torch has it
-    monkeypatch.setattr(torch._functorch, "config", object())
-    assert isinstance(compiled_chain.keeping_graphs(), contextlib.nullcontext)
 
 
 def test_a_frozen_parameter_and_input_without_gradient_train_as_in_eager() -> None:

@@ -39,11 +39,17 @@ def lipswish_reference(x: Tensor, beta: Tensor) -> Tensor:
     return x * torch.sigmoid(beta * x) / SWISH_LIPSCHITZ_BOUND
 
 
+def lipswish_derivative(x: Tensor, beta: Tensor) -> Tensor:
+    """``f'(x) = (s + t·s(1−s)) / K`` by plain differentiable operations (module docstring)."""
+    t = beta * x
+    s = torch.sigmoid(t)
+    return (s + t * (s * (1 - s))) / SWISH_LIPSCHITZ_BOUND
+
+
 def _derivatives(x: Tensor, beta: Tensor) -> tuple[Tensor, Tensor]:
     """``(f'(x), ∂f/∂β)`` by plain differentiable operations."""
     s = torch.sigmoid(beta * x)
-    ss = s * (1 - s)
-    return (s + beta * x * ss) / SWISH_LIPSCHITZ_BOUND, x * x * ss / SWISH_LIPSCHITZ_BOUND
+    return lipswish_derivative(x, beta), x * x * (s * (1 - s)) / SWISH_LIPSCHITZ_BOUND
 
 
 def _layout_like(t: Tensor | None, like: Tensor) -> Tensor | None:

@@ -32,7 +32,6 @@ once, by that backward, where the eager block traverses it twice.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,22 +41,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invflow.core.context import ContextBias
-from invflow.residual.activations import SWISH_LIPSCHITZ_BOUND, LipSwish
+from invflow.residual.activations import LipSwish, lipswish_derivative, lipswish_reference
 from invflow.residual.lipschitz import SpectralNormConv2d, SpectralNormLinear
 
 ACT, CONV, LINEAR, SHIFT = "act", "conv", "linear", "shift"
 BACKENDS = ("inductor", "aot_eager")
-
-
-def _lipswish(h: Tensor, beta: Tensor) -> Tensor:
-    return h * torch.sigmoid(beta * h) / SWISH_LIPSCHITZ_BOUND
-
-
-def _lipswish_derivative(h: Tensor, beta: Tensor) -> Tensor:
-    """``φ'(h) = (s + t·s(1−s)) / K``, ``t = βh``, ``s = σ(t)`` (LipSwish, sec. 3.3)."""
-    t = beta * h
-    s = torch.sigmoid(t)
-    return (s + t * s * (1 - s)) / SWISH_LIPSCHITZ_BOUND
 
 
 Tensors = Sequence[Tensor]
@@ -73,7 +61,7 @@ def chain_forward(kinds: tuple[str, ...], x: Tensor, weights: Tensors, biases: S
         if kind == ACT:
             if position:
                 states.append(h)
-            h = _lipswish(h, betas[i_act])
+            h = lipswish_reference(h, betas[i_act])
             i_act += 1
         elif kind == SHIFT:
             h = h + shifts[i_shift]
@@ -95,42 +83,26 @@ def _transposed(kind: str, u: Tensor, weight: Tensor) -> Tensor:
 
 def chain_derivatives(states: Tensors, betas: Tensors) -> list[Tensor]:
     """``φ'(h_i)`` for every activation (the series' products then only multiply)."""
-    return [_lipswish_derivative(h, beta) for h, beta in zip(states, betas)]
+    return [lipswish_derivative(h, beta) for h, beta in zip(states, betas)]
 
 
-def _chain_vjp(kinds: tuple[str, ...], u: Tensor, weights: Tensors, scales: Tensors) -> Tensor:
-    i_map, i_act = len(weights), len(scales)
+def chain_vjp(kinds: tuple[str, ...], u: Tensor, weights: Tensors, derivatives: Tensors) -> Tensor:
+    """``uᵀ J_g(x)`` from the stored ``φ'(h_i)`` (module docstring)."""
+    i_map, i_act = len(weights), len(derivatives)
     for kind in reversed(kinds):
         if kind == ACT:
             i_act -= 1
-            u = u * scales[i_act]
+            u = u * derivatives[i_act]
         elif kind != SHIFT:
             i_map -= 1
             u = _transposed(kind, u, weights[i_map])
     return u
 
 
-def chain_vjp(kinds: tuple[str, ...], u: Tensor, weights: Tensors, derivatives: Tensors) -> Tensor:
-    """``uᵀ J_g(x)`` from the stored ``φ'(h_i)`` (module docstring)."""
-    return _chain_vjp(kinds, u, weights, derivatives)
-
-
 def chain_live_vjp(kinds: tuple[str, ...], u: Tensor, weights: Tensors, states: Tensors,
                    betas: Tensors) -> Tensor:
     """``uᵀ J_g(x)`` differentiable in ``u``, the weights, the states ``h_i`` and β."""
-    return _chain_vjp(kinds, u, weights, chain_derivatives(states, betas))
-
-
-def keeping_graphs() -> contextlib.AbstractContextManager:
-    """A context in which aot_autograd compiles functions whose backward may run with
-    ``retain_graph``: the Neumann gradient is taken inside the forward (``backward_in_forward``)
-    through the compiled forward's graph, which the model's backward then uses again, so its
-    buffers cannot be donated (``torch._functorch.config.donated_buffer``, read when the forward
-    and, lazily, the backward are compiled; a torch without the option donates nothing)."""
-    config = getattr(getattr(torch, "_functorch", None), "config", None)
-    if config is None or not hasattr(config, "donated_buffer"):
-        return contextlib.nullcontext()
-    return config.patch(donated_buffer=False)
+    return chain_vjp(kinds, u, weights, chain_derivatives(states, betas))
 
 
 @functools.cache
@@ -180,12 +152,14 @@ class ChainPass:
     def live_vjp(self, u: Tensor) -> Tensor:
         return self.product(u, self.states, self.operands)
 
-    def detached(self) -> tuple[Callable[[Tensor], Tensor], list[Tensor], list[Tensor]]:
-        """``live_vjp`` on detached leaf copies of the states and operands, and those leaves: its
-        derivatives stop at them (partial derivatives, to be passed on to the originals)."""
+    def detached(self) -> tuple[Callable[[Tensor], Tensor], tuple[list[Tensor], list[Tensor], list[Tensor]]]:
+        """``live_vjp`` on detached leaf copies of the states and operands, and the cut
+        ``(states, operands, originals)`` for :func:`~invflow.residual.logdet.backward_in_forward`:
+        its derivatives stop at the leaves (partial derivatives), to be passed on to the originals."""
         states = [t.detach().requires_grad_(True) for t in self.states]
         operands = [t.detach().requires_grad_(True) for t in self.operands]
-        return (lambda u: self.product(u, states, operands)), states, operands
+        cut = (states, operands, [*self.states, *self.operands])
+        return (lambda u: self.product(u, states, operands)), cut
 
 
 class CompiledChain:

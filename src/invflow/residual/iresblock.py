@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from invflow.core.context import check_layer_context
 from invflow.core.flow import Flow, check_shape
-from invflow.residual.compiled_chain import CompiledChain, keeping_graphs
+from invflow.residual.compiled_chain import CompiledChain
 from invflow.residual.fixed_point import fixed_point_inverse  # noqa: F401  (its home before fixed_point.py)
 from invflow.residual.forward_jacobian import forward_with_jacobian, supports_forward_jacobian
 from invflow.residual.implicit_inverse import implicit_fixed_point_inverse
@@ -194,11 +194,10 @@ class InvertibleResidualBlock(Flow):
         need_grad = torch.is_grad_enabled() and (x.requires_grad or bool(params))
         if self.logdet == "unbiased" and self.compiled_chain is not None:
             xr = x.detach().requires_grad_(True) if need_grad and not x.requires_grad else x
-            with torch.set_grad_enabled(need_grad), keeping_graphs():
+            with torch.set_grad_enabled(need_grad):
                 chain = self.compiled_chain.forward(xr, context)
                 if need_grad and self.gradient == "neumann" and self.backward_in_forward:
-                    live_vjp, states, operands = chain.detached()
-                    cut = (states, operands, [*chain.states, *chain.operands])
+                    live_vjp, cut = chain.detached()
                 else:
                     live_vjp, cut = chain.live_vjp, None
                 logdet = self._estimate(xr, chain.vjp, live_vjp, params, need_grad, cut)
