@@ -8,6 +8,7 @@ coupling) is stacked without squeezes.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -26,6 +27,7 @@ from invflow.layers.invconv import LUMixing
 from invflow.layers.logit import LogitTransform
 from invflow.layers.split import FactorOut
 from invflow.layers.squeeze import Squeeze
+from invflow.models.class_term import ClassPredictingFlowModel
 from invflow.models.conditioning import model_context
 
 LEGACY_OPTIONS = {  # the flat keys of invflow <= 0.3 -> (layer name, option of its nested section)
@@ -55,11 +57,19 @@ class GlowConfig:
     split_prior: bool = True
     logit_alpha: float | None = None
     conditional: bool = False  # p(x | y): the data set's labels (or toy contexts), see build()
+    # w of Glow's class-prediction term bits/dim + w·bits_y (invflow.models.class_term); 0: none
+    class_loss_weight: float = 0.0
 
     def validate(self) -> None:
         positive(self, "levels", "steps_per_level", "hidden_channels")
         if self.logit_alpha is not None and not 0 <= self.logit_alpha < 0.5:
             raise ValueError(f"model.logit_alpha must be in [0, 0.5), got {self.logit_alpha}")
+        if not 0 <= self.class_loss_weight < math.inf:
+            raise ValueError(
+                f"model.class_loss_weight must be a finite number >= 0, got {self.class_loss_weight}")
+        if self.class_loss_weight and not self.conditional:
+            raise ValueError("model.class_loss_weight needs model.conditional: true (the term predicts "
+                             "the label of a class-conditional model)")
         self.mixing.check_levels(self.levels)
         self.coupling.check_levels(self.levels)
 
@@ -143,7 +153,10 @@ def glow_levels(cfg: GlowConfig, shape: tuple[int, int, int], level: int = 0, co
 def build_glow(cfg: GlowConfig, shape: tuple[int, ...], context: ContextSpec | None = None) -> FlowModel:
     """A Glow-family ``FlowModel`` for per-sample ``shape`` (images ``(C, H, W)`` or vectors ``(D,)``),
     conditional on ``context`` when given (Kingma & Dhariwal 2018, sec. 5: class-conditional
-    couplings and priors)."""
+    couplings and priors), with Glow's class-prediction term when ``cfg.class_loss_weight`` > 0."""
+    if cfg.class_loss_weight and (context is None or not context.is_class or len(shape) != 3):
+        got = "no context" if context is None else f"{context.describe()} on per-sample shape {tuple(shape)}"
+        raise ValueError(f"model.class_loss_weight needs a class-conditional image model, got {got}")
     k = 0 if context is None else context.features
     if len(shape) == 1:
         dims = shape[0]
@@ -158,6 +171,8 @@ def build_glow(cfg: GlowConfig, shape: tuple[int, ...], context: ContextSpec | N
     flows.append(glow_levels(cfg, shape, context=k))
     flow = SequentialFlow(*flows)
     numel = shape[0] * shape[1] * shape[2]
+    if cfg.class_loss_weight:
+        return ClassPredictingFlowModel(flow, StandardNormal((numel,)), shape, context, cfg.class_loss_weight)
     return FlowModel(flow, StandardNormal((numel,)), shape, context)
 
 
