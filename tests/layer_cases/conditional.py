@@ -15,9 +15,9 @@ from layer_cases.coupling import gelu_conv, tanh_mlp
 K = 3  # context width
 
 
-def _factor_out() -> FactorOut:
+def _factor_out(per_position: bool = False) -> FactorOut:
     inner = SequentialFlow(AffineCoupling((2, 2, 3), hidden=6, context_features=K), Flatten((2, 2, 3)))
-    return FactorOut((4, 2, 3), inner, context_features=K)
+    return FactorOut((4, 2, 3), inner, context_features=K, context_per_position=per_position)
 
 
 def _conv_block(**kwargs: object) -> InvertibleResidualBlock:
@@ -60,8 +60,11 @@ CASES = [
     ),
     case("cond-macow-unit", lambda: MaCowUnit(2, hidden=6, context_features=K), (2, 5, 4)),
     case("cond-factor-out", _factor_out, (4, 2, 3)),
+    case("cond-factor-out-per-position", lambda: _factor_out(per_position=True), (4, 2, 3)),
     case("cond-gaussian-prior-image", lambda: ConditionalGaussianPrior((3, 2, 2), K), (3, 2, 2),
          at_shape=lambda s: (ConditionalGaussianPrior(s, K), s)),
+    case("cond-gaussian-prior-per-position",
+         lambda: ConditionalGaussianPrior((3, 2, 2), K, per_position=True), (3, 2, 2)),
     case("cond-gaussian-prior-vector", lambda: ConditionalGaussianPrior((2,), K), (2,)),
     case("cond-iresblock-conv-exact", _conv_block, (2, 4, 4)),
     case("cond-iresblock-conv-inf-norm-exact", lambda: _conv_block(norm_orders="f"), (2, 4, 4)),

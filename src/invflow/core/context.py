@@ -15,6 +15,7 @@ convention of one float context for every transform). Layers check that tensor w
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -140,20 +141,26 @@ def check_layer_context(context: Tensor | None, features: int, batch: int, where
 
 
 class ContextBias(nn.Module):
-    """``h + W c + b`` per channel: a learned, zero-initialised, context-dependent bias of a hidden
-    state ``h`` of shape ``(B, C, *spatial)``, broadcast over the spatial grid. As a function of
-    ``h`` it is a translation, so it leaves every Lipschitz constant in ``h`` unchanged (what the
-    residual blocks need, Chen et al. 2019 sec. 3: ``Lip_x g(·, c) < 1`` for every ``c``)."""
+    """``h + W c + b``: a learned, zero-initialised, context-dependent bias of a hidden state ``h`` of
+    shape ``(B, C, *spatial)``, one per channel broadcast over the spatial grid, or with ``spatial``
+    (the grid's size) one per channel and position. As a function of ``h`` it is a translation, so it
+    leaves every Lipschitz constant in ``h`` unchanged (what the residual blocks need, Chen et al.
+    2019 sec. 3: ``Lip_x g(·, c) < 1`` for every ``c``)."""
 
-    def __init__(self, channels: int, context_features: int) -> None:
+    def __init__(self, channels: int, context_features: int, spatial: tuple[int, ...] | None = None) -> None:
         super().__init__()
-        self.linear = nn.Linear(context_features, channels)
+        self.channels = channels
+        self.spatial = None if spatial is None else tuple(spatial)
+        self.linear = nn.Linear(context_features, channels * math.prod(self.spatial or ()))
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
     def bias(self, context: Tensor, dims: int) -> Tensor:
-        """The bias ``(B, C, 1, …)`` for a hidden state of ``dims`` dimensions."""
+        """The bias for a hidden state of ``dims`` dimensions: ``(B, C, 1, …)``, or ``(B, C, *spatial)``
+        per position."""
         b = self.linear(context)
+        if self.spatial is not None:
+            return b.reshape(b.shape[0], self.channels, *self.spatial)
         return b.reshape(*b.shape, *([1] * (dims - 2)))
 
     def forward(self, h: Tensor, context: Tensor) -> Tensor:

@@ -10,7 +10,9 @@ draws ``ε ~ N(0, T² I)``, i.e. ``z ~ N(μ(c), T² σ(c)²)``: the temperature 
 standard deviation.
 
 ``μ`` and ``log σ`` are per channel, broadcast over the spatial grid of an image latent
-``(C, H, W)`` (as in Glow's code) and per dimension for vectors ``(D,)``. Labels and vectors alike
+``(C, H, W)`` (as in Glow's code), or with ``per_position`` one per channel and position (a class's
+mean latent map, so each class's samples start from its own spatial template), and per dimension
+for vectors ``(D,)``. Labels and vectors alike
 reach the layer as a floating context ``(B, k)`` (``invflow.core.context``).
 """
 
@@ -27,20 +29,25 @@ from invflow.core.flow import Flow, check_shape
 
 class ConditionalGaussianPrior(Flow):
     """``ε = (z − μ(c)) · exp(−log σ(c))`` on per-sample ``shape``; ``[μ, log σ] = W c + b`` (zero init,
-    so the layer starts as the identity)."""
+    so the layer starts as the identity), per channel or (``per_position``, images) per element."""
 
-    def __init__(self, shape: tuple[int, ...], context_features: int) -> None:
+    def __init__(self, shape: tuple[int, ...], context_features: int, per_position: bool = False) -> None:
         super().__init__()
         if context_features < 1:
             raise ValueError(
                 f"ConditionalGaussianPrior: context_features must be >= 1, got {context_features}"
             )
         self.shape = tuple(shape)
+        if per_position and len(self.shape) < 2:
+            raise ValueError(f"ConditionalGaussianPrior: per_position needs a spatial shape (C, H, W), "
+                             f"got {self.shape}")
         self.context_features = context_features
+        self.per_position = per_position
         self.channels = self.shape[0]
-        # log-det multiplicity of each channel's log σ: the spatial positions it covers
-        self.repeats = math.prod(self.shape[1:])
-        self.params = ContextBias(2 * self.channels, context_features)
+        # log-det multiplicity of each log σ: the spatial positions it covers
+        self.repeats = 1 if per_position else math.prod(self.shape[1:])
+        self.params = ContextBias(2 * self.channels, context_features,
+                                  spatial=self.shape[1:] if per_position else None)
 
     def _mean_log_std(self, z: Tensor, context: Tensor | None, where: str) -> tuple[Tensor, Tensor]:
         check_shape(z, self.shape, f"{type(self).__name__}.{where}")
@@ -60,4 +67,5 @@ class ConditionalGaussianPrior(Flow):
         return mean + z * torch.exp(log_std), -self._logdet(log_std)
 
     def extra_repr(self) -> str:
-        return f"shape={self.shape}, context_features={self.context_features}"
+        per_position = ", per_position=True" if self.per_position else ""
+        return f"shape={self.shape}, context_features={self.context_features}{per_position}"

@@ -26,7 +26,8 @@ one parameter. The biases are not scaled. Checkpoints written before the divisor
 A conditional factor-out (``context_features = k > 0``) adds a learned, zero-initialised
 per-channel term of the context to both heads, ``[μ, log σ] += W c + b`` (``ContextBias``): with
 one-hot labels a learned per-class mean and log-scale of every factored channel, as in Glow's
-class-conditional models (Kingma & Dhariwal 2018, sec. 5). The context also goes to ``inner``.
+class-conditional models (Kingma & Dhariwal 2018, sec. 5); with ``context_per_position`` one per
+factored channel and position. The context also goes to ``inner``.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ class FactorOut(Flow):
     """Factor out half the channels of ``(C, H, W)`` through a learned conditional Gaussian."""
 
     def __init__(self, shape: tuple[int, int, int], inner: Flow, learn_prior: bool = True,
-                 context_features: int = 0) -> None:
+                 context_features: int = 0, context_per_position: bool = False) -> None:
         super().__init__()
         self.shape = tuple(shape)
         c, h, w = self.shape
@@ -61,7 +62,8 @@ class FactorOut(Flow):
             self.register_buffer("log_std_fan_in", torch.tensor(float(9 * self.kept)))
         self.context_features = context_features
         if context_features:
-            self.context_prior = ContextBias(2 * self.factored, context_features)
+            self.context_prior = ContextBias(2 * self.factored, context_features,
+                                             spatial=self.shape[1:] if context_per_position else None)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 from invflow.config import DataConfig, positive
 from invflow.core.context import ContextSpec
@@ -59,6 +59,9 @@ class GlowConfig:
     conditional: bool = False  # p(x | y): the data set's labels (or toy contexts), see build()
     # w of Glow's class-prediction term bits/dim + w·bits_y (invflow.models.class_term); 0: none
     class_loss_weight: float = 0.0
+    # the context's mean and log-scale in the top and factor-out priors: one per channel (Glow's,
+    # broadcast over the grid) or one per channel and position (a mean latent map per class)
+    context_prior: Literal["channel", "position"] = "channel"
 
     def validate(self) -> None:
         positive(self, "levels", "steps_per_level", "hidden_channels")
@@ -70,6 +73,8 @@ class GlowConfig:
         if self.class_loss_weight and not self.conditional:
             raise ValueError("model.class_loss_weight needs model.conditional: true (the term predicts "
                              "the label of a class-conditional model)")
+        if self.context_prior == "position" and not self.conditional:
+            raise ValueError("model.context_prior: position needs model.conditional: true")
         self.mixing.check_levels(self.levels)
         self.coupling.check_levels(self.levels)
 
@@ -138,15 +143,17 @@ def glow_levels(cfg: GlowConfig, shape: tuple[int, int, int], level: int = 0, co
             f"use a data.image_size divisible by 2^{cfg.levels} or fewer model.levels"
         )
     squeezed = (4 * c, h // 2, w // 2)
+    per_position = cfg.context_prior == "position"
     flows: list[Flow] = [Squeeze(c)]
     for k in range(cfg.steps_per_level):
         flows += glow_step(cfg, squeezed, level, k, context)
     if level == cfg.levels - 1:
-        flows += [ConditionalGaussianPrior(squeezed, context)] if context else []
+        flows += [ConditionalGaussianPrior(squeezed, context, per_position)] if context else []
         flows.append(Flatten(squeezed))
     else:
         inner = glow_levels(cfg, (squeezed[0] - squeezed[0] // 2, *squeezed[1:]), level + 1, context)
-        flows.append(FactorOut(squeezed, inner, learn_prior=cfg.split_prior, context_features=context))
+        flows.append(FactorOut(squeezed, inner, learn_prior=cfg.split_prior, context_features=context,
+                               context_per_position=per_position))
     return SequentialFlow(*mark_place(flows, f"level {level + 1}"))
 
 
@@ -158,6 +165,8 @@ def build_glow(cfg: GlowConfig, shape: tuple[int, ...], context: ContextSpec | N
         got = "no context" if context is None else f"{context.describe()} on per-sample shape {tuple(shape)}"
         raise ValueError(f"model.class_loss_weight needs a class-conditional image model, got {got}")
     k = 0 if context is None else context.features
+    if len(shape) == 1 and cfg.context_prior == "position":
+        raise ValueError(f"model.context_prior: position needs images, got per-sample shape {tuple(shape)}")
     if len(shape) == 1:
         dims = shape[0]
         flows: list[Flow] = []
