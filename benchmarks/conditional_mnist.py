@@ -1,7 +1,9 @@
 """Conditional against unconditional on real MNIST: the same preset trained with and without
 ``model.conditional`` for the same steps on the same batches (the data order is a pure function of
 seed and step), then test bits/dim (``−log p(x)`` against ``−log p(x | y)``), the generative
-classifier's test accuracy and a ``--classes all`` sample grid per conditional run.
+classifier's test accuracy and a ``--classes all`` sample grid per conditional run. The Glow pair
+also trains the conditional preset with Glow's per-channel class priors
+(``model.context_prior=channel``, the model of invflow 0.3) beside the preset's per-position ones.
 
     python benchmarks/conditional_mnist.py --data-dir ../shared/data/mnist [--pairs glow resflow]
 
@@ -21,9 +23,11 @@ from common import RESULTS, environment, invflow_cli, print_environment, train_r
 
 from invflow.train.run_dir import RunDir
 
+PER_CHANNEL = ("model.context_prior=channel",)
+# per pair: (preset, --set values) of each run
 PAIRS = {
-    "glow": ("glow-mnist-tiny", "glow-mnist-cond-tiny"),
-    "resflow": ("resflow-mnist-tiny", "resflow-mnist-cond-tiny"),
+    "glow": (("glow-mnist-tiny", ()), ("glow-mnist-cond-tiny", ()), ("glow-mnist-cond-tiny", PER_CHANNEL)),
+    "resflow": (("resflow-mnist-tiny", ()), ("resflow-mnist-cond-tiny", ())),
 }
 # test batches (of 32) evaluated per pair: the generative classifier costs one pass per class
 EVAL_BATCHES = {"glow": 100, "resflow": 20}
@@ -51,12 +55,14 @@ def main() -> None:
     print_environment(meta)
     rows = []
     for pair in args.pairs:
-        for preset in PAIRS[pair]:
-            run, seconds = train_run(preset, args.runs / preset, args.data_dir)
-            row = {"pair": pair, "preset": preset, "train_seconds_this_call": round(seconds, 1),
+        for preset, settings in PAIRS[pair]:
+            label = preset + "".join(f" --set {value}" for value in settings)
+            name = preset + "".join("_" + value.replace("=", "-") for value in settings)
+            run, seconds = train_run(preset, args.runs / name, args.data_dir, *settings)
+            row = {"pair": pair, "preset": label, "train_seconds_this_call": round(seconds, 1),
                    "eval_batches": EVAL_BATCHES[pair], **evaluate(run, EVAL_BATCHES[pair])}
             if "cond" in preset:
-                grid = RESULTS / f"conditional_{preset}_classes.png"
+                grid = RESULTS / f"conditional_{name}_classes.png"
                 invflow_cli("sample", str(run), "-n", "100", "--classes", "all", "-o", str(grid), "--force")
                 row["classes_grid"] = grid.name
             row["results"] = json.loads(RunDir(run).results.read_text())

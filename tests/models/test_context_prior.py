@@ -38,11 +38,14 @@ def test_per_position_means_differ_across_positions_and_classes() -> None:
     assert not torch.allclose(x[0], x[1])
 
 
-def test_the_default_is_the_per_channel_prior_of_before() -> None:
+def test_the_fields_default_is_the_per_channel_prior_of_before() -> None:
+    """A config without the field (a run made before it existed) builds the per-channel model."""
     torch.manual_seed(0)
-    default = invflow.build_model("glow-mnist-cond-tiny", **SMALL)
+    default = invflow.build_model("glow-mnist-tiny", model__conditional=True, **SMALL)
     torch.manual_seed(0)
     channel = invflow.build_model("glow-mnist-cond-tiny", model__context_prior="channel", **SMALL)
+    preset = invflow.build_model("glow-mnist-cond-tiny", **SMALL)
+    assert all(m.per_position for m in preset.modules() if isinstance(m, ConditionalGaussianPrior))
     assert default.state_dict().keys() == channel.state_dict().keys()
     for key, value in default.state_dict().items():
         assert torch.equal(value, channel.state_dict()[key]), key
