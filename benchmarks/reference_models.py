@@ -81,8 +81,9 @@ def invflow_resflow(size: ResFlowSize, **overrides: object) -> Contender:
     return Contender("invflow", model, model.log_prob, model.after_optimizer_step, inverse)
 
 
-def invflow_glow(size: GlowSize) -> Contender:
-    """invflow's Glow: ``levels`` x ``steps`` of ActNorm, LU 1x1 convolution, affine coupling."""
+def invflow_glow(size: GlowSize, compiled: bool = False) -> Contender:
+    """invflow's Glow: ``levels`` x ``steps`` of ActNorm, LU 1x1 convolution, affine coupling;
+    ``compiled``: the model's forward through its ``compile_for_training`` hook (``--compile``)."""
     config = invflow.load_config(
         "glow-mnist",
         {
@@ -92,6 +93,9 @@ def invflow_glow(size: GlowSize) -> Contender:
         },
     )
     model = invflow.build_model(config)
+    if compiled:
+        forward = model.compile_for_training(model)
+        return Contender("invflow", model, lambda x: forward(x)[0])
     return Contender("invflow", model, model.log_prob)
 
 
@@ -148,9 +152,10 @@ def _standard_normal_log_prob(z: Tensor) -> Tensor:
 
 
 # -------------------------------------------------------------------------------------- normflows
-def reference_glow(size: GlowSize) -> Contender:
+def reference_glow(size: GlowSize, compiled: bool = False) -> Contender:
     """normflows' ``MultiscaleFlow`` of ``GlowBlock`` s (affine coupling with sigmoid scale, LU 1x1
-    convolution, ActNorm) with ``GlowBase`` latents, as its Glow example builds it."""
+    convolution, ActNorm) with ``GlowBase`` latents, as its Glow example builds it; ``compiled``: its
+    ``log_prob`` through ``torch.compile``."""
     try:
         nf = importlib.import_module("normflows")
     except ImportError:
@@ -169,4 +174,8 @@ def reference_glow(size: GlowSize) -> Contender:
             latent = (c * 2 ** (levels + 1), h // 2 ** levels, w // 2 ** levels)
         q0.append(nf.distributions.GlowBase(latent))
     model = nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
-    return Contender("normflows", model, lambda x: model.log_prob(x, None))
+
+    def log_prob(x: Tensor) -> Tensor:
+        return model.log_prob(x, None)
+
+    return Contender("normflows", model, torch.compile(log_prob) if compiled else log_prob)

@@ -13,7 +13,9 @@ invflow seconds: > 1 means invflow is faster), so machine load hits both alike.
 Speed cases: ``resflow`` / ``glow`` (training steps at the small configuration), ``resflow-full``
 (resflow-mnist blocks at batch 8), ``glow-full`` (glow-mnist), ``resflow-compiled`` (the
 ``resflow`` step with invflow's ``--compile``, against the reference's eager step: it has no
-compiled path), ``resflow-eval`` (``model.eval()``
+compiled path), ``glow-compiled`` (the ``glow`` step with invflow's ``--compile`` against
+normflows' eager step) and ``glow-compiled-both`` (normflows' ``log_prob`` through
+``torch.compile`` too), ``resflow-eval`` (``model.eval()``
 log-density, 20 + N series terms), ``resflow-sample`` (64 images by fixed-point inverse), and
 ``resflow-memory`` (peak tensor memory of one training step). Each training case also records
 the peak memory of one step of each (``torch.cuda.max_memory_allocated`` on CUDA, tensor
@@ -55,7 +57,7 @@ from reference_models import (
 from invflow.compare.measure import peak_step_bytes
 
 CASES = ("resflow", "glow", "resflow-eval", "resflow-sample", "resflow-memory", "resflow-full", "glow-full",
-         "resflow-compiled")
+         "resflow-compiled", "glow-compiled", "glow-compiled-both")
 LR = 1e-3
 GRAD_CLIP = 100.0
 
@@ -106,9 +108,9 @@ def build_pair(case: str, args: argparse.Namespace, batch: int) -> tuple[Contend
     # the reference first: a missing one is reported before anything is built
     if case.startswith("glow"):
         size = GLOW_SIZES["full" if case == "glow-full" else "small"]
-        theirs = reference_glow(size)
+        theirs = reference_glow(size, compiled=case == "glow-compiled-both")
         torch.manual_seed(0)
-        pair = invflow_glow(size), theirs
+        pair = invflow_glow(size, compiled=case.startswith("glow-compiled")), theirs
     else:
         size = RESFLOW_SIZES["full" if case == "resflow-full" else "small"]
         theirs = reference_resflow(args.resflow_ref, size, batch)
