@@ -51,6 +51,11 @@ def test_the_fields_default_is_the_per_channel_prior_of_before() -> None:
         assert torch.equal(value, channel.state_dict()[key]), key
 
 
+def test_a_per_position_prior_of_vectors_is_refused_by_the_layer() -> None:
+    with pytest.raises(ValueError, match="per_position needs a spatial shape"):
+        ConditionalGaussianPrior((2,), 3, per_position=True)
+
+
 @pytest.mark.parametrize(("preset", "overrides", "message"), [
     ("glow-mnist-tiny", {"model__context_prior": "position"}, "needs model.conditional: true"),
     ("glow-toy-2moons-rotated", {"model__context_prior": "position"}, "needs images"),

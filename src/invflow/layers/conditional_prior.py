@@ -12,8 +12,8 @@ standard deviation.
 ``μ`` and ``log σ`` are per channel, broadcast over the spatial grid of an image latent
 ``(C, H, W)`` (as in Glow's code), or with ``per_position`` one per channel and position (a class's
 mean latent map, so each class's samples start from its own spatial template), and per dimension
-for vectors ``(D,)``. Labels and vectors alike
-reach the layer as a floating context ``(B, k)`` (``invflow.core.context``).
+for vectors ``(D,)``. Labels and vectors alike reach the layer as a floating context ``(B, k)``
+(``invflow.core.context``).
 """
 
 from __future__ import annotations
