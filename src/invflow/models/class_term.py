@@ -55,10 +55,11 @@ class ClassPredictingFlowModel(FlowModel):
     ``forward`` returns ``(log p(x | y), {"logits": …})`` for ``ClassTermObjective``."""
 
     def __init__(self, flow: Flow, prior: StandardNormal, input_shape: tuple[int, ...],
-                 context: ContextSpec, class_loss_weight: float) -> None:
-        if context.num_classes is None or len(input_shape) != 3:
+                 context: ContextSpec | None, class_loss_weight: float) -> None:
+        if context is None or context.num_classes is None or len(input_shape) != 3:
+            got = "no context" if context is None else context.describe()
             raise ValueError("model.class_loss_weight needs a class-conditional image model "
-                             f"(got {context.describe()} on per-sample shape {tuple(input_shape)})")
+                             f"(got {got} on per-sample shape {tuple(input_shape)})")
         tops = [name for name, m in flow.named_modules() if isinstance(m, ConditionalGaussianPrior)]
         if len(tops) != 1:
             raise ValueError("model.class_loss_weight needs a flow with one conditional top prior, "

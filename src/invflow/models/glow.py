@@ -161,28 +161,23 @@ def build_glow(cfg: GlowConfig, shape: tuple[int, ...], context: ContextSpec | N
     """A Glow-family ``FlowModel`` for per-sample ``shape`` (images ``(C, H, W)`` or vectors ``(D,)``),
     conditional on ``context`` when given (Kingma & Dhariwal 2018, sec. 5: class-conditional
     couplings and priors), with Glow's class-prediction term when ``cfg.class_loss_weight`` > 0."""
-    if cfg.class_loss_weight and (context is None or not context.is_class or len(shape) != 3):
-        got = "no context" if context is None else f"{context.describe()} on per-sample shape {tuple(shape)}"
-        raise ValueError(f"model.class_loss_weight needs a class-conditional image model, got {got}")
     k = 0 if context is None else context.features
     if len(shape) == 1 and cfg.context_prior == "position":
         raise ValueError(f"model.context_prior: position needs images, got per-sample shape {tuple(shape)}")
     if len(shape) == 1:
-        dims = shape[0]
         flows: list[Flow] = []
         for step in range(cfg.steps_per_level):
-            step_flows = [ActNorm(dims, vector=True), make_mixing(cfg, shape, 0),
+            step_flows = [ActNorm(shape[0], vector=True), make_mixing(cfg, shape, 0),
                           make_coupling(cfg, shape, swap=step % 2 == 1, context=k)]
             flows += mark_place(step_flows, f"step {step + 1}")
         flows += [ConditionalGaussianPrior(shape, k)] if k else []
-        return FlowModel(SequentialFlow(*flows), StandardNormal((dims,)), shape, context)
-    flows = [LogitTransform(shape, cfg.logit_alpha)] if cfg.logit_alpha is not None else []
-    flows.append(glow_levels(cfg, shape, context=k))
-    flow = SequentialFlow(*flows)
-    numel = shape[0] * shape[1] * shape[2]
-    if cfg.class_loss_weight:
-        return ClassPredictingFlowModel(flow, StandardNormal((numel,)), shape, context, cfg.class_loss_weight)
-    return FlowModel(flow, StandardNormal((numel,)), shape, context)
+    else:
+        flows = [LogitTransform(shape, cfg.logit_alpha)] if cfg.logit_alpha is not None else []
+        flows.append(glow_levels(cfg, shape, context=k))
+    flow, prior = SequentialFlow(*flows), StandardNormal((math.prod(shape),))
+    if cfg.class_loss_weight:  # the model refuses what the term cannot fit (vectors, no class labels)
+        return ClassPredictingFlowModel(flow, prior, shape, context, cfg.class_loss_weight)
+    return FlowModel(flow, prior, shape, context)
 
 
 def build(cfg: GlowConfig, data: DataConfig) -> FlowModel:
