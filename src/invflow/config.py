@@ -123,6 +123,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False
     threads: int | None = None
+    retain_freed_memory: bool = True  # glibc keeps freed blocks for the next step (train/heap.py)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     n_samples_grid: int = 64
     sample_temperature: float = 1.0

@@ -22,6 +22,7 @@ from invflow.data.registry import input_shape, is_toy
 from invflow.data.splits import load_split, run_held_out_set
 from invflow.train.batches import ImageBatches, ToyBatches
 from invflow.train.distributed import DistContext, barrier, init_distributed
+from invflow.train.heap import retain_freed_memory
 from invflow.train.interrupt import StopRequest
 from invflow.train.run_dir import RunDir
 from invflow.train.run_lock import RunLock
@@ -70,9 +71,10 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
 
 
     The run directory has one writer (``RunLock``); SIGINT/SIGTERM finish the step, checkpoint and
-    raise ``TrainingInterrupted``. A resumed run reuses the data directory its config recorded
-    unless ``config.data.data_dir`` or ``data_dir`` names another; the one used is recorded in
-    the run's config as an absolute path.
+    raise ``TrainingInterrupted``. With ``train.retain_freed_memory`` (the default) the process's
+    allocator keeps freed memory for reuse from here on (``invflow.train.heap``). A resumed run
+    reuses the data directory its config recorded unless ``config.data.data_dir`` or ``data_dir``
+    names another; the one used is recorded in the run's config as an absolute path.
     """
     world, device = init_distributed(config.train.device)
     run = RunDir(out)
@@ -88,6 +90,8 @@ def train(config: Config, out: str | Path, resume: bool = False, data_dir: str |
                 if world.is_main:
                     LOG.info(f"using the run's recorded data directory {recorded}")
         config = _with_data_dir(config, data_dir or config.data.data_dir)
+        if config.train.retain_freed_memory:
+            retain_freed_memory()
         with StopRequest() as stop, intra_op_threads(config.train.threads):
             return _train(config, run, resume, data_dir, progress, world, device, stop)
     finally:

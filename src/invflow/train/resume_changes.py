@@ -7,8 +7,8 @@ Model and data changes are refused by ``run_dir.check_same_model``. Of the ``tra
   the old base learning rate and weight decay, so they are rewritten here (the schedule's factor
   is read from the config at every step);
 - settings read afresh where they are used (``grad_clip``, the cadences of logs, evaluations,
-  samples and checkpoints, ``max_nonfinite``, threads, device, ``compile``, TensorBoard, the sample
-  grid) take effect by themselves;
+  samples and checkpoints, ``max_nonfinite``, threads, device, ``compile``, the allocator setting,
+  TensorBoard, the sample grid) take effect by themselves;
 - every other key (``seed``, the EMA, ``precision``, ``deterministic``) would make the resumed
   run a different one, and is refused by name.
 
@@ -23,8 +23,8 @@ from invflow.config import Config
 
 APPLIED = ("lr", "lr_schedule", "warmup_steps", "steps", "weight_decay")
 FREE = ("grad_clip", "eval_every", "eval_batches", "sample_every", "checkpoint_every", "checkpoint_minutes",
-        "keep_checkpoints", "log_every", "max_nonfinite", "device", "compile", "threads", "n_samples_grid",
-        "sample_temperature", "tensorboard")
+        "keep_checkpoints", "log_every", "max_nonfinite", "device", "compile", "threads",
+        "retain_freed_memory", "n_samples_grid", "sample_temperature", "tensorboard")
 
 
 def train_changes(saved: dict[str, Any], config: Config) -> dict[str, tuple[Any, Any]]:
