@@ -16,6 +16,9 @@ data), in one process:
     python benchmarks/efficiency.py --threads 1
     python benchmarks/efficiency.py --threads 2 --cases glow
 
+The process runs with ``invflow train``'s allocator setting (``train.retain_freed_memory``:
+freed blocks kept for the next step) unless ``--no-retain-freed-memory`` is given.
+
 Prints the table and writes ``benchmarks/results/efficiency_<threads>t.json``. Timings are only
 meaningful on a quiet machine; the script records the load average beside them.
 """
@@ -35,6 +38,8 @@ from reference_models import GLOW_SIZES, MNIST_SHAPE, RESFLOW_SIZES, invflow_glo
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 from vs_reference import data_init, training_step
+
+from invflow.train.heap import retain_freed_memory
 
 CASES = {"glow": lambda: invflow_glow(GLOW_SIZES["small"]),
          "resflow": lambda: invflow_resflow(RESFLOW_SIZES["small"])}
@@ -111,12 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-steps", type=int, default=3)
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--matmul-size", type=int, default=1024)
+    parser.add_argument("--no-retain-freed-memory", dest="retain", action="store_false",
+                        help="leave the allocator as it is (invflow train's train.retain_freed_memory=false)")
     parser.add_argument("--out", help="result file (default benchmarks/results/efficiency_<threads>t.json)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    retained = args.retain and retain_freed_memory() is not None
     rate = matmul_rate(args.matmul_size)
     meta = environment("cpu", matmul_gflop_per_s=rate, matmul_size=args.matmul_size,
-                       load_average=os.getloadavg()[0])
+                       load_average=os.getloadavg()[0], retain_freed_memory=retained)
     print_environment(meta)
     rows = [measure(case, args, rate) for case in args.cases]
     out = Path(args.out) if args.out else RESULTS / f"efficiency_{args.threads}t.json"

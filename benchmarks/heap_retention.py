@@ -2,7 +2,8 @@
 
 The setting is process-wide, so the two sides cannot share a process: each round starts two
 fresh processes, one with the setting and one without (the order alternating), each builds the
-``vs_reference`` step (``glow`` or ``resflow`` at batch 64 on MNIST-shaped data, same seed),
+``vs_reference`` step (``glow`` or ``resflow``, batch 64 unless ``--batch``, MNIST-shaped data,
+same seed),
 takes ``--warmup`` steps and times ``--steps`` more; the figure is the median over ``--rounds``
 of the per-round ratio (seconds without / seconds with: > 1 means the setting is faster), with
 page faults and system seconds per step and the peak resident memory of each side.
@@ -33,14 +34,14 @@ import torch
 sys.path.insert(0, sys.argv[1])
 from invflow.train.heap import retain_freed_memory
 case, threads, retain = sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
-warmup, steps = int(sys.argv[5]), int(sys.argv[6])
+warmup, steps, batch = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 threshold = retain_freed_memory() if retain else None
 from reference_models import GLOW_SIZES, MNIST_SHAPE, RESFLOW_SIZES, invflow_glow, invflow_resflow
 from vs_reference import data_init, training_step
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 c = invflow_glow(GLOW_SIZES["small"]) if case == "glow" else invflow_resflow(RESFLOW_SIZES["small"])
-x = torch.rand(64, *MNIST_SHAPE, generator=torch.Generator().manual_seed(0))
+x = torch.rand(batch, *MNIST_SHAPE, generator=torch.Generator().manual_seed(0))
 data_init((c,), x)
 step = training_step(c, x)
 for _ in range(warmup):
@@ -62,7 +63,7 @@ def side(case: str, retain: bool, args: argparse.Namespace) -> dict:
     steps = args.steps or DEFAULT_STEPS[case]
     out = subprocess.run(
         [sys.executable, "-c", _SIDE, str(Path(__file__).resolve().parent), case, str(args.threads),
-         str(int(retain)), str(args.warmup), str(steps)],
+         str(int(retain)), str(args.warmup), str(steps), str(args.batch)],
         capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, help="timed steps per process (default: glow 8, resflow 4)")
     parser.add_argument("--out", help="result file (default: results/heap_retention_<threads>t.json)")
     args = parser.parse_args(argv)

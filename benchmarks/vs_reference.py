@@ -20,7 +20,9 @@ log-density, 20 + N series terms), ``resflow-sample`` (64 images by fixed-point 
 ``resflow-memory`` (peak tensor memory of one training step). Each training case also records
 the peak memory of one step of each (``torch.cuda.max_memory_allocated`` on CUDA, tensor
 accounting on the CPU). ``--device cuda`` runs everything on the GPU (timings synchronise the
-device around each call); ``benchmarks/gpu_check.py`` runs it so. ``--learning`` trains both on the
+device around each call); ``benchmarks/gpu_check.py`` runs it so. ``--retain-freed-memory`` sets
+``invflow train``'s allocator setting (``train.retain_freed_memory``) for the process, so both
+implementations run with it. ``--learning`` trains both on the
 same MNIST batches instead (see ``vs_reference_learning.py``). A missing reference: exit 2.
 """
 from __future__ import annotations
@@ -55,6 +57,7 @@ from reference_models import (
 )
 
 from invflow.compare.measure import peak_step_bytes
+from invflow.train.heap import retain_freed_memory
 
 CASES = ("resflow", "glow", "resflow-eval", "resflow-sample", "resflow-memory", "resflow-full", "glow-full",
          "resflow-compiled", "glow-compiled", "glow-compiled-both")
@@ -207,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-batch", type=int, default=8, help="batch of the resflow-full case")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for both")
+    parser.add_argument("--retain-freed-memory", action="store_true",
+                        help="glibc keeps freed blocks for the whole process, both implementations alike "
+                             "(what invflow train does: invflow.train.heap)")
     parser.add_argument("--learning", action="store_true", help="paired learning curves on MNIST instead")
     parser.add_argument("--data-dir", help="MNIST files (for --learning)")
     parser.add_argument("--models", nargs="+", choices=("glow", "resflow"), default=["glow", "resflow"],
@@ -227,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vs_reference: --rounds must be >= 12 for a paired median, got {args.rounds}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    mmap_threshold = retain_freed_memory() if args.retain_freed_memory else None
     warnings.filterwarnings("ignore", category=UserWarning)
     try:
         if args.learning:
@@ -236,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.device == "cuda" and not torch.cuda.is_available():
             print("vs_reference: --device cuda but this machine has no usable CUDA device", file=sys.stderr)
             return 2
-        meta = environment(args.device, rounds=args.rounds, warmup=args.warmup)
+        meta = environment(args.device, rounds=args.rounds, warmup=args.warmup,
+                           retain_freed_memory=mmap_threshold is not None)
         print_environment(meta)
         rows = []
         for case in args.cases:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from invflow.train import heap
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -26,6 +28,8 @@ def test_a_tiny_run_writes_flops_seconds_fraction_and_the_profile(efficiency, tm
                             "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["meta"]["matmul_gflop_per_s"] > 0 and result["meta"]["threads"] == 1
+    # measured as invflow train runs: with its allocator setting where the C library has it
+    assert result["meta"]["retain_freed_memory"] is (heap._glibc() is not None)
     rows = {row["case"]: row for row in result["results"]}
     assert set(rows) == {"glow", "resflow"}
     for row in rows.values():
