@@ -71,7 +71,8 @@ def states() -> dict:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_unconditional_preset_computes_what_it_did_before_contexts(name: str, states: dict) -> None:
     reference = CASES[name]
-    now = log_densities(initial_model(name, reference["overrides"], states, seed=12345), reference["overrides"])
+    model = initial_model(name, reference["overrides"], states, seed=12345)
+    now = log_densities(model, reference["overrides"])
     assert now["state_dict_keys"] == reference["state_dict_keys"]
     for mode in ("train", "eval"):
         torch.testing.assert_close(torch.tensor(now[mode], dtype=torch.float64),
