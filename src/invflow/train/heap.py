@@ -3,8 +3,8 @@
 glibc's ``malloc`` serves large blocks (above a dynamic threshold, at most 32 MiB) with fresh
 ``mmap`` pages and returns the top of its heap to the OS once more than a threshold is free. A
 training step frees most of what its forward pass allocated, so the next step faults the same
-pages in again and the kernel zeroes each one: 113,000 page faults and 0.14 s of system time per
-step of the ``vs_reference`` residual-flow step on one thread here, 9,000 on the Glow step
+pages in again and the kernel zeroes each one: about 70,000 page faults and 0.1 s of system time
+per step of the ``vs_reference`` residual-flow step on one thread here, 5,000 on the Glow step
 (``benchmarks/heap_retention.py``). ``retain_freed_memory`` sets glibc's own tunables (``mallopt``:
 ``M_MMAP_THRESHOLD``, ``M_TRIM_THRESHOLD``; the ``MALLOC_MMAP_THRESHOLD_`` /
 ``MALLOC_TRIM_THRESHOLD_`` environment variables, but settable after start-up) so freed blocks
