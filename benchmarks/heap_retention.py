@@ -2,9 +2,8 @@
 
 The setting is process-wide, so the two sides cannot share a process: each round starts two
 fresh processes, one with the setting and one without (the order alternating), each builds the
-``vs_reference`` step (``glow`` or ``resflow``, batch 64 unless ``--batch``, MNIST-shaped data,
-same seed),
-takes ``--warmup`` steps and times ``--steps`` more; the figure is the median over ``--rounds``
+``efficiency.py`` step (``glow`` or ``resflow``, batch 64 unless ``--batch``, MNIST-shaped data,
+same seed), takes ``--warmup`` steps and times ``--steps`` more; the figure is the median over ``--rounds``
 of the per-round ratio (seconds without / seconds with: > 1 means the setting is faster), with
 page faults and system seconds per step and the peak resident memory of each side.
 
@@ -29,30 +28,28 @@ DEFAULT_STEPS = {"glow": 8, "resflow": 4}
 
 # one side of a round, in its own process: the median step and what the process paid for it
 _SIDE = """
-import json, resource, statistics, sys, time
+import json, resource, sys
 import torch
 sys.path.insert(0, sys.argv[1])
 from invflow.train.heap import retain_freed_memory
 case, threads, retain = sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 warmup, steps, batch = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 threshold = retain_freed_memory() if retain else None
-from reference_models import GLOW_SIZES, MNIST_SHAPE, RESFLOW_SIZES, invflow_glow, invflow_resflow
+from efficiency import CASES, median_seconds
+from reference_models import MNIST_SHAPE
 from vs_reference import data_init, training_step
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-c = invflow_glow(GLOW_SIZES["small"]) if case == "glow" else invflow_resflow(RESFLOW_SIZES["small"])
+c = CASES[case]()
 x = torch.rand(batch, *MNIST_SHAPE, generator=torch.Generator().manual_seed(0))
 data_init((c,), x)
 step = training_step(c, x)
 for _ in range(warmup):
     step()
-before, times = resource.getrusage(resource.RUSAGE_SELF), []
-for _ in range(steps):
-    start = time.perf_counter()
-    step()
-    times.append(time.perf_counter() - start)
+before = resource.getrusage(resource.RUSAGE_SELF)
+seconds, _ = median_seconds(step, steps, warmup=0)
 after = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"step_s": statistics.median(times),
+print(json.dumps({"step_s": seconds,
                   "faults_per_step": (after.ru_minflt - before.ru_minflt) / steps,
                   "sys_s_per_step": (after.ru_stime - before.ru_stime) / steps,
                   "peak_rss_mb": after.ru_maxrss / 1024, "mmap_threshold": threshold}))
