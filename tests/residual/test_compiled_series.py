@@ -19,6 +19,8 @@ from invflow.residual.logdet import power_series
 K = 3  # context width of the conditional nets
 NETS = {
     "conv": lambda: (conv_residual_net(2, 8), (2, 4, 4), None),
+    # one channel: both of narrow_conv's custom operators (im2col and fold forms) in compiled code
+    "conv-one-channel": lambda: (conv_residual_net(1, 8), (1, 4, 4), None),
     "conv-mixed-orders": lambda: (conv_residual_net(2, 8, norm_orders=[2, 1.5, 2.5, 2]), (2, 4, 4), None),
     "conv-conditional": lambda: (conv_residual_net(2, 8, context_features=K), (2, 4, 4), K),
     "mlp": lambda: (mlp_residual_net(2, 16, n_hidden=2), (2,), None),

@@ -68,9 +68,9 @@ def test_input_only_products_skip_the_weight_gradient(monkeypatch: pytest.Monkey
     masks = []
     original = conv_module._conv_backward
 
-    def spy(grad, x, weight, padding, mask, bias):
+    def spy(grad, x, weight, padding, mask, bias, **options):
         masks.append(list(mask))
-        return original(grad, x, weight, padding, mask, bias)
+        return original(grad, x, weight, padding, mask, bias, **options)
 
     monkeypatch.setattr(conv_module, "_conv_backward", spy)
     x, w, b = _inputs(3, CL)

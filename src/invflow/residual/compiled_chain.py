@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invflow.core.context import ContextBias
+from invflow.residual import narrow_conv
 from invflow.residual.activations import LipSwish, lipswish_derivative, lipswish_reference
 from invflow.residual.lipschitz import SpectralNormConv2d, SpectralNormLinear
 
@@ -52,9 +53,11 @@ Tensors = Sequence[Tensor]
 
 
 def chain_forward(kinds: tuple[str, ...], x: Tensor, weights: Tensors, biases: Sequence[Tensor | None],
-                  betas: Tensors, shifts: Tensors) -> tuple[Tensor, list[Tensor]]:
+                  betas: Tensors, shifts: Tensors, channels_last: bool = False
+                  ) -> tuple[Tensor, list[Tensor]]:
     """``(g(x), [h_i])``: the net's output and the input of every activation after the first
-    layer (an activation first reads ``x`` itself, which the caller holds)."""
+    layer (an activation first reads ``x`` itself, which the caller holds); ``channels_last``: the
+    states' layout (:func:`invflow.residual.narrow_conv.compiled_conv2d`)."""
     h, states = x, []
     i_map = i_act = i_shift = 0
     for position, kind in enumerate(kinds):
@@ -68,16 +71,17 @@ def chain_forward(kinds: tuple[str, ...], x: Tensor, weights: Tensors, biases: S
             i_shift += 1
         else:
             weight, bias = weights[i_map], biases[i_map]
-            h = (F.conv2d(h, weight, bias, padding=weight.shape[-1] // 2) if kind == CONV
-                 else F.linear(h, weight, bias))
+            h = (narrow_conv.compiled_conv2d(h, weight, bias, weight.shape[-1] // 2, channels_last)
+                 if kind == CONV else F.linear(h, weight, bias))
             i_map += 1
     return h, states
 
 
-def _transposed(kind: str, u: Tensor, weight: Tensor) -> Tensor:
+def _transposed(kind: str, u: Tensor, weight: Tensor, channels_last: bool) -> Tensor:
     """``u W``: the vector–Jacobian product of one map."""
     if kind == CONV:
-        return F.conv2d(u, weight.transpose(0, 1).flip(-2, -1), padding=weight.shape[-1] // 2)
+        return narrow_conv.compiled_conv2d(u, narrow_conv.transposed_weight(weight), None,
+                                           weight.shape[-1] // 2, channels_last)
     return u @ weight
 
 
@@ -86,7 +90,8 @@ def chain_derivatives(states: Tensors, betas: Tensors) -> list[Tensor]:
     return [lipswish_derivative(h, beta) for h, beta in zip(states, betas)]
 
 
-def chain_vjp(kinds: tuple[str, ...], u: Tensor, weights: Tensors, derivatives: Tensors) -> Tensor:
+def chain_vjp(kinds: tuple[str, ...], u: Tensor, weights: Tensors, derivatives: Tensors,
+              channels_last: bool = False) -> Tensor:
     """``uᵀ J_g(x)`` from the stored ``φ'(h_i)`` (module docstring)."""
     i_map, i_act = len(weights), len(derivatives)
     for kind in reversed(kinds):
@@ -95,14 +100,14 @@ def chain_vjp(kinds: tuple[str, ...], u: Tensor, weights: Tensors, derivatives: 
             u = u * derivatives[i_act]
         elif kind != SHIFT:
             i_map -= 1
-            u = _transposed(kind, u, weights[i_map])
+            u = _transposed(kind, u, weights[i_map], channels_last)
     return u
 
 
 def chain_live_vjp(kinds: tuple[str, ...], u: Tensor, weights: Tensors, states: Tensors,
-                   betas: Tensors) -> Tensor:
+                   betas: Tensors, channels_last: bool = False) -> Tensor:
     """``uᵀ J_g(x)`` differentiable in ``u``, the weights, the states ``h_i`` and β."""
-    return chain_vjp(kinds, u, weights, chain_derivatives(states, betas))
+    return chain_vjp(kinds, u, weights, chain_derivatives(states, betas), channels_last)
 
 
 @functools.cache
@@ -195,7 +200,8 @@ class CompiledChain:
         forward, derivatives, vjp, live_vjp = compiled(self.backend)  # looked up: the chain pickles
         kinds = self.kinds
         x_in, weights, biases, betas, shifts = self._operands(x, context)
-        gx, hidden = forward(kinds, x_in, weights, biases, betas, shifts)
+        channels_last = x_in.dim() == 4 and any(getattr(m, "channels_last", False) for m in self.layers)
+        gx, hidden = forward(kinds, x_in, weights, biases, betas, shifts, channels_last)
         states = ([x_in] if kinds[0] == ACT else []) + list(hidden)
         with torch.no_grad():
             fixed_weights = [w.detach() for w in weights]
@@ -206,12 +212,12 @@ class CompiledChain:
 
         def plain(u: Tensor) -> Tensor:
             with torch.no_grad():
-                return vjp(kinds, u.contiguous(memory_format=layout), fixed_weights, scales)
+                return vjp(kinds, u.contiguous(memory_format=layout), fixed_weights, scales, channels_last)
 
         n_weights = len(weights)
 
         def product(u: Tensor, states: list[Tensor], operands: list[Tensor]) -> Tensor:
             return live_vjp(kinds, u.contiguous(memory_format=layout), operands[:n_weights], states,
-                            operands[n_weights:])
+                            operands[n_weights:], channels_last)
 
         return ChainPass(gx, plain, product, states, [*weights, *betas])

@@ -22,17 +22,43 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from invflow.residual import narrow_conv
 from invflow.residual.autograd_pass import gradient_node, is_batched, will_execute
 
 _STRIDE, _DILATION, _OUTPUT_PADDING = [1, 1], [1, 1], [0, 0]
 
 
+def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, padding: list[int], channels_last: bool) -> Tensor:
+    """``F.conv2d``, by :mod:`invflow.residual.narrow_conv`'s products where one side is narrow (then
+    laid out channels-last if ``channels_last``)."""
+    if padding[0] == padding[1]:
+        return narrow_conv.conv2d(x, weight, bias, padding[0], channels_last)
+    return F.conv2d(x, weight, bias, padding=padding)
+
+
 def _conv_backward(grad: Tensor, x: Tensor, weight: Tensor, padding: list[int], mask: list[bool],
-                   bias: bool) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """``(gx, gW, gb)`` of ``conv2d(x, weight, padding)`` for ``grad``; only the entries in ``mask``."""
-    return torch.ops.aten.convolution_backward(
-        grad, x, weight, [weight.shape[0]] if bias else None, _STRIDE, padding, _DILATION, False,
-        _OUTPUT_PADDING, 1, [mask[0], mask[1], mask[2] and bias])
+                   bias: bool, products: bool = True) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """``(gx, gW, gb)`` of ``conv2d(x, weight, padding)`` for ``grad``; only the entries in ``mask``.
+
+    With ``products`` the narrow convolutions' gradients are :mod:`invflow.residual.narrow_conv`'s
+    products; the rest come from ``aten.convolution_backward``."""
+    gx = gw = gb = None
+    if products and padding[0] == padding[1]:
+        if mask[0]:
+            gx = narrow_conv.input_gradient(grad, weight, padding[0], narrow_conv.is_channels_last(x))
+        if mask[1]:
+            gw = narrow_conv.weight_gradient(grad, x, weight, padding[0])
+        if gx is not None or gw is not None:
+            gb = grad.sum((0, 2, 3)) if mask[2] and bias else None
+    rest = [mask[0] and gx is None, mask[1] and gw is None, mask[2] and bias and gb is None]
+    if any(rest):
+        ax, aw, ab = torch.ops.aten.convolution_backward(
+            grad, x, weight, [weight.shape[0]] if bias else None, _STRIDE, padding, _DILATION, False,
+            _OUTPUT_PADDING, 1, rest)
+        gx = gx if gx is not None else ax
+        gw = gw if gw is not None else aw
+        gb = gb if gb is not None else ab
+    return gx, gw, gb
 
 
 class _Conv2dBackward(torch.autograd.Function):
@@ -57,12 +83,12 @@ class _Conv2dBackward(torch.autograd.Function):
         g_grad = g_x = g_w = None
         if gg_x is not None:
             if need_grad:
-                g_grad = F.conv2d(gg_x, weight, padding=ctx.padding)
+                g_grad = _conv(gg_x, weight, None, ctx.padding, narrow_conv.is_channels_last(grad))
             if need_w:
                 g_w = _conv_backward(grad, gg_x, weight, ctx.padding, [False, True, False], False)[1]
         if gg_w is not None:
             if need_grad:
-                term = F.conv2d(x, gg_w, padding=ctx.padding)
+                term = _conv(x, gg_w, None, ctx.padding, narrow_conv.is_channels_last(grad))
                 g_grad = term if g_grad is None else g_grad + term
             if need_x:
                 g_x = _conv_backward(grad, x, gg_w, ctx.padding, [True, False, False], False)[0]
@@ -76,12 +102,13 @@ class _Conv2dFunction(torch.autograd.Function):
     """``conv2d(x, W, b)`` (stride 1, dilation 1, one group) with :class:`_Conv2dBackward`."""
 
     @staticmethod
-    def forward(x: Tensor, weight: Tensor, bias: Tensor | None, padding: list[int]) -> Tensor:  # type: ignore[override]
-        return F.conv2d(x, weight, bias, padding=padding)
+    def forward(x: Tensor, weight: Tensor, bias: Tensor | None, padding: list[int],  # type: ignore[override]
+                channels_last: bool) -> Tensor:
+        return _conv(x, weight, bias, padding, channels_last)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
-        x, weight, bias, padding = inputs
+        x, weight, bias, padding, _ = inputs
         ctx.padding = padding
         ctx.has_bias = bias is not None
         ctx.nodes = [gradient_node(t) for t in (x, weight, bias)]
@@ -94,13 +121,17 @@ class _Conv2dFunction(torch.autograd.Function):
         if torch.is_grad_enabled() and not is_batched(grad):  # create_graph: differentiable
             gx, gw, gb = _Conv2dBackward.apply(grad, x, weight, ctx.padding, mask, ctx.has_bias)
         else:  # a plain pass, or a vmapped one (is_grads_batched), where autograd's own formula applies
-            gx, gw, gb = _conv_backward(grad, x, weight, ctx.padding, mask, ctx.has_bias)
-        return gx, gw, gb, None
+            gx, gw, gb = _conv_backward(grad, x, weight, ctx.padding, mask, ctx.has_bias,
+                                        products=not is_batched(grad))
+        return gx, gw, gb, None, None
 
 
-def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int) -> Tensor:
-    """Stride-1 ``conv2d`` whose derivatives of any order use convolution kernels (see module)."""
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int,
+           channels_last: bool = False) -> Tensor:
+    """Stride-1 ``conv2d`` whose derivatives of any order use convolution kernels (see module);
+    ``channels_last``: where a narrow side takes the product forms, the result is laid out
+    channels-last (the layout ``F.conv2d`` gives a channels-last input)."""
     if not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad
                                            or (bias is not None and bias.requires_grad)):
-        return F.conv2d(x, weight, bias, padding=padding)
-    return _Conv2dFunction.apply(x, weight, bias, [padding, padding])
+        return narrow_conv.conv2d(x, weight, bias, padding, channels_last)
+    return _Conv2dFunction.apply(x, weight, bias, [padding, padding], channels_last)

@@ -276,5 +276,5 @@ class SpectralNormConv2d(_InducedNormMixin, nn.Conv2d):
         if self.channels_last:
             x = x.to(memory_format=torch.channels_last)
             weight = weight.to(memory_format=torch.channels_last)
-        return conv2d(x, weight, self.bias, self.padding[0])
+        return conv2d(x, weight, self.bias, self.padding[0], self.channels_last)
 
