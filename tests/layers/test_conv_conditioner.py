@@ -1,10 +1,11 @@
-"""The GEMM form of Glow's conditioner (im2col / 1x1 as a product / col2im with flipped taps) is the
-same function of the same parameters as the plain convolutions: values, first and second derivatives."""
+"""The GEMM form of Glow's conditioner (im2col / 1x1 as a product / col2im with flipped taps), and its
+float32 training Function (fused products, written-out backward), are the same function of the same
+parameters as the plain convolutions: values, first and second derivatives."""
 import pytest
 import torch
 from torch import nn
 
-from invflow.layers.conv_conditioner import ConvConditioner
+from invflow.layers.conv_conditioner import ConvConditioner, _GemmConditioner, fused_linear_relu_available
 
 
 def conditioner(c_in: int, c_out: int, hidden: int, seed: int = 0) -> ConvConditioner:
@@ -53,3 +54,61 @@ def test_second_derivatives():
 def test_state_dict_keys_are_the_sequential_ones():
     assert list(ConvConditioner(2, 4, 8).state_dict()) == [
         "0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
+
+
+@pytest.mark.parametrize("c_in,c_out,hidden,height,width", [
+    (2, 4, 16, 14, 14), (1, 2, 8, 5, 7), (3, 6, 5, 1, 1)])
+def test_written_out_backward_matches_the_convolutions_to_second_order(c_in, c_out, hidden, height, width):
+    """The float32 training path's Function, run in float64 (its products then unfused): values, the
+    written-out first derivatives (``gradcheck``) and the recomputed second ones (``gradgradcheck``)."""
+    net = conditioner(c_in, c_out, hidden, seed=2)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, c_in + 1, height, width, generator=gen, dtype=torch.float64)[:, 1:].requires_grad_()
+    params = tuple(net.parameters())
+    fn = lambda x, *p: _GemmConditioner.apply(x, *p)  # noqa: E731
+    torch.testing.assert_close(fn(x, *params), as_convolutions(net, x), rtol=0, atol=1e-12)
+    v = torch.randn(2, c_out, height, width, generator=gen, dtype=torch.float64)
+    got = torch.autograd.grad(fn(x, *params), (x, *params), v)
+    want = torch.autograd.grad(as_convolutions(net, x), (x, *params), v)
+    for g_got, g_want in zip(got, want):
+        torch.testing.assert_close(g_got, g_want, rtol=0, atol=1e-11)
+    assert torch.autograd.gradcheck(fn, (x, *params))
+    assert torch.autograd.gradgradcheck(fn, (x, *params))
+
+
+@pytest.mark.skipif(not fused_linear_relu_available(), reason="this torch has no oneDNN fused product")
+def test_float32_training_takes_the_fused_path_and_matches_the_convolutions(monkeypatch):
+    """float32 with gradients: the Function with oneDNN's fused bias + ReLU products; every
+    parameter gets the convolutions' gradient to float32 rounding; no-grad evaluation likewise."""
+    net = conditioner(2, 4, 32, seed=4).float()
+    x = torch.randn(8, 3, 14, 14)[:, 1:].requires_grad_()
+    calls = []
+    original = _GemmConditioner.apply
+    monkeypatch.setattr(_GemmConditioner, "apply", lambda *a: calls.append(1) or original(*a))
+    fast = net(x)
+    assert calls == [1]
+    plain = as_convolutions(net, x)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    v = torch.randn_like(plain)
+    inputs = (x, *net.parameters())
+    for g_fast, g_plain in zip(torch.autograd.grad(fast, inputs, v), torch.autograd.grad(plain, inputs, v)):
+        assert g_fast is not None
+        torch.testing.assert_close(g_fast, g_plain, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), plain, rtol=1e-5, atol=1e-5)
+    assert calls == [1]
+
+
+def test_other_inputs_keep_the_differentiable_operators(monkeypatch):
+    """float64, a context, autocast: not the Function (its products are float32 oneDNN ones)."""
+    def refuse(*args):
+        raise AssertionError("the fused Function ran")
+
+    monkeypatch.setattr(_GemmConditioner, "apply", refuse)
+    net = conditioner(2, 4, 8)
+    net(torch.randn(2, 2, 4, 4, dtype=torch.float64, requires_grad=True))
+    torch.manual_seed(0)
+    conditional = ConvConditioner(2, 4, 8, context_features=3)
+    conditional(torch.randn(2, 2, 4, 4, requires_grad=True), torch.randn(2, 3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ConvConditioner(2, 4, 8)(torch.randn(2, 2, 4, 4, requires_grad=True))
