@@ -113,6 +113,11 @@ def _plain_conditioner(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor
     return F.fold(partial, x.shape[2:], 3, padding=1) + b3.view(1, -1, 1, 1)
 
 
+def _column_sums(rows: Tensor) -> Tensor:
+    """``rows.sum(0)`` as a matrix–vector product (half the time of the reduction here)."""
+    return torch.mv(rows.T, rows.new_ones(rows.shape[0]))
+
+
 class _GemmConditioner(torch.autograd.Function):
     """The GEMM-form conditioner with fused bias + ReLU products and a written-out backward (module
     docstring). Inputs: ``x`` and the three convolutions' weights and biases."""
@@ -148,13 +153,13 @@ class _GemmConditioner(torch.autograd.Function):
         if need_w2:
             g_w2 = (g_h.T @ h1).view(w2.shape)
         if need_b2:
-            g_b2 = g_h.sum(0)
+            g_b2 = _column_sums(g_h)
         g_h = g_h @ w2.reshape(w2.shape[0], -1)
         torch.ops.aten.threshold_backward.grad_input(g_h, h1, 0.0, grad_input=g_h)
         if need_w1:
             g_w1 = (g_h.T @ rows).view(w1.shape)
         if need_b1:
-            g_b1 = g_h.sum(0)
+            g_b1 = _column_sums(g_h)
         if need_x:
             g_x = _col2im(g_h @ w1.reshape(w1.shape[0], -1), x.shape[0], x.shape[2], x.shape[3])
         return g_x, g_w1, g_b1, g_w2, g_b2, g_w3, g_b3
