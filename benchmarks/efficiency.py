@@ -5,8 +5,9 @@ data), in one process:
 
 - **FLOPs** of one training step (forward, backward, optimizer) counted by
   ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions, the operations
-  that dominate; elementwise work is not counted, so the fraction below is a lower bound on how
-  busy the step keeps the cores);
+  that dominate, and oneDNN's fused product ``mkldnn._linear_pointwise``, which it does not know:
+  registered here as ``2·M·N·K``; elementwise work is not counted, so the fraction below is a
+  lower bound on how busy the step keeps the cores);
 - **seconds**: the median of ``--steps`` timed steps after ``--warmup``;
 - **fraction of the machine's rate**: counted FLOPs / seconds against a float32 matrix product
   measured in the same process at the same thread count (``--matmul-size``³, median of 10);
@@ -36,7 +37,7 @@ import torch
 from common import RESULTS, environment, print_environment, write_results
 from reference_models import GLOW_SIZES, MNIST_SHAPE, RESFLOW_SIZES, invflow_glow, invflow_resflow
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 from vs_reference import data_init, training_step
 
 from invflow.train.heap import retain_freed_memory
@@ -62,6 +63,16 @@ def matmul_rate(size: int, repeats: int = 10) -> float:
     a, b = (torch.randn(size, size, generator=gen) for _ in range(2))
     seconds, _ = median_seconds(lambda: a @ b, repeats, warmup=2)
     return 2 * size**3 / seconds / 1e9
+
+
+_LINEAR_POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+if _LINEAR_POINTWISE is not None:  # oneDNN's product with fused bias + ReLU (Glow's conditioner)
+    @register_flop_formula(_LINEAR_POINTWISE)
+    def _linear_pointwise_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+        rows = 1
+        for size in x_shape[:-1]:
+            rows *= size
+        return 2 * rows * x_shape[-1] * w_shape[0]
 
 
 def counted_flops(step: Callable[[], None]) -> int:

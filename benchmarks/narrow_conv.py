@@ -48,7 +48,7 @@ def _conv_backward(grad, x, weight, mask):
 
 def operator_rows(batch: int, steps: int) -> list[dict]:
     """oneDNN against the product forms for the first (C → hidden) and last (hidden → C) 3 x 3
-    convolution of each shape; ``narrow_side`` says which invflow takes (``None``: oneDNN's)."""
+    convolution of each shape, and whether invflow takes the product form for that operator."""
     gen = torch.Generator().manual_seed(0)
     cl = torch.channels_last
     rows = []
@@ -60,7 +60,10 @@ def operator_rows(batch: int, steps: int) -> list[dict]:
             ("last", wide, torch.randn(channels, HIDDEN, 3, 3, generator=gen), narrow),
         ):
             weight = weight.contiguous(memory_format=cl)
-            side = narrow_conv._side(x, weight, 1)
+            adjoint_side = narrow_conv._side(grad, narrow_conv.transposed_weight(weight), 1)
+            takes = {"forward": narrow_conv._side(x, weight, 1) is not None,  # invflow's choice per operator
+                     "input gradient": adjoint_side is not None,
+                     "weight gradient": narrow_conv._side(x, weight, 1) is not None}
             # the product form of this side whether or not invflow takes it (NARROW_*_CHANNELS decide)
             forward_form, adjoint_form = ((narrow_conv._narrow_in, narrow_conv._narrow_out) if name == "first"
                                           else (narrow_conv._narrow_out, narrow_conv._narrow_in))
@@ -86,10 +89,10 @@ def operator_rows(batch: int, steps: int) -> list[dict]:
                 t_product, _ = median_seconds(product, steps, warmup=2)
                 rows.append({"conv": f"{name} {channels if name == 'last' else HIDDEN}<-"
                                      f"{channels if name == 'first' else HIDDEN} at {size}x{size}",
-                             "narrow_side": side, "op": what, "onednn_ms": 1e3 * t_builtin,
+                             "invflow_takes_product": takes[what], "op": what, "onednn_ms": 1e3 * t_builtin,
                              "product_ms": 1e3 * t_product, "speedup": t_builtin / t_product})
                 r = rows[-1]
-                print(f"{r['conv']:24s} {str(side):5s} {what:16s} {r['onednn_ms']:8.2f} "
+                print(f"{r['conv']:24s} {what:16s} {'yes' if takes[what] else 'no':5s} {r['onednn_ms']:8.2f} "
                       f"{r['product_ms']:8.2f} "
                       f"{r['speedup']:6.2f}x")
     return rows
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     print_environment(meta)
     rows: list[dict] = []
     if "operators" in args.cases:
-        print(f"{'convolution':24s} {'side':5s} {'':16s} {'oneDNN ms':>8s} {'product':>8s}")
+        print(f"{'convolution':24s} {'operator':16s} {'taken':5s} {'oneDNN ms':>8s} {'product':>8s}")
         rows += operator_rows(args.batch, args.operator_steps)
     rows += [step_row(case, args) for case in ("eager", "compiled") if case in args.cases]
     out = Path(args.out) if args.out else RESULTS / f"narrow_conv_{args.threads}t.json"

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from invflow.train import heap
 
@@ -37,3 +38,20 @@ def test_a_tiny_run_writes_flops_seconds_fraction_and_the_profile(efficiency, tm
         assert len(row["profile"]) == 5 and all(op["calls_per_step"] >= 1 for op in row["profile"])
     # the residual step's convolutions and their double backward are counted, not only the forward
     assert rows["resflow"]["gflop"] > rows["glow"]["gflop"] / 10
+
+
+def test_the_fused_conditioner_counts_the_flops_of_the_plain_one(efficiency, monkeypatch) -> None:
+    """oneDNN's fused product is registered with the FLOP counter: Glow's conditioner counts the same
+    FLOPs on its fused training path as on the differentiable one."""
+    import invflow.layers.conv_conditioner as conv_conditioner
+
+    torch.manual_seed(0)
+    net = conv_conditioner.ConvConditioner(2, 4, 16)
+    x = torch.randn(3, 2, 6, 5, requires_grad=True)
+
+    def step() -> None:
+        net(x).sum().backward()
+
+    fused = efficiency.counted_flops(step)
+    monkeypatch.setattr(conv_conditioner, "fused_linear_relu_available", lambda: False)
+    assert efficiency.counted_flops(step) == fused > 0

@@ -23,7 +23,9 @@ def test_operator_table_and_a_paired_eager_round(monkeypatch: pytest.MonkeyPatch
     rows = json.loads(out.read_text())["results"]
     operators = [r for r in rows if "op" in r]
     assert len(operators) == 3 * 2 * len(script.OPERATOR_SHAPES)
-    assert {r["narrow_side"] for r in operators} == {"in", "out", None}
+    assert {r["invflow_takes_product"] for r in operators} == {True, False}
+    taken = {(r["conv"], r["op"]) for r in operators if r["invflow_takes_product"]}
+    assert ("first 64<-1 at 28x28", "forward") in taken and ("first 64<-16 at 7x7", "forward") not in taken
     (step,) = [r for r in rows if r.get("case") == "resflow eager"]
     assert step["on_s"] > 0 and step["off_s"] > 0 and step["rounds"] == 2
     assert [narrow_conv.NARROW_OUT_CHANNELS, narrow_conv.NARROW_IN_CHANNELS] == step["narrow_out_in_channels"]
