@@ -100,7 +100,8 @@ def test_float32_training_takes_the_fused_path_and_matches_the_convolutions(monk
 
 
 def test_other_inputs_keep_the_differentiable_operators(monkeypatch):
-    """float64, a context, autocast: not the Function (its products are float32 oneDNN ones)."""
+    """float64, a context, autocast, ``torch.func`` transforms: not the Function (its products are
+    float32 oneDNN ones, without batching rules)."""
     def refuse(*args):
         raise AssertionError("the fused Function ran")
 
@@ -112,3 +113,8 @@ def test_other_inputs_keep_the_differentiable_operators(monkeypatch):
     conditional(torch.randn(2, 2, 4, 4, requires_grad=True), torch.randn(2, 3))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ConvConditioner(2, 4, 8)(torch.randn(2, 2, 4, 4, requires_grad=True))
+    net32 = conditioner(2, 4, 8).float()
+    x = torch.randn(2, 2, 4, 4)
+    jacobian = torch.func.jacrev(lambda t: net32(t).sum())(x)
+    want = torch.autograd.grad(as_convolutions(net32, x.requires_grad_()).sum(), x)[0]
+    torch.testing.assert_close(jacobian, want, rtol=1e-5, atol=1e-5)

@@ -113,6 +113,13 @@ def _plain_conditioner(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor
     return F.fold(partial, x.shape[2:], 3, padding=1) + b3.view(1, -1, 1, 1)
 
 
+def _functorch_active() -> bool:
+    """Whether a ``torch.func`` transform (``vmap``, ``jacrev``, ...) is running: those take the
+    differentiable operators (oneDNN's fused product has no batching rule)."""
+    check = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return bool(check()) if check is not None else False
+
+
 def _column_sums(rows: Tensor) -> Tensor:
     """``rows.sum(0)`` as a matrix–vector product (half the time of the reduction here)."""
     return torch.mv(rows.T, rows.new_ones(rows.shape[0]))
@@ -198,7 +205,7 @@ class ConvConditioner(nn.Sequential):
             return last(F.relu(middle(F.relu(h))))
         if (context is None and x.dtype == torch.float32 and torch.is_grad_enabled()
                 and fused_linear_relu_available() and not torch.is_autocast_enabled("cpu")
-                and not torch.compiler.is_compiling()):
+                and not torch.compiler.is_compiling() and not _functorch_active()):
             return _GemmConditioner.apply(x, first.weight, first.bias, middle.weight, middle.bias,
                                           last.weight, last.bias)
         h = conv3x3_as_gemm_in(x, first)  # rows (B·H·W, hidden)
