@@ -55,7 +55,7 @@ def fused_linear_relu_available() -> bool:
 def _linear_relu(rows: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """``relu(rows · Wᵀ + b)`` with ``W`` as ``(out, in)``: one fused oneDNN product in float32, else
     ``addmm`` and an in-place ReLU (not differentiable: inside :class:`_GemmConditioner` or no-grad)."""
-    if rows.dtype == torch.float32 and fused_linear_relu_available():
+    if not torch.compiler.is_compiling() and rows.dtype == torch.float32 and fused_linear_relu_available():
         return _LINEAR_POINTWISE(rows, weight, bias, "relu", [], "")
     return torch.addmm(bias, rows, weight.T).relu_()
 
@@ -203,9 +203,10 @@ class ConvConditioner(nn.Sequential):
             if context is not None:
                 h = self.context_bias(h, context)
             return last(F.relu(middle(F.relu(h))))
-        if (context is None and x.dtype == torch.float32 and torch.is_grad_enabled()
+        if (not torch.compiler.is_compiling()  # first: dynamo traces none of the checks below
+                and context is None and x.dtype == torch.float32 and torch.is_grad_enabled()
                 and fused_linear_relu_available() and not torch.is_autocast_enabled("cpu")
-                and not torch.compiler.is_compiling() and not _functorch_active()):
+                and not _functorch_active()):
             return _GemmConditioner.apply(x, first.weight, first.bias, middle.weight, middle.bias,
                                           last.weight, last.bias)
         h = conv3x3_as_gemm_in(x, first)  # rows (B·H·W, hidden)
