@@ -60,20 +60,25 @@ def _linear_relu(rows: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     return torch.addmm(bias, rows, weight.T).relu_()
 
 
-def conv3x3_as_gemm_in(x: Tensor, conv: nn.Conv2d) -> Tensor:
-    """``conv(x)`` for a 3x3, padding-1 ``conv``, as rows ``(B·H·W, C_out)``: im2col, then a GEMM."""
+def conv3x3_as_gemm_in(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``conv2d(x, weight, bias, padding=1)`` for a 3x3 ``weight``, as rows ``(B·H·W, C_out)``:
+    im2col, then a GEMM."""
     columns = F.unfold(x, 3, padding=1).transpose(1, 2)  # (B, H·W, C_in·9), channel-major like the weight
-    return torch.addmm(
-        conv.bias, columns.reshape(-1, columns.shape[2]), conv.weight.reshape(conv.out_channels, -1).T
-    )
+    return torch.addmm(bias, columns.reshape(-1, columns.shape[2]), weight.reshape(weight.shape[0], -1).T)
 
 
-def conv3x3_as_gemm_out(rows: Tensor, conv: nn.Conv2d, height: int, width: int) -> Tensor:
-    """``conv(h)`` for a 3x3, padding-1 ``conv`` and ``h`` given as rows ``(B·H·W, C_in)``, as
-    ``(B, C_out, H, W)``: one GEMM into the nine taps' partial outputs, summed by col2im."""
-    taps = conv.weight.flip(2, 3).permute(0, 2, 3, 1).reshape(-1, conv.in_channels)  # (C_out·9, C_in)
+def _taps(weight: Tensor) -> Tensor:
+    """A 3x3 weight's flipped taps ``(C_out·9, C_in)``, rows ordered as ``fold`` reads them."""
+    return weight.flip(2, 3).permute(0, 2, 3, 1).reshape(-1, weight.shape[1])
+
+
+def conv3x3_as_gemm_out(rows: Tensor, weight: Tensor, bias: Tensor, height: int, width: int) -> Tensor:
+    """``conv2d(h, weight, bias, padding=1)`` for a 3x3 ``weight`` and ``h`` given as rows
+    ``(B·H·W, C_in)``, as ``(B, C_out, H, W)``: one GEMM into the nine taps' partial outputs,
+    summed by col2im."""
+    taps = _taps(weight)  # (C_out·9, C_in)
     partial = (rows @ taps.T).view(-1, height * width, taps.shape[0]).transpose(1, 2)  # (B, C_out·9, H·W)
-    return F.fold(partial, (height, width), 3, padding=1) + conv.bias.view(1, -1, 1, 1)
+    return F.fold(partial, (height, width), 3, padding=1) + bias.view(1, -1, 1, 1)
 
 
 def _rows(x: Tensor) -> Tensor:
@@ -98,19 +103,12 @@ def _col2im(rows: Tensor, batch: int, height: int, width: int) -> Tensor:
     return padded[:, 1:height + 1, 1:width + 1, :].permute(0, 3, 1, 2).contiguous()
 
 
-def _taps(weight: Tensor) -> Tensor:
-    """The last convolution's flipped taps ``(C_out·9, C_in)`` (see :func:`conv3x3_as_gemm_out`)."""
-    return weight.flip(2, 3).permute(0, 2, 3, 1).reshape(-1, weight.shape[1])
-
-
 def _plain_conditioner(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, w3: Tensor,
                        b3: Tensor) -> Tensor:
     """The GEMM form by differentiable operators (the second derivative of :class:`_GemmConditioner`)."""
-    columns = F.unfold(x, 3, padding=1).transpose(1, 2)
-    h = F.relu(torch.addmm(b1, columns.reshape(-1, columns.shape[2]), w1.reshape(w1.shape[0], -1).T))
+    h = F.relu(conv3x3_as_gemm_in(x, w1, b1))
     h = F.relu(torch.addmm(b2, h, w2.reshape(w2.shape[0], -1).T))
-    partial = (h @ _taps(w3).T).view(x.shape[0], -1, w3.shape[0] * 9).transpose(1, 2)
-    return F.fold(partial, x.shape[2:], 3, padding=1) + b3.view(1, -1, 1, 1)
+    return conv3x3_as_gemm_out(h, w3, b3, x.shape[2], x.shape[3])
 
 
 def _functorch_active() -> bool:
@@ -209,7 +207,7 @@ class ConvConditioner(nn.Sequential):
                 and not _functorch_active()):
             return _GemmConditioner.apply(x, first.weight, first.bias, middle.weight, middle.bias,
                                           last.weight, last.bias)
-        h = conv3x3_as_gemm_in(x, first)  # rows (B·H·W, hidden)
+        h = conv3x3_as_gemm_in(x, first.weight, first.bias)  # rows (B·H·W, hidden)
         if context is not None:
             rows = h.view(x.shape[0], -1, h.shape[1]) + self.context_bias.linear(context)[:, None, :]
             h = rows.view(-1, h.shape[1])
@@ -219,4 +217,4 @@ class ConvConditioner(nn.Sequential):
             h = F.relu(torch.addmm(middle.bias, h, middle_weight.T), inplace=True)
         else:  # evaluation and sampling: the fused product
             h = _linear_relu(h, middle_weight, middle.bias)
-        return conv3x3_as_gemm_out(h, last, x.shape[2], x.shape[3])
+        return conv3x3_as_gemm_out(h, last.weight, last.bias, x.shape[2], x.shape[3])

@@ -177,9 +177,13 @@ class CompiledChain:
         self.backend = backend
         compiled(backend)  # an unknown backend is refused here, not at the first forward
 
+    def _channels_last(self, x: Tensor) -> bool:
+        """Whether the states are laid out channels-last (any convolution asks for it)."""
+        return x.dim() == 4 and any(getattr(m, "channels_last", False) for m in self.layers)
+
     def _operands(self, x: Tensor, context: Tensor | None):
         weights, biases, betas, shifts = [], [], [], []
-        channels_last = x.dim() == 4 and any(getattr(m, "channels_last", False) for m in self.layers)
+        channels_last = self._channels_last(x)
         for layer, kind in zip(self.layers, self.kinds):
             if kind == ACT:
                 betas.append(layer.beta)
@@ -200,7 +204,7 @@ class CompiledChain:
         forward, derivatives, vjp, live_vjp = compiled(self.backend)  # looked up: the chain pickles
         kinds = self.kinds
         x_in, weights, biases, betas, shifts = self._operands(x, context)
-        channels_last = x_in.dim() == 4 and any(getattr(m, "channels_last", False) for m in self.layers)
+        channels_last = self._channels_last(x)
         gx, hidden = forward(kinds, x_in, weights, biases, betas, shifts, channels_last)
         states = ([x_in] if kinds[0] == ACT else []) + list(hidden)
         with torch.no_grad():
