@@ -94,9 +94,26 @@ def invflow_glow(size: GlowSize, compiled: bool = False) -> Contender:
     )
     model = invflow.build_model(config)
     if compiled:
-        forward = model.compile_for_training(model)
-        return Contender("invflow", model, lambda x: forward(x)[0])
+        return Contender("invflow", model, _compiled_after_init(model))
     return Contender("invflow", model, model.log_prob)
+
+
+def _compiled_after_init(model: nn.Module) -> Callable[[Tensor], Tensor]:
+    """``log_prob`` through ``compile_for_training``, compiled after the data-dependent
+    initialisation as ``invflow train`` does it: the first call initialises ActNorm eagerly, then
+    compiles. (Compiled before it, each ActNorm's first-batch branch recompiled the graph until
+    dynamo's recompilation limit sent the model back to eager.)"""
+    forward: Callable[[Tensor], tuple[Tensor, object]] | None = None
+
+    def log_prob(x: Tensor) -> Tensor:
+        nonlocal forward
+        if forward is None:
+            with torch.no_grad():
+                model.log_prob(x)
+            forward = model.compile_for_training(model)
+        return forward(x)[0]
+
+    return log_prob
 
 
 # ----------------------------------------------------------------------- rtqichen/residual-flows
@@ -178,4 +195,19 @@ def reference_glow(size: GlowSize, compiled: bool = False) -> Contender:
     def log_prob(x: Tensor) -> Tensor:
         return model.log_prob(x, None)
 
-    return Contender("normflows", model, torch.compile(log_prob) if compiled else log_prob)
+    return Contender("normflows", model, _compile_after_first_call(log_prob) if compiled else log_prob)
+
+
+def _compile_after_first_call(log_prob: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``log_prob`` eager on its first call (normflows' ActNorm initialises there), then through
+    ``torch.compile``: the same order as invflow's compiled contender."""
+    compiled: Callable[[Tensor], Tensor] | None = None
+
+    def run(x: Tensor) -> Tensor:
+        nonlocal compiled
+        if compiled is None:
+            compiled = torch.compile(log_prob)
+            return log_prob(x)
+        return compiled(x)
+
+    return run

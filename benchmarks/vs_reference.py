@@ -14,8 +14,10 @@ Speed cases: ``resflow`` / ``glow`` (training steps at the small configuration),
 (resflow-mnist blocks at batch 8), ``glow-full`` (glow-mnist), ``resflow-compiled`` (the
 ``resflow`` step with invflow's ``--compile``, against the reference's eager step: it has no
 compiled path), ``glow-compiled`` (the ``glow`` step with invflow's ``--compile`` against
-normflows' eager step) and ``glow-compiled-both`` (normflows' ``log_prob`` through
-``torch.compile`` too), ``resflow-eval`` (``model.eval()``
+normflows' eager step), ``glow-compiled-both`` (normflows' ``log_prob`` through
+``torch.compile`` too; each side compiled after its first, data-initialising call, as ``invflow
+train`` compiles), ``resflow-full-compiled`` / ``glow-full-compiled`` (the full sizes with
+invflow's ``--compile``), ``resflow-eval`` (``model.eval()``
 log-density, 20 + N series terms), ``resflow-sample`` (64 images by fixed-point inverse), and
 ``resflow-memory`` (peak tensor memory of one training step). Each training case also records
 the peak memory of one step of each (``torch.cuda.max_memory_allocated`` on CUDA, tensor
@@ -60,7 +62,8 @@ from invflow.compare.measure import peak_step_bytes
 from invflow.train.heap import retain_freed_memory
 
 CASES = ("resflow", "glow", "resflow-eval", "resflow-sample", "resflow-memory", "resflow-full", "glow-full",
-         "resflow-compiled", "glow-compiled", "glow-compiled-both")
+         "resflow-compiled", "glow-compiled", "glow-compiled-both", "resflow-full-compiled",
+         "glow-full-compiled")
 LR = 1e-3
 GRAD_CLIP = 100.0
 
@@ -110,16 +113,16 @@ def build_pair(case: str, args: argparse.Namespace, batch: int) -> tuple[Contend
     torch.manual_seed(0)
     # the reference first: a missing one is reported before anything is built
     if case.startswith("glow"):
-        size = GLOW_SIZES["full" if case == "glow-full" else "small"]
+        size = GLOW_SIZES["full" if case.startswith("glow-full") else "small"]
         theirs = reference_glow(size, compiled=case == "glow-compiled-both")
         torch.manual_seed(0)
-        pair = invflow_glow(size, compiled=case.startswith("glow-compiled")), theirs
+        pair = invflow_glow(size, compiled=case.endswith(("-compiled", "-compiled-both"))), theirs
     else:
-        size = RESFLOW_SIZES["full" if case == "resflow-full" else "small"]
+        size = RESFLOW_SIZES["full" if case.startswith("resflow-full") else "small"]
         theirs = reference_resflow(args.resflow_ref, size, batch)
         torch.manual_seed(0)
         pair = invflow_resflow(size), theirs
-        if case == "resflow-compiled":  # invflow's --compile (the reference has no compiled path)
+        if case.endswith("-compiled"):  # invflow's --compile (the reference has no compiled path)
             pair[0].model.compile_for_training(pair[0].model)
     for c in pair:
         c.model.to(args.device)
@@ -137,7 +140,7 @@ def data_init(pair: tuple[Contender, Contender], x: torch.Tensor) -> None:
 
 def measure_case(case: str, args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
-    batch = args.full_batch if case == "resflow-full" else args.batch
+    batch = args.full_batch if case.startswith("resflow-full") else args.batch
     gen = torch.Generator().manual_seed(1)
     x = ((torch.randint(0, 256, (batch, *MNIST_SHAPE), generator=gen).float() + torch.rand(
         batch, *MNIST_SHAPE, generator=gen)) / 256).to(device)
