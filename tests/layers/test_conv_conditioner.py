@@ -118,3 +118,24 @@ def test_other_inputs_keep_the_differentiable_operators(monkeypatch):
     jacobian = torch.func.jacrev(lambda t: net32(t).sum())(x)
     want = torch.autograd.grad(as_convolutions(net32, x.requires_grad_()).sum(), x)[0]
     torch.testing.assert_close(jacobian, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "channel_slice"])
+@pytest.mark.parametrize("channels,height,width", [(1, 5, 7), (2, 14, 14), (3, 1, 1), (8, 2, 3)])
+def test_window_im2col_is_unfold_in_tap_major_order(layout, channels, height, width):
+    from invflow.layers.conv_conditioner import _from_tap_major, _rows, _tap_major
+
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(3, channels + 1, height, width, generator=gen, dtype=torch.float64)
+    x = x[:, 1:] if layout == "channel_slice" else x[:, :channels]
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    unfolded = torch.nn.functional.unfold(x, 3, padding=1)  # (B, C·9, H·W), channel-major
+    expected = unfolded.view(3, channels, 9, -1).permute(0, 3, 2, 1).reshape(-1, 9 * channels)
+    assert torch.equal(_rows(x), expected)
+    weight = torch.randn(4, channels, 3, 3, generator=gen, dtype=torch.float64)
+    assert torch.equal(_from_tap_major(_tap_major(weight), weight.shape), weight)
+    # the product with the tap-major weight is the convolution
+    conv = torch.nn.functional.conv2d(x, weight, padding=1)
+    product = (_rows(x) @ _tap_major(weight).T).view(3, height, width, 4).permute(0, 3, 1, 2)
+    torch.testing.assert_close(product, conv, rtol=0, atol=1e-12)

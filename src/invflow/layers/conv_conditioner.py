@@ -82,18 +82,36 @@ def conv3x3_as_gemm_out(rows: Tensor, weight: Tensor, bias: Tensor, height: int,
 
 
 def _rows(x: Tensor) -> Tensor:
-    """im2col of a 3x3, padding-1 convolution as rows ``(B·H·W, C·9)``, channel-major: the nine
-    shifted copies of the zero-padded input in channels-last order, stacked (for these few channels
-    2–4x faster than ``F.unfold`` and its transposed copy)."""
+    """im2col of a 3x3, padding-1 convolution as rows ``(B·H·W, 9·C)``, tap-major (column
+    ``(3i + j)·C + c`` holds channel ``c`` at offset ``(i − 1, j − 1)``). In the zero-padded
+    channels-last input the entries ``(j, c)`` of one kernel row ``i`` lie next to each other, so
+    each kernel row is one strided window copy: three copies (1.2–2.6x faster here than nine
+    shifted copies stacked channel-major)."""
     batch, channels, height, width = x.shape
-    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))
-    shifted = [padded[:, i:i + height, j:j + width, :] for i in range(3) for j in range(3)]
-    return torch.stack(shifted, dim=-1).view(-1, channels * 9)
+    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1)).contiguous()  # (B, H+2, W+2, C)
+    batch_stride, row_stride, column_stride, _ = padded.stride()
+    rows = x.new_empty(batch, height, width, 3, 3 * channels)
+    for i in range(3):
+        rows[:, :, :, i] = padded.as_strided((batch, height, width, 3 * channels),
+                                             (batch_stride, row_stride, column_stride, 1),
+                                             padded.storage_offset() + i * row_stride)
+    return rows.view(-1, 9 * channels)
+
+
+def _tap_major(weight: Tensor) -> Tensor:
+    """A 3x3 weight ``(C_out, C_in, 3, 3)`` as ``(C_out, 9·C_in)`` in :func:`_rows`' column order."""
+    return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+
+
+def _from_tap_major(rows: Tensor, shape: torch.Size) -> Tensor:
+    """The inverse of :func:`_tap_major`: ``(C_out, 9·C_in)`` back to ``shape = (C_out, C_in, 3, 3)``."""
+    return rows.view(shape[0], 3, 3, shape[1]).permute(0, 3, 1, 2)
 
 
 def _col2im(rows: Tensor, batch: int, height: int, width: int) -> Tensor:
-    """col2im of per-tap rows ``(B·H·W, C·9)`` (as ``F.fold``): each tap's plane added at its shift
-    into a zero-padded channels-last grid, cropped to ``(B, C, H, W)`` (2–3x faster than ``fold``)."""
+    """col2im of per-tap rows ``(B·H·W, C·9)``, channel-major (as ``F.fold``): each tap's plane added
+    at its shift into a zero-padded channels-last grid, cropped to ``(B, C, H, W)`` (2–3x faster than
+    ``fold``; channel-major because here that beats the tap-major order of :func:`_rows`)."""
     channels = rows.shape[1] // 9
     taps = rows.view(batch, height, width, channels, 9)
     padded = rows.new_zeros(batch, height + 2, width + 2, channels)
@@ -131,7 +149,7 @@ class _GemmConditioner(torch.autograd.Function):
     def forward(ctx, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, w3: Tensor,  # type: ignore[override]
                 b3: Tensor) -> Tensor:
         rows = _rows(x)
-        h1 = _linear_relu(rows, w1.reshape(w1.shape[0], -1), b1)
+        h1 = _linear_relu(rows, _tap_major(w1), b1)
         h2 = _linear_relu(h1, w2.reshape(w2.shape[0], -1), b2)
         out = _col2im(h2 @ _taps(w3).T, x.shape[0], x.shape[2], x.shape[3]) + b3.view(1, -1, 1, 1)
         ctx.save_for_backward(x, w1, b1, w2, b2, w3, b3, rows, h1, h2)
@@ -146,11 +164,11 @@ class _GemmConditioner(torch.autograd.Function):
             found = iter(torch.autograd.grad(_plain_conditioner(*inputs), wanted, grad, create_graph=True))
             return tuple(next(found) if need else None for need in ctx.needs_input_grad)
         need_x, need_w1, need_b1, need_w2, need_b2, need_w3, need_b3 = ctx.needs_input_grad
-        taps = _taps(w3)
-        per_tap = _rows(grad)  # (B·H·W, C_out·9): the gradient each tap's partial output receives
+        taps = _tap_major(w3.flip(2, 3).transpose(0, 1)).T  # (9·C_out, hidden), tap-major as per_tap
+        per_tap = _rows(grad)  # (B·H·W, 9·C_out): the gradient each tap's partial output receives
         g_w3 = g_b3 = g_w2 = g_b2 = g_w1 = g_b1 = g_x = None
         if need_w3:
-            g_w3 = (per_tap.T @ h2).view(w3.shape[0], 3, 3, w3.shape[1]).permute(0, 3, 1, 2).flip(2, 3)
+            g_w3 = _from_tap_major((per_tap.T @ h2).T, w3.transpose(0, 1).shape).transpose(0, 1).flip(2, 3)
         if need_b3:
             g_b3 = grad.sum((0, 2, 3))
         g_h = per_tap @ taps
@@ -162,7 +180,7 @@ class _GemmConditioner(torch.autograd.Function):
         g_h = g_h @ w2.reshape(w2.shape[0], -1)
         torch.ops.aten.threshold_backward.grad_input(g_h, h1, 0.0, grad_input=g_h)
         if need_w1:
-            g_w1 = (g_h.T @ rows).view(w1.shape)
+            g_w1 = _from_tap_major(g_h.T @ rows, w1.shape)
         if need_b1:
             g_b1 = _column_sums(g_h)
         if need_x:

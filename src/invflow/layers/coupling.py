@@ -142,7 +142,8 @@ class _Coupling(LowPrecisionConditioner, Flow):
         check_shape(x, (self.shape[0],) + (None,) * (len(self.shape) - 1), f"{type(self).__name__}.{where}")
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        first, second = x[:, : self.split], x[:, self.split :]
+        # split, not two slices: its backward is one cat (each slice's backward fills a zero tensor)
+        first, second = x.split((self.split, x.shape[1] - self.split), dim=1)
         return (second, first) if self.swap else (first, second)
 
     def _merge(self, a: Tensor, b: Tensor) -> Tensor:
@@ -202,8 +203,9 @@ class AffineCoupling(_Coupling):
 
     @staticmethod
     def _shift_scale(h: Tensor) -> tuple[Tensor, Tensor]:
-        # Channels interleave (shift, pre-scale) so the two halves of the output conv are balanced.
-        shift, raw = h[:, 0::2], h[:, 1::2]
+        # Channels interleave (shift, pre-scale) so the two halves of the output conv are balanced;
+        # unbind rather than strided slices, so the backward is one stack.
+        shift, raw = h.unflatten(1, (-1, 2)).unbind(2)
         return shift, bounded_log_scale(raw)
 
     def _transform(self, b: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:

@@ -90,7 +90,8 @@ class FactorOut(Flow):
             h = F.conv2d(x1, self.prior_weight(), self.prior_net.bias, padding=1)
         if context is not None:
             h = self.context_prior(h, context.to(h.dtype))
-        return h[:, 0::2], h[:, 1::2]
+        mean, log_std = h.unflatten(1, (-1, 2)).unbind(2)  # channels interleave (mean, log σ)
+        return mean, log_std
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_image(x, self.shape[0], "FactorOut.forward")
@@ -98,7 +99,7 @@ class FactorOut(Flow):
             raise ValueError(
                 f"FactorOut.forward: expected spatial size {self.shape[1:]}, got {tuple(x.shape[2:])}"
             )
-        x1, x2 = x[:, : self.kept], x[:, self.kept :]
+        x1, x2 = x.split((self.kept, x.shape[1] - self.kept), dim=1)
         mean, log_std = self._mean_log_std(x1, context)
         eps = (x2 - mean) * torch.exp(-log_std)
         z_inner, logdet = forward_of(self.inner, x1, context)
