@@ -11,6 +11,11 @@ data), in one process:
 - **seconds**: the median of ``--steps`` timed steps after ``--warmup``;
 - **fraction of the machine's rate**: counted FLOPs / seconds against a float32 matrix product
   measured in the same process at the same thread count (``--matmul-size``³, median of 10);
+- **the products alone**: over ``--steps`` more steps, the seconds spent inside the operators
+  whose FLOPs are counted (matrix products and convolutions, timed one by one under a
+  ``TorchDispatchMode``), their own rate as a fraction of the matrix-multiply rate, and the rest of
+  the step (elementwise work, copies, reductions, the optimizer, Python and dispatch): the rate the
+  products reach is the ceiling of the whole step's fraction, reached only if the rest took no time;
 - **profile**: the top ``--top`` operators by self CPU time over ``--profile-steps`` steps
   (``torch.profiler``), with their calls per step and share of the step.
 
@@ -37,7 +42,8 @@ import torch
 from common import RESULTS, environment, print_environment, write_results
 from reference_models import GLOW_SIZES, MNIST_SHAPE, RESFLOW_SIZES, invflow_glow, invflow_resflow
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula
 from vs_reference import data_init, training_step
 
 from invflow.train.heap import retain_freed_memory
@@ -82,6 +88,35 @@ def counted_flops(step: Callable[[], None]) -> int:
     return counter.get_total_flops()
 
 
+class ProductTimer(TorchDispatchMode):
+    """Seconds and calls inside the operators ``FlopCounterMode`` counts (``flop_registry``: matrix
+    products, convolutions, and the fused product registered above). The mode is off while an
+    operator runs, so an operator's own inner calls are not counted twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds = 0.0
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket not in flop_registry:
+            return func(*args, **(kwargs or {}))
+        start = time.perf_counter()
+        out = func(*args, **(kwargs or {}))
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        return out
+
+
+def product_seconds(step: Callable[[], None], steps: int) -> tuple[float, float]:
+    """Seconds per step inside the counted products, and their calls per step."""
+    timer = ProductTimer()
+    with timer:
+        for _ in range(steps):
+            step()
+    return timer.seconds / steps, timer.calls / steps
+
+
 def top_operators(step: Callable[[], None], steps: int, top: int) -> list[dict]:
     """The ``top`` operators by self CPU time over ``steps`` steps, per step."""
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -103,13 +138,21 @@ def measure(case: str, args: argparse.Namespace, rate: float) -> dict:
     flops = counted_flops(step)
     seconds, times = median_seconds(step, args.steps, args.warmup)
     achieved = flops / seconds / 1e9
+    products_s, product_calls = product_seconds(step, args.steps)
+    products_rate = flops / products_s / 1e9
     row = {"case": case, "batch": args.batch, "gflop": flops / 1e9, "step_s": seconds,
            "step_s_min": min(times), "step_s_max": max(times), "gflop_per_s": achieved,
            "fraction_of_matmul": achieved / rate,
+           "products_s": products_s, "product_calls_per_step": product_calls,
+           "products_gflop_per_s": products_rate, "products_fraction_of_matmul": products_rate / rate,
+           "rest_s": seconds - products_s,
            "profile": top_operators(step, args.profile_steps, args.top)}
     spread = f"[{min(times):.3f}, {max(times):.3f}]"
     print(f"\n{case}: {row['gflop']:.1f} GFLOP/step in {seconds:.3f} s {spread} = "
           f"{achieved:.1f} GFLOP/s, {100 * row['fraction_of_matmul']:.0f}% of the matmul rate")
+    print(f"  the products alone: {products_s:.3f} s/step ({product_calls:.0f} calls) = "
+          f"{products_rate:.1f} GFLOP/s, {100 * row['products_fraction_of_matmul']:.0f}% of the matmul rate "
+          f"(the step's ceiling); the rest {row['rest_s']:.3f} s ({100 * row['rest_s'] / seconds:.0f}%)")
     print(f"  {'operator':44s} {'ms/step':>9s} {'share':>6s} {'calls/step':>10s}")
     for op in row["profile"]:
         print(f"  {op['op'][:44]:44s} {op['self_ms_per_step']:9.1f} {100 * op['share']:5.1f}% "

@@ -36,6 +36,8 @@ def test_a_tiny_run_writes_flops_seconds_fraction_and_the_profile(efficiency, tm
     for row in rows.values():
         assert row["gflop"] > 0 and row["step_s"] > 0 and row["fraction_of_matmul"] > 0
         assert len(row["profile"]) == 5 and all(op["calls_per_step"] >= 1 for op in row["profile"])
+        assert row["products_s"] > 0 and row["product_calls_per_step"] >= 1
+        assert row["products_fraction_of_matmul"] > 0
     # the residual step's convolutions and their double backward are counted, not only the forward
     assert rows["resflow"]["gflop"] > rows["glow"]["gflop"] / 10
 
@@ -55,3 +57,16 @@ def test_the_fused_conditioner_counts_the_flops_of_the_plain_one(efficiency, mon
     fused = efficiency.counted_flops(step)
     monkeypatch.setattr(conv_conditioner, "fused_linear_relu_available", lambda: False)
     assert efficiency.counted_flops(step) == fused > 0
+
+
+def test_the_product_timer_times_counted_operators_once(efficiency) -> None:
+    """Only operators with a FLOP formula are timed, each call once (a convolution's inner calls are
+    not counted again)."""
+    a, b = torch.randn(8, 8), torch.randn(8, 8)
+    x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    timer = efficiency.ProductTimer()
+    with timer:
+        (a @ b).relu()
+        torch.nn.functional.conv2d(x, w, padding=1)
+        (a + b).exp()
+    assert timer.calls == 2 and timer.seconds > 0
