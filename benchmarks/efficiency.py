@@ -46,6 +46,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula
 from vs_reference import data_init, training_step
 
+from invflow.layers.conv_conditioner import _LINEAR_POINTWISE
 from invflow.train.heap import retain_freed_memory
 
 CASES = {"glow": lambda: invflow_glow(GLOW_SIZES["small"]),
@@ -71,7 +72,6 @@ def matmul_rate(size: int, repeats: int = 10) -> float:
     return 2 * size**3 / seconds / 1e9
 
 
-_LINEAR_POINTWISE = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
 if _LINEAR_POINTWISE is not None:  # oneDNN's product with fused bias + ReLU (Glow's conditioner)
     @register_flop_formula(_LINEAR_POINTWISE)
     def _linear_pointwise_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:

@@ -60,14 +60,13 @@ def operator_rows(batch: int, steps: int) -> list[dict]:
             ("last", wide, torch.randn(channels, HIDDEN, 3, 3, generator=gen), narrow),
         ):
             weight = weight.contiguous(memory_format=cl)
-            adjoint_side = narrow_conv._side(grad, narrow_conv.transposed_weight(weight), 1)
-            takes = {"forward": narrow_conv._side(x, weight, 1) is not None,  # invflow's choice per operator
-                     "input gradient": adjoint_side is not None,
-                     "weight gradient": narrow_conv._side(x, weight, 1) is not None}
+            adjoint = narrow_conv.transposed_weight(weight)
+            forward_taken = narrow_conv._side(x, weight, 1) is not None  # invflow's choice per operator
+            takes = {"forward": forward_taken, "weight gradient": forward_taken,
+                     "input gradient": narrow_conv._side(grad, adjoint, 1) is not None}
             # the product form of this side whether or not invflow takes it (NARROW_*_CHANNELS decide)
             forward_form, adjoint_form = ((narrow_conv._narrow_in, narrow_conv._narrow_out) if name == "first"
                                           else (narrow_conv._narrow_out, narrow_conv._narrow_in))
-            adjoint = narrow_conv.transposed_weight(weight)
             pairs: dict[str, tuple[Callable[[], torch.Tensor], Callable[[], torch.Tensor]]] = {
                 "forward": (lambda x=x, w=weight: F.conv2d(x, w, padding=1),
                             lambda x=x, w=weight, f=forward_form: f(x, w, None, True, plain=True)),

@@ -81,6 +81,10 @@ def invflow_resflow(size: ResFlowSize, **overrides: object) -> Contender:
     return Contender("invflow", model, model.log_prob, model.after_optimizer_step, inverse)
 
 
+#: ``log_prob(x)`` of a contender
+LogProb = Callable[[Tensor], Tensor]
+
+
 def invflow_glow(size: GlowSize, compiled: bool = False) -> Contender:
     """invflow's Glow: ``levels`` x ``steps`` of ActNorm, LU 1x1 convolution, affine coupling;
     ``compiled``: the model's forward through its ``compile_for_training`` hook (``--compile``)."""
@@ -94,26 +98,30 @@ def invflow_glow(size: GlowSize, compiled: bool = False) -> Contender:
     )
     model = invflow.build_model(config)
     if compiled:
-        return Contender("invflow", model, _compiled_after_init(model))
+        def compile_model() -> LogProb:
+            forward = model.compile_for_training(model)
+            return lambda x: forward(x)[0]
+
+        return Contender("invflow", model, _compiled_after_first_call(model.log_prob, compile_model))
     return Contender("invflow", model, model.log_prob)
 
 
-def _compiled_after_init(model: nn.Module) -> Callable[[Tensor], Tensor]:
-    """``log_prob`` through ``compile_for_training``, compiled after the data-dependent
-    initialisation as ``invflow train`` does it: the first call initialises ActNorm eagerly, then
-    compiles. (Compiled before it, each ActNorm's first-batch branch recompiled the graph until
-    dynamo's recompilation limit sent the model back to eager.)"""
-    forward: Callable[[Tensor], tuple[Tensor, object]] | None = None
+def _compiled_after_first_call(eager: LogProb, compile_: Callable[[], LogProb]) -> LogProb:
+    """``eager`` on the first call, where the data-dependent initialisation (ActNorm) happens, then
+    what ``compile_()`` returns, as ``invflow train`` compiles after initialising. (Compiled before
+    it, each ActNorm's first-batch branch recompiled the graph until dynamo's recompilation limit
+    sent the model back to eager.)"""
+    compiled: LogProb | None = None
 
-    def log_prob(x: Tensor) -> Tensor:
-        nonlocal forward
-        if forward is None:
-            with torch.no_grad():
-                model.log_prob(x)
-            forward = model.compile_for_training(model)
-        return forward(x)[0]
+    def run(x: Tensor) -> Tensor:
+        nonlocal compiled
+        if compiled is None:
+            first = eager(x)
+            compiled = compile_()
+            return first
+        return compiled(x)
 
-    return log_prob
+    return run
 
 
 # ----------------------------------------------------------------------- rtqichen/residual-flows
@@ -195,19 +203,7 @@ def reference_glow(size: GlowSize, compiled: bool = False) -> Contender:
     def log_prob(x: Tensor) -> Tensor:
         return model.log_prob(x, None)
 
-    return Contender("normflows", model, _compile_after_first_call(log_prob) if compiled else log_prob)
-
-
-def _compile_after_first_call(log_prob: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    """``log_prob`` eager on its first call (normflows' ActNorm initialises there), then through
-    ``torch.compile``: the same order as invflow's compiled contender."""
-    compiled: Callable[[Tensor], Tensor] | None = None
-
-    def run(x: Tensor) -> Tensor:
-        nonlocal compiled
-        if compiled is None:
-            compiled = torch.compile(log_prob)
-            return log_prob(x)
-        return compiled(x)
-
-    return run
+    if compiled:
+        return Contender("normflows", model,
+                         _compiled_after_first_call(log_prob, lambda: torch.compile(log_prob)))
+    return Contender("normflows", model, log_prob)

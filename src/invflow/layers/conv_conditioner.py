@@ -164,11 +164,12 @@ class _GemmConditioner(torch.autograd.Function):
             found = iter(torch.autograd.grad(_plain_conditioner(*inputs), wanted, grad, create_graph=True))
             return tuple(next(found) if need else None for need in ctx.needs_input_grad)
         need_x, need_w1, need_b1, need_w2, need_b2, need_w3, need_b3 = ctx.needs_input_grad
-        taps = _tap_major(w3.flip(2, 3).transpose(0, 1)).T  # (9·C_out, hidden), tap-major as per_tap
         per_tap = _rows(grad)  # (B·H·W, 9·C_out): the gradient each tap's partial output receives
+        # (9·C_out, hidden): the flipped taps, rows in per_tap's column order
+        taps = w3.flip(2, 3).permute(2, 3, 0, 1).reshape(-1, w3.shape[1])
         g_w3 = g_b3 = g_w2 = g_b2 = g_w1 = g_b1 = g_x = None
         if need_w3:
-            g_w3 = _from_tap_major((per_tap.T @ h2).T, w3.transpose(0, 1).shape).transpose(0, 1).flip(2, 3)
+            g_w3 = (per_tap.T @ h2).view(3, 3, w3.shape[0], w3.shape[1]).permute(2, 3, 0, 1).flip(2, 3)
         if need_b3:
             g_b3 = grad.sum((0, 2, 3))
         g_h = per_tap @ taps
