@@ -122,7 +122,7 @@ def test_other_inputs_keep_the_differentiable_operators(monkeypatch):
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "channel_slice"])
 @pytest.mark.parametrize("channels,height,width", [(1, 5, 7), (2, 14, 14), (3, 1, 1), (8, 2, 3)])
-def test_window_im2col_is_unfold_in_tap_major_order(layout, channels, height, width):
+def test_window_im2col_is_unfold_position_major_and_tap_major(layout, channels, height, width):
     from invflow.layers.conv_conditioner import _from_tap_major, _rows, _tap_major
 
     gen = torch.Generator().manual_seed(2)
@@ -131,11 +131,35 @@ def test_window_im2col_is_unfold_in_tap_major_order(layout, channels, height, wi
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
     unfolded = torch.nn.functional.unfold(x, 3, padding=1)  # (B, C·9, H·W), channel-major
-    expected = unfolded.view(3, channels, 9, -1).permute(0, 3, 2, 1).reshape(-1, 9 * channels)
+    # rows (H, W, B), columns (tap, channel)
+    expected = unfolded.view(3, channels, 9, height, width).permute(3, 4, 0, 2, 1).reshape(-1, 9 * channels)
     assert torch.equal(_rows(x), expected)
     weight = torch.randn(4, channels, 3, 3, generator=gen, dtype=torch.float64)
     assert torch.equal(_from_tap_major(_tap_major(weight), weight.shape), weight)
     # the product with the tap-major weight is the convolution
     conv = torch.nn.functional.conv2d(x, weight, padding=1)
-    product = (_rows(x) @ _tap_major(weight).T).view(3, height, width, 4).permute(0, 3, 1, 2)
+    product = (_rows(x) @ _tap_major(weight).T).view(height, width, 3, 4).permute(2, 3, 0, 1)
     torch.testing.assert_close(product, conv, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels,height,width,batch",
+                         [(1, 5, 7, 3), (4, 14, 14, 2), (3, 1, 1, 4), (8, 2, 3, 1)])
+def test_col2im_of_tap_planes_is_fold(channels, height, width, batch):
+    """``_col2im`` is ``F.fold`` of the same columns in its own layout, and with the flipped taps it
+    is the convolution of rows given position-major."""
+    from invflow.layers.conv_conditioner import _col2im, _flipped_taps
+
+    gen = torch.Generator().manual_seed(5)
+    planes = torch.randn(9 * channels, height * width * batch, generator=gen, dtype=torch.float64)
+    columns = planes.view(3, 3, channels, height, width, batch).permute(5, 2, 0, 1, 3, 4)
+    folded = torch.nn.functional.fold(columns.reshape(batch, channels * 9, height * width),
+                                      (height, width), 3, padding=1)
+    got = _col2im(planes, batch, height, width)
+    assert got.shape == (batch, channels, height, width) and got.is_contiguous()
+    torch.testing.assert_close(got, folded, rtol=0, atol=1e-12)
+    hidden = torch.randn(batch, 5, height, width, generator=gen, dtype=torch.float64)
+    weight = torch.randn(channels, 5, 3, 3, generator=gen, dtype=torch.float64)
+    rows = hidden.permute(2, 3, 0, 1).reshape(-1, 5)  # position-major rows
+    conv = torch.nn.functional.conv2d(hidden, weight, padding=1)
+    torch.testing.assert_close(_col2im(_flipped_taps(weight) @ rows.T, batch, height, width), conv,
+                               rtol=0, atol=1e-12)

@@ -82,19 +82,20 @@ def conv3x3_as_gemm_out(rows: Tensor, weight: Tensor, bias: Tensor, height: int,
 
 
 def _rows(x: Tensor) -> Tensor:
-    """im2col of a 3x3, padding-1 convolution as rows ``(B·H·W, 9·C)``, tap-major (column
-    ``(3i + j)·C + c`` holds channel ``c`` at offset ``(i − 1, j − 1)``). In the zero-padded
-    channels-last input the entries ``(j, c)`` of one kernel row ``i`` lie next to each other, so
-    each kernel row is one strided window copy: three copies (1.2–2.6x faster here than nine
-    shifted copies stacked channel-major)."""
+    """im2col of a 3x3, padding-1 convolution as rows ``(H·W·B, 9·C)``: position-major (row
+    ``(y·W + x)·B + b``, so the batch varies fastest, which lets :func:`_col2im` add long contiguous
+    runs) and tap-major (column ``(3i + j)·C + c`` holds channel ``c`` at offset ``(i − 1, j − 1)``).
+    In the zero-padded channels-last input the entries ``(j, c)`` of one kernel row ``i`` lie next to
+    each other, so each kernel row is one strided window copy: three copies (1.2–2.6x faster here
+    than nine shifted copies stacked channel-major)."""
     batch, channels, height, width = x.shape
     padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1)).contiguous()  # (B, H+2, W+2, C)
     batch_stride, row_stride, column_stride, _ = padded.stride()
-    rows = x.new_empty(batch, height, width, 3, 3 * channels)
-    for i in range(3):
-        rows[:, :, :, i] = padded.as_strided((batch, height, width, 3 * channels),
-                                             (batch_stride, row_stride, column_stride, 1),
-                                             padded.storage_offset() + i * row_stride)
+    rows = x.new_empty(height, width, batch, 3, 3 * channels)
+    for i, kernel_row in enumerate(rows.unbind(3)):
+        kernel_row.copy_(padded.as_strided((height, width, batch, 3 * channels),
+                                           (row_stride, column_stride, batch_stride, 1),
+                                           padded.storage_offset() + i * row_stride))
     return rows.view(-1, 9 * channels)
 
 
@@ -108,17 +109,29 @@ def _from_tap_major(rows: Tensor, shape: torch.Size) -> Tensor:
     return rows.view(shape[0], 3, 3, shape[1]).permute(0, 3, 1, 2)
 
 
-def _col2im(rows: Tensor, batch: int, height: int, width: int) -> Tensor:
-    """col2im of per-tap rows ``(B·H·W, C·9)``, channel-major (as ``F.fold``): each tap's plane added
-    at its shift into a zero-padded channels-last grid, cropped to ``(B, C, H, W)`` (2–3x faster than
-    ``fold``; channel-major because here that beats the tap-major order of :func:`_rows`)."""
-    channels = rows.shape[1] // 9
-    taps = rows.view(batch, height, width, channels, 9)
-    padded = rows.new_zeros(batch, height + 2, width + 2, channels)
-    for i in range(3):
-        for j in range(3):
-            padded[:, i:i + height, j:j + width, :] += taps[..., 3 * i + j]
-    return padded[:, 1:height + 1, 1:width + 1, :].permute(0, 3, 1, 2).contiguous()
+def _col2im(planes: Tensor, batch: int, height: int, width: int) -> Tensor:
+    """col2im of tap planes ``(9·C, H·W·B)`` (tap-major rows ``(3i + j)·C + c``, columns in
+    :func:`_rows`' position-major order) as ``(B, C, H, W)``: plane ``(i, j)`` is added at offset
+    ``(i, j)`` of a zero-padded ``(C, H+2, W+2, B)`` grid, so output position ``p`` receives the
+    column of position ``p − (i − 1, j − 1)``. With the batch innermost each add runs over
+    ``W·B`` contiguous numbers per row (4x faster here than per-tap columns interleaved by channel,
+    whose adds read every 9th number)."""
+    channels = planes.shape[0] // 9
+    grid = planes.new_zeros(channels, height + 2, width + 2, batch)
+    strides, offset = grid.stride(), grid.storage_offset()
+    window = (channels, height, width, batch)
+    for k, plane in enumerate(planes.view(9, *window).unbind(0)):
+        grid.as_strided(window, strides, offset + (k // 3) * strides[1] + (k % 3) * strides[2]).add_(plane)
+    inner = grid.as_strided(window, strides, offset + strides[1] + strides[2])
+    return inner.permute(3, 0, 1, 2).contiguous()
+
+
+def _flipped_taps(weight: Tensor) -> Tensor:
+    """A 3x3 weight ``(C_out, C_in, 3, 3)`` as ``(9·C_out, C_in)``, row ``(3i + j)·C_out + o`` holding
+    ``weight[o, :, 2 − i, 2 − j]``: the convolution as col2im of these taps' products (a
+    convolution gathers from ``p + k``, col2im scatters to ``p + k``), and the gradient of its input
+    as the product of :func:`_rows` of the output gradient with them."""
+    return weight.flip(2, 3).permute(2, 3, 0, 1).reshape(-1, weight.shape[1])
 
 
 def _plain_conditioner(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, w3: Tensor,
@@ -151,7 +164,8 @@ class _GemmConditioner(torch.autograd.Function):
         rows = _rows(x)
         h1 = _linear_relu(rows, _tap_major(w1), b1)
         h2 = _linear_relu(h1, w2.reshape(w2.shape[0], -1), b2)
-        out = _col2im(h2 @ _taps(w3).T, x.shape[0], x.shape[2], x.shape[3]) + b3.view(1, -1, 1, 1)
+        out = _col2im(_flipped_taps(w3) @ h2.T, x.shape[0], x.shape[2], x.shape[3])
+        out.add_(b3.view(1, -1, 1, 1))
         ctx.save_for_backward(x, w1, b1, w2, b2, w3, b3, rows, h1, h2)
         return out
 
@@ -164,9 +178,8 @@ class _GemmConditioner(torch.autograd.Function):
             found = iter(torch.autograd.grad(_plain_conditioner(*inputs), wanted, grad, create_graph=True))
             return tuple(next(found) if need else None for need in ctx.needs_input_grad)
         need_x, need_w1, need_b1, need_w2, need_b2, need_w3, need_b3 = ctx.needs_input_grad
-        per_tap = _rows(grad)  # (B·H·W, 9·C_out): the gradient each tap's partial output receives
-        # (9·C_out, hidden): the flipped taps, rows in per_tap's column order
-        taps = w3.flip(2, 3).permute(2, 3, 0, 1).reshape(-1, w3.shape[1])
+        per_tap = _rows(grad)  # (H·W·B, 9·C_out): the gradient each tap's partial output receives
+        taps = _flipped_taps(w3)  # (9·C_out, hidden), rows in per_tap's column order
         g_w3 = g_b3 = g_w2 = g_b2 = g_w1 = g_b1 = g_x = None
         if need_w3:
             g_w3 = (per_tap.T @ h2).view(3, 3, w3.shape[0], w3.shape[1]).permute(2, 3, 0, 1).flip(2, 3)
@@ -185,7 +198,8 @@ class _GemmConditioner(torch.autograd.Function):
         if need_b1:
             g_b1 = _column_sums(g_h)
         if need_x:
-            g_x = _col2im(g_h @ w1.reshape(w1.shape[0], -1), x.shape[0], x.shape[2], x.shape[3])
+            # the first convolution's transpose: tap (i, j) of w1 scatters to offset (i − 1, j − 1)
+            g_x = _col2im(_tap_major(w1).T @ g_h.T, x.shape[0], x.shape[2], x.shape[3])
         return g_x, g_w1, g_b1, g_w2, g_b2, g_w3, g_b3
 
 
