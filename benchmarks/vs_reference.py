@@ -24,8 +24,10 @@ the peak memory of one step of each (``torch.cuda.max_memory_allocated`` on CUDA
 accounting on the CPU). ``--device cuda`` runs everything on the GPU (timings synchronise the
 device around each call); ``benchmarks/gpu_check.py`` runs it so. ``--retain-freed-memory`` sets
 ``invflow train``'s allocator setting (``train.retain_freed_memory``) for the process, so both
-implementations run with it. ``--learning`` trains both on the
-same MNIST batches instead (see ``vs_reference_learning.py``). A missing reference: exit 2.
+implementations run with it. Both steps use fused Adam, as ``invflow train`` does (``--adam loop``:
+torch's per-parameter default on the CPU, what every figure measured before this option used).
+``--learning`` trains both on the same MNIST batches instead (see ``vs_reference_learning.py``).
+A missing reference: exit 2.
 """
 from __future__ import annotations
 
@@ -74,10 +76,20 @@ def bits_per_dim_loss(log_prob: torch.Tensor) -> torch.Tensor:
     return (-log_prob.mean() / dims + 8 * torch.log(torch.tensor(2.0))) / torch.log(torch.tensor(2.0))
 
 
-def training_step(c: Contender, x: torch.Tensor) -> Callable[[], None]:
-    """One step as both training scripts do it: bits/dim loss, backward, global-norm clip, Adam,
-    then the implementation's after-step hook (spectral-norm refresh for residual flows)."""
-    optimizer = torch.optim.Adam(c.model.parameters(), lr=LR)
+#: ``--adam`` choices: ``fused`` is torch's one-kernel Adam over all parameters, what ``invflow train``
+#: uses (``invflow.train.optimizer.make_adam``); ``loop`` is ``torch.optim.Adam``'s default on the
+#: CPU, a dozen small operator calls per parameter tensor (about 10 ms of a Glow step on one
+#: thread, for either implementation). Both implementations always get the same one.
+ADAM_KINDS = ("fused", "loop")
+
+
+def training_step(c: Contender, x: torch.Tensor, adam: str = "fused") -> Callable[[], None]:
+    """One step as both training scripts do it: bits/dim loss, backward, global-norm clip, Adam
+    (``adam``: one of :data:`ADAM_KINDS`), then the implementation's after-step hook
+    (spectral-norm refresh for residual flows)."""
+    if adam not in ADAM_KINDS:
+        raise ValueError(f"adam must be one of {ADAM_KINDS}, got {adam!r}")
+    optimizer = torch.optim.Adam(c.model.parameters(), lr=LR, fused=True if adam == "fused" else None)
 
     def step() -> None:
         loss = bits_per_dim_loss(c.log_prob(x))
@@ -151,7 +163,7 @@ def measure_case(case: str, args: argparse.Namespace) -> dict:
     if case == "resflow-memory":
         peaks = {}
         for c in (ours, theirs):
-            step = training_step(c, x)
+            step = training_step(c, x, args.adam)
             step()
             with PeakTensorMemory() as mem:
                 step()
@@ -169,7 +181,7 @@ def measure_case(case: str, args: argparse.Namespace) -> dict:
                  for c in (ours, theirs)]
         calls = [no_grad(call) for call in calls]
         return row | paired(*calls, args.rounds, args.warmup, synchronizer(device))
-    steps = training_step(ours, x), training_step(theirs, x)
+    steps = training_step(ours, x, args.adam), training_step(theirs, x, args.adam)
     timed = paired(*steps, args.rounds, args.warmup, synchronizer(device))
     ours_peak, theirs_peak = (step_peak_mb(step, device) for step in steps)
     return row | timed | {"invflow_step_peak_mb": ours_peak, "reference_step_peak_mb": theirs_peak}
@@ -216,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retain-freed-memory", action="store_true",
                         help="glibc keeps freed blocks for the whole process, both implementations alike "
                              "(what invflow train does: invflow.train.heap)")
+    parser.add_argument("--adam", choices=ADAM_KINDS, default="fused",
+                        help="the optimizer of both implementations' steps (ADAM_KINDS; default fused, as "
+                             "invflow train; loop: torch's per-parameter default on the CPU)")
     parser.add_argument("--learning", action="store_true", help="paired learning curves on MNIST instead")
     parser.add_argument("--data-dir", help="MNIST files (for --learning)")
     parser.add_argument("--models", nargs="+", choices=("glow", "resflow"), default=["glow", "resflow"],
@@ -247,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             print("vs_reference: --device cuda but this machine has no usable CUDA device", file=sys.stderr)
             return 2
         meta = environment(args.device, rounds=args.rounds, warmup=args.warmup,
-                           retain_freed_memory=mmap_threshold is not None)
+                           retain_freed_memory=mmap_threshold is not None, adam=args.adam)
         print_environment(meta)
         rows = []
         for case in args.cases:
