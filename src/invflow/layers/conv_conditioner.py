@@ -149,9 +149,10 @@ def _functorch_active() -> bool:
     return bool(check()) if check is not None else False
 
 
-def _column_sums(rows: Tensor) -> Tensor:
-    """``rows.sum(0)`` as a matrix–vector product (half the time of the reduction here)."""
-    return torch.mv(rows.T, rows.new_ones(rows.shape[0]))
+def _column_sums(rows: Tensor, ones: Tensor) -> Tensor:
+    """``rows.sum(0)`` as a matrix–vector product with ``ones`` (``rows.shape[0]`` ones; half the time
+    of the reduction here)."""
+    return torch.mv(rows.T, ones)
 
 
 class _GemmConditioner(torch.autograd.Function):
@@ -161,17 +162,18 @@ class _GemmConditioner(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, w3: Tensor,  # type: ignore[override]
                 b3: Tensor) -> Tensor:
-        rows = _rows(x)
-        h1 = _linear_relu(rows, _tap_major(w1), b1)
+        rows, first, last = _rows(x), _tap_major(w1), _flipped_taps(w3)
+        h1 = _linear_relu(rows, first, b1)
         h2 = _linear_relu(h1, w2.reshape(w2.shape[0], -1), b2)
-        out = _col2im(_flipped_taps(w3) @ h2.T, x.shape[0], x.shape[2], x.shape[3])
+        out = _col2im(last @ h2.T, x.shape[0], x.shape[2], x.shape[3])
         out.add_(b3.view(1, -1, 1, 1))
-        ctx.save_for_backward(x, w1, b1, w2, b2, w3, b3, rows, h1, h2)
+        # the reordered weights too: the backward needs them and they are small
+        ctx.save_for_backward(x, w1, b1, w2, b2, w3, b3, rows, h1, h2, first, last)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, w1, b1, w2, b2, w3, b3, rows, h1, h2 = ctx.saved_tensors
+        x, w1, b1, w2, b2, w3, b3, rows, h1, h2, first, taps = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: differentiate the plain operators (exact, slower)
             inputs = (x, w1, b1, w2, b2, w3, b3)
             wanted = [t for t, need in zip(inputs, ctx.needs_input_grad) if need]
@@ -179,7 +181,8 @@ class _GemmConditioner(torch.autograd.Function):
             return tuple(next(found) if need else None for need in ctx.needs_input_grad)
         need_x, need_w1, need_b1, need_w2, need_b2, need_w3, need_b3 = ctx.needs_input_grad
         per_tap = _rows(grad)  # (H·W·B, 9·C_out): the gradient each tap's partial output receives
-        taps = _flipped_taps(w3)  # (9·C_out, hidden), rows in per_tap's column order
+        # taps: (9·C_out, hidden), w3's flipped taps in per_tap's column order
+        ones = per_tap.new_ones(per_tap.shape[0]) if need_b1 or need_b2 else None
         g_w3 = g_b3 = g_w2 = g_b2 = g_w1 = g_b1 = g_x = None
         if need_w3:
             g_w3 = (per_tap.T @ h2).view(3, 3, w3.shape[0], w3.shape[1]).permute(2, 3, 0, 1).flip(2, 3)
@@ -190,16 +193,16 @@ class _GemmConditioner(torch.autograd.Function):
         if need_w2:
             g_w2 = (g_h.T @ h1).view(w2.shape)
         if need_b2:
-            g_b2 = _column_sums(g_h)
+            g_b2 = _column_sums(g_h, ones)
         g_h = g_h @ w2.reshape(w2.shape[0], -1)
         torch.ops.aten.threshold_backward.grad_input(g_h, h1, 0.0, grad_input=g_h)
         if need_w1:
-            g_w1 = _from_tap_major(g_h.T @ rows, w1.shape)
+            g_w1 = _from_tap_major((rows.T @ g_h).T, w1.shape)  # the small side first: 1.5x faster here
         if need_b1:
-            g_b1 = _column_sums(g_h)
+            g_b1 = _column_sums(g_h, ones)
         if need_x:
             # the first convolution's transpose: tap (i, j) of w1 scatters to offset (i − 1, j − 1)
-            g_x = _col2im(_tap_major(w1).T @ g_h.T, x.shape[0], x.shape[2], x.shape[3])
+            g_x = _col2im(first.T @ g_h.T, x.shape[0], x.shape[2], x.shape[3])
         return g_x, g_w1, g_b1, g_w2, g_b2, g_w3, g_b3
 
 
