@@ -163,3 +163,30 @@ def test_col2im_of_tap_planes_is_fold(channels, height, width, batch):
     conv = torch.nn.functional.conv2d(hidden, weight, padding=1)
     torch.testing.assert_close(_col2im(_flipped_taps(weight) @ rows.T, batch, height, width), conv,
                                rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_weight_gradients_by_row_blocks_at_any_thread_count(threads):
+    """At several threads the Function's weight gradients are batched products over row blocks,
+    summed (one GEMM where the rows do not split evenly or are few): the same ``aᵀ·b``, and the
+    whole Function still matches the convolutions."""
+    from invflow.layers.conv_conditioner import _weight_gradient
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(6)
+        for rows in (6144, 6143, 10):
+            a = torch.randn(rows, 5, generator=gen, dtype=torch.float64)
+            b = torch.randn(rows, 7, generator=gen, dtype=torch.float64)
+            torch.testing.assert_close(_weight_gradient(a, b), a.T @ b, rtol=0, atol=1e-10)
+        net = conditioner(2, 4, 16, seed=7)
+        x = torch.randn(4, 2, 28, 28, generator=gen, dtype=torch.float64, requires_grad=True)  # 3136 rows
+        v = torch.randn(4, 4, 28, 28, generator=gen, dtype=torch.float64)
+        inputs = (x, *net.parameters())
+        got = torch.autograd.grad(_GemmConditioner.apply(x, *net.parameters()), inputs, v)
+        want = torch.autograd.grad(as_convolutions(net, x), inputs, v)
+        for g_got, g_want in zip(got, want):
+            torch.testing.assert_close(g_got, g_want, rtol=0, atol=1e-10)
+    finally:
+        torch.set_num_threads(before)
