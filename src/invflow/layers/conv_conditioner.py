@@ -130,7 +130,8 @@ def _flipped_taps(weight: Tensor) -> Tensor:
     """A 3x3 weight ``(C_out, C_in, 3, 3)`` as ``(9·C_out, C_in)``, row ``(3i + j)·C_out + o`` holding
     ``weight[o, :, 2 − i, 2 − j]``: the convolution as col2im of these taps' products (a
     convolution gathers from ``p + k``, col2im scatters to ``p + k``), and the gradient of its input
-    as the product of :func:`_rows` of the output gradient with them."""
+    as the product of :func:`_rows` of the output gradient with them. (:func:`_taps` is the same
+    flip in ``F.fold``'s channel-major row order, for the differentiable path's batch-major rows.)"""
     return weight.flip(2, 3).permute(2, 3, 0, 1).reshape(-1, weight.shape[1])
 
 
