@@ -1,11 +1,36 @@
 """The GEMM form of Glow's conditioner (im2col / 1x1 as a product / col2im with flipped taps), and its
 float32 training Function (fused products, written-out backward), are the same function of the same
-parameters as the plain convolutions: values, first and second derivatives."""
+parameters as the plain convolutions: values, first and second derivatives. The Function's tests run
+with both of its implementations: the Python one and the native CPU kernels
+(``conv_conditioner_kernels``)."""
+import shutil
+
 import pytest
 import torch
 from torch import nn
 
+from invflow.layers import conv_conditioner, conv_conditioner_kernels
 from invflow.layers.conv_conditioner import ConvConditioner, _GemmConditioner, fused_linear_relu_available
+
+
+def native_kernels_or_skip():
+    """The built kernels; a skip only where this machine has no C++ compiler, a failure where one is
+    present but the build fails."""
+    kernels = conv_conditioner_kernels.kernels()
+    if kernels is None and shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler to build the native kernels")
+    assert kernels is not None, f"the native kernels did not build: {conv_conditioner_kernels.failure()}"
+    return kernels
+
+
+@pytest.fixture(params=["python", "native"])
+def implementation(request, monkeypatch):
+    """Runs a test of the Function once with the Python implementation, once with the native kernels."""
+    if request.param == "python":
+        monkeypatch.setattr(conv_conditioner, "native_kernels", lambda: None)
+    else:
+        native_kernels_or_skip()
+    return request.param
 
 
 def conditioner(c_in: int, c_out: int, hidden: int, seed: int = 0) -> ConvConditioner:
@@ -58,7 +83,8 @@ def test_state_dict_keys_are_the_sequential_ones():
 
 @pytest.mark.parametrize("c_in,c_out,hidden,height,width", [
     (2, 4, 16, 14, 14), (1, 2, 8, 5, 7), (3, 6, 5, 1, 1)])
-def test_written_out_backward_matches_the_convolutions_to_second_order(c_in, c_out, hidden, height, width):
+def test_written_out_backward_matches_the_convolutions_to_second_order(c_in, c_out, hidden, height, width,
+                                                                       implementation):
     """The float32 training path's Function, run in float64 (its products then unfused): values, the
     written-out first derivatives (``gradcheck``) and the recomputed second ones (``gradgradcheck``)."""
     net = conditioner(c_in, c_out, hidden, seed=2)
@@ -77,7 +103,7 @@ def test_written_out_backward_matches_the_convolutions_to_second_order(c_in, c_o
 
 
 @pytest.mark.skipif(not fused_linear_relu_available(), reason="this torch has no oneDNN fused product")
-def test_float32_training_takes_the_fused_path_and_matches_the_convolutions(monkeypatch):
+def test_float32_training_takes_the_fused_path_and_matches_the_convolutions(monkeypatch, implementation):
     """float32 with gradients: the Function with oneDNN's fused bias + ReLU products; every
     parameter gets the convolutions' gradient to float32 rounding; no-grad evaluation likewise."""
     net = conditioner(2, 4, 32, seed=4).float()
@@ -166,7 +192,7 @@ def test_col2im_of_tap_planes_is_fold(channels, height, width, batch):
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_weight_gradients_by_row_blocks_at_any_thread_count(threads):
+def test_weight_gradients_by_row_blocks_at_any_thread_count(threads, implementation):
     """At several threads the Function's weight gradients are batched products over row blocks,
     summed (one GEMM where the rows do not split evenly or are few): the same ``aᵀ·b``, and the
     whole Function still matches the convolutions."""
@@ -190,3 +216,19 @@ def test_weight_gradients_by_row_blocks_at_any_thread_count(threads):
             torch.testing.assert_close(g_got, g_want, rtol=0, atol=1e-10)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("frozen", ["parameters", "input"])
+def test_only_the_needed_gradients(frozen, implementation):
+    """With frozen parameters only the input's gradient is computed (and the other way round), and it is
+    the convolutions' one."""
+    net = conditioner(3, 6, 10, seed=8)
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 3, 5, 4, generator=gen, dtype=torch.float64, requires_grad=frozen == "parameters")
+    net.requires_grad_(frozen == "input")
+    wanted = [x] if frozen == "parameters" else list(net.parameters())
+    v = torch.randn(2, 6, 5, 4, generator=gen, dtype=torch.float64)
+    got = torch.autograd.grad(_GemmConditioner.apply(x, *net.parameters()), wanted, v)
+    want = torch.autograd.grad(as_convolutions(net, x), wanted, v)
+    for g_got, g_want in zip(got, want):
+        torch.testing.assert_close(g_got, g_want, rtol=0, atol=1e-11)

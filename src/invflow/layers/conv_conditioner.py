@@ -24,7 +24,10 @@ matrix products with the bias and ReLU fused into them (``mkldnn._linear_pointwi
 inductor uses for the same pattern), so neither the bias copy before the product nor the ReLU pass
 after it touches the ``(B·H·W, hidden)`` activations, and the backward masks the ReLU gradients in
 place instead of allocating new ones. A second derivative (``create_graph=True``) differentiates
-the plain operators instead, so it stays exact.
+the plain operators instead, so it stays exact. Where they build, the Function's forward and
+backward run as native CPU kernels (``conv_conditioner_kernels``: the same products, the glue in
+single passes, no Python between the operators); the Python implementation below is the
+reference they are tested against and the fallback.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invflow.core.context import ContextBias
+from invflow.layers.conv_conditioner_kernels import kernels as native_kernels
 
 
 class ZeroConv2d(nn.Conv2d):
@@ -174,11 +178,16 @@ class _GemmConditioner(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, w3: Tensor,  # type: ignore[override]
                 b3: Tensor) -> Tensor:
-        rows, first, last = _rows(x), _tap_major(w1), _flipped_taps(w3)
-        h1 = _linear_relu(rows, first, b1)
-        h2 = _linear_relu(h1, w2.reshape(w2.shape[0], -1), b2)
-        out = _col2im(last @ h2.T, x.shape[0], x.shape[2], x.shape[3])
-        out.add_(b3.view(1, -1, 1, 1))
+        native = native_kernels()
+        if native is not None:
+            out, rows, h1, h2, first, last = native.forward(x, w1, b1, w2, b2, w3, b3)
+        else:
+            rows, first, last = _rows(x), _tap_major(w1), _flipped_taps(w3)
+            h1 = _linear_relu(rows, first, b1)
+            h2 = _linear_relu(h1, w2.reshape(w2.shape[0], -1), b2)
+            out = _col2im(last @ h2.T, x.shape[0], x.shape[2], x.shape[3])
+            out.add_(b3.view(1, -1, 1, 1))
+        ctx.native = native
         # the reordered weights too: the backward needs them and they are small
         ctx.save_for_backward(x, w1, b1, w2, b2, w3, b3, rows, h1, h2, first, last)
         return out
@@ -191,6 +200,9 @@ class _GemmConditioner(torch.autograd.Function):
             wanted = [t for t, need in zip(inputs, ctx.needs_input_grad) if need]
             found = iter(torch.autograd.grad(_plain_conditioner(*inputs), wanted, grad, create_graph=True))
             return tuple(next(found) if need else None for need in ctx.needs_input_grad)
+        if ctx.native is not None:
+            return tuple(ctx.native.backward(grad, x, w2, w3, rows, h1, h2, first, taps,
+                                             ctx.needs_input_grad))
         need_x, need_w1, need_b1, need_w2, need_b2, need_w3, need_b3 = ctx.needs_input_grad
         per_tap = _rows(grad)  # (H·W·B, 9·C_out): the gradient each tap's partial output receives
         # taps: (9·C_out, hidden), w3's flipped taps in per_tap's column order
