@@ -260,8 +260,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from invflow.info import environment_rows, format_rows
+    from invflow.layers import conv_conditioner_kernels
 
+    built = conv_conditioner_kernels.kernels() is not None if args.build_kernels else None
     print(format_rows(environment_rows()))
+    if built is False:
+        why = conv_conditioner_kernels.failure() or f"{conv_conditioner_kernels.ENV_SWITCH}=0"
+        print(f"invflow: error: the CPU conditioner kernels were not built ({why})", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -527,11 +533,16 @@ def _add_compare(sub) -> None:
 
 def _add_info(sub) -> None:
     """``invflow info``."""
-    _command(sub, "info", "print versions, devices, threads and data locations for a bug report",
+    p = _command(sub, "info", "print versions, devices, threads and data locations for a bug report",
              "torch and CUDA versions, the GPUs visible, whether NCCL and gloo are available, thread "
-             "counts, the data cache (default ~/.cache/invflow, moved by $INVFLOW_CACHE) and the "
-             "versions of the libraries invflow uses.",
-             ["invflow info", "invflow info > environment.txt"]).set_defaults(func=cmd_info)
+             "counts, the data cache (default ~/.cache/invflow, moved by $INVFLOW_CACHE), whether the "
+             "native CPU kernels of Glow's conditioner are built, and the versions of the libraries "
+             "invflow uses.",
+             ["invflow info", "invflow info > environment.txt", "invflow info --build-kernels"])
+    p.add_argument("--build-kernels", action="store_true",
+                   help="build the native CPU kernels now (else on first use; about 20 s, needs a C++ "
+                        "compiler) and fail if they cannot be built")
+    p.set_defaults(func=cmd_info)
 
 
 def build_parser() -> argparse.ArgumentParser:

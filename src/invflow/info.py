@@ -10,6 +10,7 @@ import sys
 import torch
 
 from invflow.data.download import CACHE_ENV, MIRROR_ENV, cache_dir
+from invflow.layers.conv_conditioner_kernels import state as kernel_state
 
 
 def _package_version(name: str) -> str:
@@ -44,8 +45,11 @@ def _distributed_rows() -> list[tuple[str, str]]:
 
 
 def _data_rows() -> list[tuple[str, str]]:
+    from invflow.layers.conv_conditioner_kernels import KERNELS_DIR
+
     root = cache_dir("")
-    cached = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    cached = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != KERNELS_DIR) \
+        if root.is_dir() else []
     source = f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else f"default; set ${CACHE_ENV} to move it"
     return [
         ("cache directory", f"{root} ({source}; {'exists' if root.is_dir() else 'not created yet'})"),
@@ -73,6 +77,7 @@ def environment_rows() -> list[tuple[str, str]]:
         ("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "unset")),
     ]
     rows += _data_rows()
+    rows.append(("CPU conditioner kernels", kernel_state()))
     rows += [
         (name, _package_version(name)) for name in ("numpy", "scipy", "matplotlib", "pillow", "tensorboard")
     ]

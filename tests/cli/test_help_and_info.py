@@ -95,7 +95,9 @@ def test_info_reports_what_a_bug_report_needs(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
 ) -> None:
     monkeypatch.setenv("INVFLOW_CACHE", str(tmp_path))
+    monkeypatch.delenv("INVFLOW_KERNEL_CACHE", raising=False)
     (tmp_path / "mnist").mkdir()
+    (tmp_path / "kernels").mkdir()  # the native kernels' cache: not a data set
     assert main(["info"]) == 0
     rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in capsys.readouterr().out.splitlines())
     assert rows["invflow"] == invflow.__version__ and rows["torch"] == torch.__version__
@@ -105,4 +107,28 @@ def test_info_reports_what_a_bug_report_needs(
     assert rows["torch threads"].startswith(f"{torch.get_num_threads()} intra-op")
     assert rows["cache directory"].startswith(str(tmp_path)) and "$INVFLOW_CACHE" in rows["cache directory"]
     assert rows["data sets in the cache"] == "mnist"
+    assert rows["CPU conditioner kernels"].startswith("not built yet")  # none in this cache
     assert "tensorboard" in rows
+
+
+def test_info_build_kernels_fails_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    from invflow.layers import conv_conditioner_kernels as loader
+
+    monkeypatch.setenv("INVFLOW_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(loader, "_loaded", None)
+    monkeypatch.setattr(loader, "_failure", None)
+    monkeypatch.setenv(loader.ENV_SWITCH, "0")
+    assert main(["info", "--build-kernels"]) == 1
+    assert "not built (INVFLOW_NATIVE_KERNELS=0)" in capsys.readouterr().err
+    monkeypatch.delenv(loader.ENV_SWITCH)
+
+    def no_compiler():
+        raise RuntimeError("Error building extension: c++ not found")
+
+    monkeypatch.setattr(loader, "_load", no_compiler)
+    assert main(["info", "--build-kernels"]) == 1
+    captured = capsys.readouterr()
+    assert "not built (RuntimeError: Error building extension: c++ not found)" in captured.err
+    assert "unavailable (RuntimeError" in captured.out  # the info row says it too

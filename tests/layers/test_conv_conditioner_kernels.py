@@ -60,10 +60,12 @@ def test_relu_mask_and_sum_is_threshold_backward_and_a_column_sum(native, thread
         gen = torch.Generator().manual_seed(3)
         g = torch.randn(rows, cols, generator=gen, dtype=torch.float64)
         h = torch.randn(rows, cols, generator=gen, dtype=torch.float64).relu()  # a ReLU's output: zeros
+        h.view(-1)[::7] = float("nan")  # relu(nan) is nan: its gradient passes, as in threshold_backward
+        g.view(-1)[::11] = float("nan")
         masked = torch.ops.aten.threshold_backward(g, h, 0.0)
         sums = native.relu_mask_and_sum(g, h)  # g in place
-        torch.testing.assert_close(g, masked, rtol=0, atol=0)
-        torch.testing.assert_close(sums, masked.sum(0), rtol=0, atol=1e-10)
+        torch.testing.assert_close(g, masked, rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(sums, masked.sum(0), rtol=0, atol=1e-10, equal_nan=True)
     finally:
         torch.set_num_threads(before)
 
@@ -150,3 +152,25 @@ def test_the_build_key_follows_the_source_and_torch(monkeypatch, tmp_path):
     monkeypatch.setattr(loader, "SOURCE", Path(loader.__file__).with_suffix(".cpp"))
     monkeypatch.setattr(torch, "__version__", "0.0.0")
     assert loader.build_key() != key
+
+
+
+def test_the_cache_is_invflows_unless_moved(monkeypatch, tmp_path):
+    monkeypatch.delenv(loader.ENV_CACHE, raising=False)
+    monkeypatch.setenv("INVFLOW_CACHE", str(tmp_path))
+    assert loader.cache_dir() == tmp_path / "kernels"
+    monkeypatch.setenv(loader.ENV_CACHE, str(tmp_path / "elsewhere"))
+    assert loader.cache_dir() == tmp_path / "elsewhere"
+
+
+def test_the_state_line_says_off_not_built_unavailable_or_where(fresh_loader, monkeypatch):
+    assert loader.state().startswith("not built yet") and "--build-kernels" in loader.state()
+    name, path = loader.library_path()
+    assert path.parent == fresh_loader and name in path.name
+    fresh_loader.mkdir(parents=True)
+    path.write_bytes(b"library")
+    assert loader.state() == f"built: {path}"
+    monkeypatch.setattr(loader, "_failure", "RuntimeError: no compiler")
+    assert loader.state().startswith("unavailable (RuntimeError: no compiler)")
+    monkeypatch.setenv(loader.ENV_SWITCH, "0")
+    assert loader.state() == "off (INVFLOW_NATIVE_KERNELS=0)"

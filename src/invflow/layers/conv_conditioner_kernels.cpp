@@ -31,14 +31,14 @@ static void add_run(double* acc, const double* src, int64_t n) {
 
 INVFLOW_CLONES static void mask_row(float* g, const float* h, float* sums, int64_t n) {
   for (int64_t k = 0; k < n; ++k) {
-    const float v = h[k] > 0.0f ? g[k] : 0.0f;
+    const float v = h[k] <= 0.0f ? 0.0f : g[k];  // threshold_backward's rule: a NaN h passes g
     g[k] = v;
     sums[k] += v;
   }
 }
 static void mask_row(double* g, const double* h, double* sums, int64_t n) {
   for (int64_t k = 0; k < n; ++k) {
-    const double v = h[k] > 0.0 ? g[k] : 0.0;
+    const double v = h[k] <= 0.0 ? 0.0 : g[k];
     g[k] = v;
     sums[k] += v;
   }
@@ -134,8 +134,9 @@ Tensor col2im(const Tensor& planes, const c10::optional<Tensor>& bias, int64_t B
   return out;
 }
 
-// The ReLU's backward in place, g = g * (h > 0), for a ReLU output h, and the column sums of the
-// result (the bias gradient) in the same pass: one partial sum per thread, added in thread order.
+// The ReLU's backward in place, g = 0 where h <= 0 (as threshold_backward: a NaN in h keeps g, so a
+// NaN is not hidden), for a ReLU output h, and the column sums of the result (the bias gradient) in
+// the same pass: one partial sum per thread, added in thread order.
 template <typename T>
 static void relu_mask_and_sum_kernel(Tensor& g, const Tensor& h, Tensor& sums) {
   const int64_t N = g.size(0), K = g.size(1);

@@ -11,10 +11,12 @@ kernels are off or cannot be built, and the tests compare the two.
 
 - ``INVFLOW_NATIVE_KERNELS=0`` turns the kernels off (the Python Function runs).
 - The build (about 20 s, needs a C++ compiler and ninja) happens once per source, torch and Python
-  version; the library lands in ``$INVFLOW_KERNEL_CACHE`` (default
-  ``$XDG_CACHE_HOME/invflow/kernels`` or ``~/.cache/invflow/kernels``), written under a temporary name
-  and renamed into place, so a killed build or two processes building at once leave no broken file.
+  version; the library lands in ``$INVFLOW_KERNEL_CACHE`` (default: ``kernels`` in invflow's cache,
+  ``$INVFLOW_CACHE`` or ``~/.cache/invflow``), written under a temporary name and renamed into place,
+  so a killed build or two processes building at once leave no broken file.
 - If the build fails, one warning names the reason and the Python Function runs.
+- ``invflow info`` says whether they are built; ``invflow info --build-kernels`` builds them ahead of
+  time (e.g. on a cluster's login node, for jobs that share its home directory).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ import torch
 
 ENV_SWITCH = "INVFLOW_NATIVE_KERNELS"
 ENV_CACHE = "INVFLOW_KERNEL_CACHE"
+KERNELS_DIR = "kernels"  # in invflow's cache, beside the data sets
 SOURCE = Path(__file__).with_suffix(".cpp")
 CFLAGS = ("-O3", "-fopenmp")  # OpenMP: ATen's parallel_for, on the libgomp torch already loaded
 LDFLAGS = ("-fopenmp",)
@@ -52,11 +55,12 @@ def enabled() -> bool:
 
 
 def cache_dir() -> Path:
-    """Where built libraries are kept."""
+    """Where built libraries are kept: ``$INVFLOW_KERNEL_CACHE``, else ``kernels`` in invflow's cache."""
+    from invflow.data.download import cache_dir as invflow_cache
+
     if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "invflow" / "kernels"
+        return Path(os.environ[ENV_CACHE]).expanduser()
+    return invflow_cache(KERNELS_DIR)
 
 
 def build_key() -> str:
@@ -80,7 +84,7 @@ def _build(name: str, target: Path) -> ModuleType:
     from torch.utils.cpp_extension import load
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    _log.warning("invflow: compiling the CPU conditioner kernels once (about 20 s) into %s", target.parent)
+    _log.info("compiling the CPU conditioner kernels once (about 20 s) into %s", target.parent)
     scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         module = load(name, [str(SOURCE)], extra_cflags=list(CFLAGS), extra_ldflags=list(LDFLAGS),
@@ -91,16 +95,21 @@ def _build(name: str, target: Path) -> ModuleType:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _load() -> ModuleType:
+def library_path() -> tuple[str, Path]:
+    """The module name and library file of this build (:func:`build_key`)."""
     name = f"invflow_conditioner_kernels_{build_key()}"
-    target = cache_dir() / f"{name}.so"
+    return name, cache_dir() / f"{name}.so"
+
+
+def _load() -> ModuleType:
+    name, target = library_path()
     if name in sys.modules:
         return sys.modules[name]
     if target.exists():
         try:
             return _import(name, target)
         except ImportError as err:  # e.g. a library of another build with this name: rebuild it
-            _log.warning("invflow: rebuilding the CPU conditioner kernels (%s)", err)
+            _log.info("rebuilding the CPU conditioner kernels (%s)", err)
     return _build(name, target)
 
 
@@ -123,6 +132,19 @@ def kernels() -> ModuleType | None:
     return _loaded
 
 
+def state() -> str:
+    """One line for ``invflow info``: off, unavailable (why), built (where) or not built yet."""
+    if not enabled():
+        return f"off ({ENV_SWITCH}=0)"
+    if _failure is not None:
+        return f"unavailable ({_failure}); the Python implementation runs"
+    _, path = library_path()
+    if path.is_file():
+        return f"built: {path}"
+    return ("not built yet: built on first use (about 20 s, needs a C++ compiler), or now by "
+            "`invflow info --build-kernels`")
+
+
 def failure() -> str | None:
     """Why the kernels are unavailable, if a load was tried and failed."""
     return _failure
@@ -132,3 +154,4 @@ def _reset() -> None:
     """Forget the loaded module and any failure (tests)."""
     global _loaded, _failure
     _loaded, _failure = None, None
+
