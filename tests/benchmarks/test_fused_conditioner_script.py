@@ -1,6 +1,6 @@
-"""``benchmarks/fused_conditioner.py`` at a tiny size: one paired round of Glow steps with and
-without the fused conditioner, the switch restored after (no figure is checked: timings stay out of
-tests)."""
+"""``benchmarks/fused_conditioner.py`` at a tiny size: paired rounds of Glow steps with and without
+the native kernels and with and without the fused conditioner, the switches restored after (no
+figure is checked: timings stay out of tests)."""
 from __future__ import annotations
 
 import json
@@ -18,9 +18,14 @@ def test_one_paired_round_records_both_sides(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import fused_conditioner
 
-    switch = conv_conditioner.fused_linear_relu_available
+    switch, native = conv_conditioner.fused_linear_relu_available, conv_conditioner.native_kernels
     out = tmp_path / "fused.json"
     assert fused_conditioner.main(["--batch", "2", "--rounds", "2", "--warmup", "0", "--out", str(out)]) == 0
-    (row,) = json.loads(out.read_text())["results"]
-    assert row["fused_s"] > 0 and row["plain_s"] > 0 and row["rounds"] == 2
+    rows = json.loads(out.read_text())["results"]
+    expected = ["fused"] if native() is None else ["native", "fused"]
+    assert [row["comparison"] for row in rows] == expected
+    for row in rows:
+        assert row["with_s"] > 0 and row["without_s"] > 0 and row["rounds"] == 2
+        assert row["case"] == "glow-small"
     assert conv_conditioner.fused_linear_relu_available is switch
+    assert conv_conditioner.native_kernels is native

@@ -108,6 +108,15 @@ def test_a_failed_build_warns_once_and_the_python_function_runs(fresh_loader, mo
     assert "c++: not found" in loader.failure()
 
 
+def test_a_compiler_error_is_named_by_its_error_line():
+    log = ("Error building extension 'k': [1/2] c++ -O3 -c k.cpp\nFAILED: k.o\n"
+           "k.cpp:3:1: error: 'foo' was not declared in this scope\nninja: build stopped: subcommand failed.")
+    assert loader._first_error_line(log) == "k.cpp:3:1: error: 'foo' was not declared in this scope"
+    assert loader._first_error_line("Ninja is required to load C++ extensions") == \
+        "Ninja is required to load C++ extensions"
+    assert loader._first_error_line("") == ""
+
+
 def fake_load(writes: bool):
     """A stand-in for ``torch.utils.cpp_extension.load`` that writes a library file (or fails)."""
     def load(name, sources, build_directory, **kwargs):

@@ -113,6 +113,14 @@ def _load() -> ModuleType:
     return _build(name, target)
 
 
+def _first_error_line(message: str) -> str:
+    """The line of a build log that says what went wrong: the first compiler ``error:``, else the last
+    line."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line.lower()]
+    return (errors or lines or [""])[0 if errors else -1]
+
+
 def kernels() -> ModuleType | None:
     """The compiled kernels, built on the first call; ``None`` where ``INVFLOW_NATIVE_KERNELS=0`` or
     they could not be built or loaded (then one warning says why)."""
@@ -124,11 +132,10 @@ def kernels() -> ModuleType | None:
             try:
                 _loaded = _load()
             except Exception as err:  # any build or load failure: fall back, say why once
-                lines = str(err).strip().splitlines()
-                _failure = f"{type(err).__name__}: {lines[-1] if lines else ''}"
-                warnings.warn(f"invflow: the CPU conditioner kernels are unavailable ({_failure}); using the "
-                              f"Python implementation (Glow steps about 5% slower). Set {ENV_SWITCH}=0 "
-                              "to skip the build.", RuntimeWarning, stacklevel=2)
+                _failure = f"{type(err).__name__}: {_first_error_line(str(err))}"
+                warnings.warn(f"the CPU conditioner kernels are unavailable ({_failure}); using the Python "
+                              f"implementation (Glow training steps 5-10% slower). Set {ENV_SWITCH}=0 to "
+                              "skip the build.", RuntimeWarning, stacklevel=2)
     return _loaded
 
 
@@ -148,10 +155,4 @@ def state() -> str:
 def failure() -> str | None:
     """Why the kernels are unavailable, if a load was tried and failed."""
     return _failure
-
-
-def _reset() -> None:
-    """Forget the loaded module and any failure (tests)."""
-    global _loaded, _failure
-    _loaded, _failure = None, None
 
