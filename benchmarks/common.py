@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -41,6 +42,13 @@ def paired_seconds(first: Callable[[], None], second: Callable[[], None], rounds
             sync()
             times[i].append(time.perf_counter() - start)
     return times
+
+
+def ratio_summary(fast: list[float], slow: list[float]) -> dict[str, float]:
+    """The paired figure of two timed series: the median of the per-round ratios ``slow / fast``
+    (``speedup``; > 1 means ``fast`` is faster) and their range (``ratio_min``, ``ratio_max``)."""
+    ratios = [b / a for a, b in zip(fast, slow)]
+    return {"speedup": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
 
 
 def environment(device: torch.device | str = "cpu", **extra: Any) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 import torch
-from common import RESULTS, environment, paired_seconds, print_environment, write_results
+from common import RESULTS, environment, paired_seconds, print_environment, ratio_summary, write_results
 from reference_models import GLOW_SIZES, MNIST_SHAPE, invflow_glow
 from vs_reference import data_init, training_step
 
@@ -53,11 +53,9 @@ def compare(name: str, step, switch: tuple, args: argparse.Namespace) -> dict:
         t_with, t_without = paired_seconds(with_it, without, args.rounds, args.warmup)
     finally:
         setattr(module, attribute, on)
-    ratios = [b / a for a, b in zip(t_with, t_without)]
     row = {"case": f"glow-{args.size}", "comparison": name, "batch": args.batch,
            "with_s": statistics.median(t_with), "without_s": statistics.median(t_without),
-           "speedup": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-           "rounds": args.rounds, "warmup": args.warmup}
+           **ratio_summary(t_with, t_without), "rounds": args.rounds, "warmup": args.warmup}
     print(f"glow-{args.size} step, {name}: with {row['with_s']:.4f} s, without {row['without_s']:.4f} s, "
           f"{row['speedup']:.3f}x [{row['ratio_min']:.3f}, {row['ratio_max']:.3f}]")
     return row

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import RESULTS, environment, paired_seconds, print_environment, write_results
+from common import RESULTS, environment, paired_seconds, print_environment, ratio_summary, write_results
 from efficiency import median_seconds
 from reference_models import MNIST_SHAPE, RESFLOW_SIZES, invflow_resflow
 from vs_reference import data_init, training_step
@@ -123,11 +123,9 @@ def step_row(case: str, args: argparse.Namespace) -> dict:
         t_on, t_off = paired_seconds(on, off, args.rounds, args.warmup)
     finally:
         _set(default)
-    ratios = [b / a for a, b in zip(t_on, t_off)]
     row = {"case": f"resflow {case}", "batch": args.batch, "narrow_out_in_channels": list(default),
            "on_s": statistics.median(t_on), "off_s": statistics.median(t_off),
-           "speedup": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-           "rounds": args.rounds, "warmup": args.warmup}
+           **ratio_summary(t_on, t_off), "rounds": args.rounds, "warmup": args.warmup}
     print(f"resflow {case:9s} on {row['on_s']:.3f} s  off {row['off_s']:.3f} s  "
           f"{row['speedup']:.3f}x [{row['ratio_min']:.3f}, {row['ratio_max']:.3f}]")
     return row

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
-from common import RESULTS, environment, print_environment, write_results
+from common import RESULTS, environment, print_environment, ratio_summary, write_results
 
 import invflow.residual.iresblock as iresblock
 import invflow.residual.lipschitz as lipschitz
@@ -102,10 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                 order = [("all-on", ours), (name, other)]
                 for which, out in (order if r % 2 == 0 else order[::-1]):
                     out.append(timed(step, which))
-            ratios = [b / a for a, b in zip(ours, other)]
             row = {"channels": channels, "variant": name, "all_on_s": statistics.median(ours),
-                   "variant_s": statistics.median(other), "speedup": statistics.median(ratios),
-                   "ratio_min": min(ratios), "ratio_max": max(ratios)}
+                   "variant_s": statistics.median(other), **ratio_summary(ours, other)}
             rows.append(row)
             print(f"channels {channels:2d}  {name:17s} all-on {row['all_on_s']:.3f}s  "
                   f"variant {row['variant_s']:.3f}s  "

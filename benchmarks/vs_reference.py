@@ -45,6 +45,7 @@ from common import (
     environment,
     paired_seconds,
     print_environment,
+    ratio_summary,
     synchronizer,
     write_results,
 )
@@ -106,10 +107,8 @@ def paired(ours: Callable[[], None], theirs: Callable[[], None], rounds: int, wa
            sync: Callable[[], None] = lambda: None) -> dict:
     """Median over rounds of (theirs seconds / ours seconds) (:func:`common.paired_seconds`)."""
     t_ours, t_theirs = paired_seconds(ours, theirs, rounds, warmup, sync)
-    ratios = [b / a for a, b in zip(t_ours, t_theirs)]
     return {"invflow_s": statistics.median(t_ours), "reference_s": statistics.median(t_theirs),
-            "speedup": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-            "rounds": rounds, "warmup": warmup}
+            **ratio_summary(t_ours, t_theirs), "rounds": rounds, "warmup": warmup}
 
 
 def no_grad(fn: Callable[[], object]) -> Callable[[], None]:
