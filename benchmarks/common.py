@@ -51,8 +51,19 @@ def ratio_summary(fast: list[float], slow: list[float]) -> dict[str, float]:
     return {"speedup": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
 
 
+def native_kernels() -> str:
+    """Whether invflow's native CPU conditioner kernels run (built or loaded here, so a failure shows):
+    ``on``, ``off`` (``INVFLOW_NATIVE_KERNELS=0``) or ``unavailable (why)``."""
+    from invflow.layers import conv_conditioner_kernels as native
+
+    if not native.enabled():
+        return f"off ({native.ENV_SWITCH}=0)"
+    return "on" if native.kernels() is not None else f"unavailable ({native.failure()})"
+
+
 def environment(device: torch.device | str = "cpu", **extra: Any) -> dict[str, Any]:
-    """What a result depends on: torch version, device, threads, and the command to reproduce it."""
+    """What a result depends on: torch version, device, threads, whether invflow's native CPU
+    kernels ran (CPU), and the command to reproduce it."""
     device = torch.device(device)
     name = (
         torch.cuda.get_device_name(device)
@@ -63,6 +74,7 @@ def environment(device: torch.device | str = "cpu", **extra: Any) -> dict[str, A
         "torch": torch.__version__,
         "device": f"{device.type} ({name})",
         "threads": torch.get_num_threads(),
+        **({"native_kernels": native_kernels()} if device.type == "cpu" else {}),
         **extra,
         "command": "python " + " ".join(sys.argv),
     }

@@ -5,9 +5,9 @@ Why hand-written: the Python Function makes about 120 operator calls per conditi
 backward), 40 of them the nine window adds of each col2im, and passes over memory that no PyTorch
 operator fuses (the ReLU's backward and its bias gradient; col2im, bias and layout change). The
 C++ version computes the same products (the same oneDNN and BLAS calls) with the glue as single
-loops: a whole MNIST Glow training step ran 5–8% faster on this project's 2-core CPU (README,
-"vs_reference"). The Python Function stays the reference and the fallback: it runs wherever the
-kernels are off or cannot be built, and the tests compare the two.
+loops: a whole MNIST Glow training step ran 2–8% faster on this project's 2-core CPU
+(``benchmarks/fused_conditioner.py``). The Python Function stays the reference and the fallback: it
+runs wherever the kernels are off or cannot be built, and the tests compare the two.
 
 - ``INVFLOW_NATIVE_KERNELS=0`` turns the kernels off (the Python Function runs).
 - The build (about 20 s, needs a C++ compiler and ninja) happens once per source, torch and Python
@@ -134,7 +134,7 @@ def kernels() -> ModuleType | None:
             except Exception as err:  # any build or load failure: fall back, say why once
                 _failure = f"{type(err).__name__}: {_first_error_line(str(err))}"
                 warnings.warn(f"the CPU conditioner kernels are unavailable ({_failure}); using the Python "
-                              f"implementation (Glow training steps 5-10% slower). Set {ENV_SWITCH}=0 to "
+                              f"implementation (Glow training steps 2-8% slower). Set {ENV_SWITCH}=0 to "
                               "skip the build.", RuntimeWarning, stacklevel=2)
     return _loaded
 
