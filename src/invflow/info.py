@@ -10,6 +10,7 @@ import sys
 import torch
 
 from invflow.data.download import CACHE_ENV, MIRROR_ENV, cache_dir
+from invflow.layers.conv_conditioner_kernels import KERNELS_DIR
 from invflow.layers.conv_conditioner_kernels import state as kernel_state
 
 
@@ -45,8 +46,6 @@ def _distributed_rows() -> list[tuple[str, str]]:
 
 
 def _data_rows() -> list[tuple[str, str]]:
-    from invflow.layers.conv_conditioner_kernels import KERNELS_DIR
-
     root = cache_dir("")
     cached = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != KERNELS_DIR) \
         if root.is_dir() else []

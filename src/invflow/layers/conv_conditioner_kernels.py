@@ -103,8 +103,6 @@ def library_path() -> tuple[str, Path]:
 
 def _load() -> ModuleType:
     name, target = library_path()
-    if name in sys.modules:
-        return sys.modules[name]
     if target.exists():
         try:
             return _import(name, target)
@@ -125,8 +123,10 @@ def kernels() -> ModuleType | None:
     """The compiled kernels, built on the first call; ``None`` where ``INVFLOW_NATIVE_KERNELS=0`` or
     they could not be built or loaded (then one warning says why)."""
     global _loaded, _failure
-    if _loaded is not None or _failure is not None or not enabled():
-        return _loaded if enabled() else None
+    if not enabled():
+        return None
+    if _loaded is not None or _failure is not None:
+        return _loaded
     with _lock:
         if _loaded is None and _failure is None:
             try:
